@@ -1,0 +1,53 @@
+# The README's quick start: `make demo` and `make test`. Both create .venv on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: help venv test lint typecheck importlint unit integration e2e run demo lock clean
+
+help:
+	@echo "make demo   - run the operator end to end on the embedded sandbox (kubesim + moto)"
+	@echo "make test   - lint, type-check, import contracts and the whole pytest suite"
+	@echo "make run    - run the operator against the current kubeconfig and AWS credentials"
+
+# Re-install whenever the pins change; the stamp keeps repeat runs fast.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	$(BIN)/python -c "import ecr_access, kopf, boto3, moto, celpy"
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+importlint: $(STAMP)
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+e2e: $(STAMP)
+	$(BIN)/pytest tests/e2e
+
+test: lint typecheck importlint
+	$(BIN)/pytest
+
+run: $(STAMP)
+	$(BIN)/ecr-access-operator run
+
+lock: $(STAMP)
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(pip|setuptools)==' > constraints.txt.new
+	(echo "# The full resolved dependency tree, pinned. Regenerate with: make lock"; cat constraints.txt.new) > constraints.txt
+	rm constraints.txt.new
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .sandbox
