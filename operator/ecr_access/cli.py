@@ -1,5 +1,112 @@
-"""The `ecr-access-operator` command line (placeholder until the operator lands)."""
+"""The `ecr-access-operator` command: `run` starts the operator against the current kubeconfig and AWS.
+
+`run` is the one code path that starts the operator; the sandbox (issue 3) starts it through the
+same function, so what the demo shows is what production runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+import kopf
+from kubernetes import client, config
+
+from ecr_access import config as config_module
+from ecr_access import handlers
+from ecr_access.aws.ecr import EcrAdapter
+from ecr_access.aws.iam import IamAdapter
+from ecr_access.aws.session import AwsSession
+from ecr_access.config import Config
+from ecr_access.reconcile import Reconciler
 
 
-def main() -> None:
-    raise SystemExit("not yet implemented")
+def cluster_id_from_kube(namespaces: Sequence[str]) -> str:
+    """The default cluster id: the kube-system namespace's UID, plus the watched namespaces when the
+    operator is namespace-scoped (so that two namespace-scoped deployments never share Sids)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    uid = client.CoreV1Api().read_namespace("kube-system").metadata.uid
+    return f"{uid}/{','.join(sorted(namespaces))}" if namespaces else str(uid)
+
+
+def build_runtime(cfg: Config) -> handlers.Runtime:
+    """Connect to AWS and the cluster once, at start-up; fail loudly if either is unreachable."""
+    session = AwsSession.create(cfg.region)
+    defaults = session.defaults(cfg.region)
+    cluster_id = cfg.cluster_id or cluster_id_from_kube(cfg.effective_namespaces)
+    reconciler = Reconciler(
+        IamAdapter(session),
+        EcrAdapter(session),
+        cluster_id=cluster_id,
+        account=defaults.account,
+        role_cache_ttl=cfg.role_cache_ttl,
+    )
+    logging.getLogger(__name__).info(
+        "Operator identity: account %s, region %s, partition %s, cluster id %s (Sid prefix %s)",
+        defaults.account, defaults.region, defaults.partition, cluster_id, reconciler.prefix,
+    )
+    return handlers.Runtime(config=cfg, defaults=defaults, reconciler=reconciler)
+
+
+def run_operator(cfg: Config, *, liveness: str | None = None, stop_flag: object = None,
+                 ready_flag: object = None) -> None:
+    """Run the operator until stopped. Blocking; used by `run` and by the sandbox."""
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, cfg, build_runtime)
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    kopf.run(
+        registry=registry,
+        settings=settings,
+        standalone=True,  # one active replica (DESIGN §2): no peering objects needed
+        clusterwide=not cfg.namespaces,
+        namespaces=cfg.effective_namespaces,
+        liveness_endpoint=liveness,
+        stop_flag=stop_flag,  # type: ignore[arg-type]
+        ready_flag=ready_flag,  # type: ignore[arg-type]
+    )
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    env = config_module.env_name
+    parser.add_argument("--cluster-id", help=f"Sid namespace of this cluster [{env('cluster_id')}; "
+                        "default: UID of kube-system]")
+    parser.add_argument("--namespace", action="append", dest="namespaces", metavar="NS",
+                        help=f"watch only this namespace (repeatable) [{env('namespaces')}, comma-separated; "
+                        "default: all namespaces]")
+    parser.add_argument("--region", help=f"default region for repositories [{env('region')}; default: the AWS "
+                        "session's region]")
+    parser.add_argument("--resync-interval", type=float, metavar="SECONDS",
+                        help=f"drift check interval [{env('resync_interval')}; default 300]")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="ecr-access-operator", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run the operator against the current kubeconfig and AWS credentials")
+    _add_settings(run)
+    run.add_argument("--liveness", metavar="URL", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--verbose", action="store_true", help="debug logging")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        cfg = config_module.load({
+            "cluster_id": args.cluster_id,
+            "namespaces": args.namespaces,
+            "region": args.region,
+            "resync_interval": args.resync_interval,
+        })
+    except ValueError as error:
+        parser.error(str(error))
+    if args.command == "run":
+        run_operator(cfg, liveness=args.liveness)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,48 @@
+"""IAM, as the reconcile port `IamPort` needs it: get a role, list/attach/detach managed policies."""
+
+from __future__ import annotations
+
+from ecr_access.aws import errors
+from ecr_access.aws.session import AwsSession
+from ecr_access.ports import AwsFault, FaultKind, RoleInfo
+
+
+class IamAdapter:
+    """Implements `ecr_access.ports.IamPort` with boto3."""
+
+    def __init__(self, session: AwsSession) -> None:
+        self._session = session
+
+    def get_role(self, name: str) -> RoleInfo | None:
+        try:
+            role = self._session.iam().get_role(RoleName=name)["Role"]
+        except Exception as error:
+            fault = errors.classify(error, "GetRole", f"IAM role {name}")
+            if fault.kind is FaultKind.NOT_FOUND:
+                return None
+            raise fault from error
+        return RoleInfo(arn=role["Arn"], role_id=role["RoleId"])
+
+    def list_attached_role_policies(self, role_name: str) -> frozenset[str]:
+        found: set[str] = set()
+        try:
+            paginator = self._session.iam().get_paginator("list_attached_role_policies")
+            for page in paginator.paginate(RoleName=role_name):
+                found.update(item["PolicyArn"] for item in page.get("AttachedPolicies", []) if "PolicyArn" in item)
+        except Exception as error:
+            raise errors.classify(error, "ListAttachedRolePolicies", f"IAM role {role_name}") from error
+        return frozenset(found)
+
+    def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
+        try:
+            self._session.iam().attach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
+        except Exception as error:
+            raise errors.classify(error, "AttachRolePolicy", f"IAM role {role_name}") from error
+
+    def detach_role_policy(self, role_name: str, policy_arn: str) -> None:
+        try:
+            self._session.iam().detach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
+        except Exception as error:
+            fault: AwsFault = errors.classify(error, "DetachRolePolicy", f"IAM role {role_name}")
+            if fault.kind is not FaultKind.NOT_FOUND:  # already detached (or role gone): nothing to undo
+                raise fault from error

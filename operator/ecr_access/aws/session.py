@@ -1,0 +1,73 @@
+"""Build boto3 clients the same way everywhere, and learn who and where the operator is.
+
+botocore's `standard` retry mode retries throttling and 5xx with backoff before an error ever
+reaches reconcile; the operator's own retry (kopf TemporaryError) sits above it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import TYPE_CHECKING, Any
+
+import boto3
+from botocore.config import Config as BotoConfig
+
+from ecr_access.aws import errors
+from ecr_access.model import Defaults
+from ecr_access.ports import AwsFault
+
+if TYPE_CHECKING:
+    from mypy_boto3_ecr import ECRClient
+    from mypy_boto3_iam import IAMClient
+
+RETRY_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=10, read_timeout=30)
+
+
+@dataclasses.dataclass
+class AwsSession:
+    """One boto3 session and its clients; ECR clients are made per region on first use."""
+
+    session: boto3.session.Session
+    config: BotoConfig = RETRY_CONFIG
+    _ecr: dict[str, Any] = dataclasses.field(default_factory=dict)
+    _iam: Any = None
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @classmethod
+    def create(cls, region: str | None = None) -> AwsSession:
+        return cls(boto3.session.Session(region_name=region))
+
+    @property
+    def region(self) -> str | None:
+        return self.session.region_name
+
+    def iam(self) -> IAMClient:
+        with self._lock:
+            if self._iam is None:
+                self._iam = self.session.client("iam", config=self.config)
+            client: IAMClient = self._iam
+            return client
+
+    def ecr(self, region: str) -> ECRClient:
+        with self._lock:
+            if region not in self._ecr:
+                self._ecr[region] = self.session.client("ecr", region_name=region, config=self.config)
+            client: ECRClient = self._ecr[region]
+            return client
+
+    def defaults(self, region: str | None = None) -> Defaults:
+        """The operator's partition, region and account, from STS GetCallerIdentity."""
+        region = region or self.region
+        if not region:
+            raise ValueError("No AWS region: set AWS_REGION (or ECR_ACCESS_REGION, or --region)")
+        sts = self.session.client("sts", region_name=region, config=self.config)
+        try:
+            identity = sts.get_caller_identity()
+        except Exception as error:
+            raise errors.classify(error, "GetCallerIdentity", "the operator's AWS identity") from error
+        arn = identity["Arn"]
+        return Defaults(partition=arn.split(":")[1], region=region, account=identity["Account"])
+
+
+__all__ = ["RETRY_CONFIG", "AwsFault", "AwsSession"]

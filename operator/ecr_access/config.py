@@ -1,0 +1,95 @@
+"""The operator's settings: one typed object, read once at start-up from flags and the environment.
+
+Every setting has an environment variable (for Deployments and GitOps) and a command-line flag
+(for `make run` and the sandbox); a flag wins over the environment. Nothing reads the environment
+anywhere else.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+
+ENV_PREFIX = "ECR_ACCESS_"
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Operator settings. Field docs are the user-facing documentation (the README repeats them)."""
+
+    # Identifies this cluster in Sids. Default: the UID of the kube-system namespace, plus the
+    # watched namespaces when the operator is namespace-scoped. Two deployments whose grants differ
+    # must not share one.
+    cluster_id: str | None = None
+    # Namespaces to watch; empty means the whole cluster.
+    namespaces: tuple[str, ...] = ()
+    # AWS region for repositories that give no region. Default: the AWS session's region.
+    region: str | None = None
+    # Seconds between drift checks of each grant.
+    resync_interval: float = 300.0
+    # Each grant's first drift check waits a random fraction of the interval, up to this share,
+    # so that a restart does not re-check every grant at once.
+    resync_jitter: float = 0.5
+    # Seconds a resolved role ARN is reused by other grants naming the same role.
+    role_cache_ttl: float = 30.0
+    # Seconds to wait before retrying a transient AWS failure.
+    retry_delay: float = 15.0
+    # Seconds before a retry after a failure that needs a person (re-checked anyway).
+    stalled_retry_delay: float = 300.0
+
+    @property
+    def effective_namespaces(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.namespaces)))
+
+
+_FIELDS: Mapping[str, type] = {
+    "cluster_id": str,
+    "namespaces": tuple,
+    "region": str,
+    "resync_interval": float,
+    "resync_jitter": float,
+    "role_cache_ttl": float,
+    "retry_delay": float,
+    "stalled_retry_delay": float,
+}
+
+
+def env_name(field: str) -> str:
+    """`resync_interval` -> `ECR_ACCESS_RESYNC_INTERVAL`."""
+    return ENV_PREFIX + field.upper()
+
+
+def load(overrides: Mapping[str, object | None], environ: Mapping[str, str] | None = None) -> Config:
+    """Build the Config from the environment, then apply non-None `overrides` (parsed flags).
+
+    Raises ValueError with the variable's name when a value does not parse, so that a typo in a
+    Deployment fails at start-up with a clear message rather than later.
+    """
+    environ = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    for field, kind in _FIELDS.items():
+        raw = environ.get(env_name(field))
+        if raw not in (None, ""):
+            values[field] = _convert(field, kind, raw)
+    for field, value in overrides.items():
+        if value is not None:
+            values[field] = _convert(field, _FIELDS[field], value)
+    config = Config(**values)  # type: ignore[arg-type]
+    if config.resync_interval <= 0:
+        raise ValueError(f"{env_name('resync_interval')} must be positive, got {config.resync_interval}")
+    if not 0 <= config.resync_jitter <= 1:
+        raise ValueError(f"{env_name('resync_jitter')} must be between 0 and 1")
+    return config
+
+
+def _convert(field: str, kind: type, raw: object) -> object:
+    if kind is tuple:
+        if isinstance(raw, str):
+            return tuple(item.strip() for item in raw.split(",") if item.strip())
+        if isinstance(raw, Sequence):
+            return tuple(str(item) for item in raw)
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{env_name(field)}: {raw!r} is not a valid {kind.__name__}") from None

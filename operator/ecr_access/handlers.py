@@ -1,0 +1,209 @@
+"""kopf wiring, and only wiring: each handler is a few lines that call `reconcile` and write status.
+
+Decisions that belong to kopf live here:
+- two indexes of live grants (by repository and by role): kopf fills them completely before any
+  handler runs, so a repository's statements are always derived from every live grant;
+- our own finalizer (`ecraccess.io/finalizer`) and annotation prefix (`ecraccess.io`), and explicit
+  handler ids, none of which may change later (they key state stored in etcd);
+- the one place where a reconcile outcome becomes a status patch and a kopf retry: transient
+  failures raise `kopf.TemporaryError`; failures that need a person are reported as `Stalled` and
+  re-checked by the drift timer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import logging
+import random
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+
+from ecr_access import conditions
+from ecr_access.config import Config
+from ecr_access.model import Defaults, GrantKey, RepositoryRef, RoleKey, SpecError, parse_spec
+from ecr_access.reconcile import LiveGrant, Prior, Reconciler
+
+GROUP = "ecraccess.io"
+VERSION = "v1alpha1"
+PLURAL = "ecraccessgrants"
+FINALIZER = "ecraccess.io/finalizer"
+ANNOTATION_PREFIX = "ecraccess.io"
+RESOURCE = (GROUP, VERSION, PLURAL)
+
+# Index ids double as the kwarg names under which kopf passes the indexes to handlers.
+BY_REPOSITORY = "grants_by_repository"
+BY_ROLE = "grants_by_role"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Everything a handler needs, built once at start-up and kept in kopf's memo."""
+
+    config: Config
+    defaults: Defaults
+    reconciler: Reconciler
+
+
+class IndexedGrants:
+    """`reconcile.LiveGrants` over the two kopf indexes."""
+
+    def __init__(self, by_repository: Mapping[Any, Iterable[LiveGrant]], by_role: Mapping[Any, Iterable[LiveGrant]]):
+        self._by_repository = by_repository
+        self._by_role = by_role
+
+    def naming_repository(self, repo: RepositoryRef) -> list[LiveGrant]:
+        return list(self._by_repository.get(repo, ()))
+
+    def on_role(self, role: RoleKey) -> list[LiveGrant]:
+        return list(self._by_role.get(role, ()))
+
+
+def configure(settings: kopf.OperatorSettings) -> None:
+    """kopf settings that are part of our contract with the cluster."""
+    settings.persistence.finalizer = FINALIZER
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=ANNOTATION_PREFIX)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=ANNOTATION_PREFIX, key="last-handled-configuration"
+    )
+    # Only warnings become Kubernetes Events: a quiet steady state makes no API writes at all.
+    settings.posting.level = logging.WARNING
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+
+
+# -- indexes ----------------------------------------------------------------------------------------
+
+
+def _live_grant(body: Mapping[str, Any], memo: Any) -> LiveGrant | None:
+    """A grant as the indexes hold it; None for one being deleted or one whose spec is invalid."""
+    meta = body.get("metadata", {})
+    if meta.get("deletionTimestamp"):
+        return None
+    runtime: Runtime = memo.runtime
+    try:
+        spec = parse_spec(body.get("spec"), runtime.defaults)
+    except SpecError:
+        return None
+    prior = Prior.from_status(body.get("status"))
+    return LiveGrant(GrantKey(meta.get("namespace", ""), meta.get("name", "")), spec, prior.owned_policy_arn)
+
+
+def index_by_repository(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RepositoryRef, LiveGrant]:
+    grant = _live_grant(body, memo)
+    return {} if grant is None else dict.fromkeys(grant.spec.repositories, grant)
+
+
+def index_by_role(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RoleKey, LiveGrant]:
+    grant = _live_grant(body, memo)
+    return {} if grant is None else {grant.spec.role.key: grant}
+
+
+# -- handlers -----------------------------------------------------------------------------------------
+
+
+def on_grant_create(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    _apply(body, patch, memo, kwargs)
+
+
+def on_grant_update(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    _apply(body, patch, memo, kwargs)
+
+
+def on_grant_resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    _apply(body, patch, memo, kwargs)
+
+
+def on_grant_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    """The drift check: whatever differs from the live grants is repaired."""
+    _apply(body, patch, memo, kwargs)
+
+
+def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    runtime: Runtime = memo.runtime
+    meta = body.get("metadata", {})
+    key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
+    try:
+        spec = parse_spec(body.get("spec"), runtime.defaults)
+    except SpecError as error:
+        logger.warning("Grant %s has an invalid spec (%s): nothing to release", key, error)
+        return
+    status = dict(body.get("status") or {})
+    outcome = runtime.reconciler.release(key, spec, Prior.from_status(status), _live(kwargs))
+    if outcome.transient or outcome.terminal:
+        new = conditions.build_status(outcome, meta.get("generation", 0), status, _now())
+        _write_status(patch, status, new)
+        delay = runtime.config.retry_delay if outcome.transient else runtime.config.stalled_retry_delay
+        raise kopf.TemporaryError(new["conditions"][0]["message"], delay=delay)
+
+
+def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
+    runtime: Runtime = memo.runtime
+    meta = body.get("metadata", {})
+    generation = int(meta.get("generation") or 0)
+    status = dict(body.get("status") or {})
+    try:
+        spec = parse_spec(body.get("spec"), runtime.defaults)
+    except SpecError as error:
+        _write_status(patch, status, conditions.invalid_spec_status(str(error), generation, status, _now()))
+        return
+    if spec.suspend:
+        # Observe nothing, change nothing; only acknowledge that this generation was seen.
+        _write_status(patch, status, {**_ours(status), "observedGeneration": generation})
+        return
+    key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
+    outcome = runtime.reconciler.apply(key, spec, Prior.from_status(status), _live(kwargs))
+    new = conditions.build_status(outcome, generation, status, _now())
+    _write_status(patch, status, new)
+    if outcome.transient:
+        raise kopf.TemporaryError(new["conditions"][0]["message"], delay=runtime.config.retry_delay)
+
+
+def _live(kwargs: Mapping[str, Any]) -> IndexedGrants:
+    return IndexedGrants(kwargs.get(BY_REPOSITORY, {}), kwargs.get(BY_ROLE, {}))
+
+
+def _ours(status: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in status.items() if key in conditions.STATUS_KEYS}
+
+
+def _write_status(patch: kopf.Patch, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
+    """Patch only what changed, and nothing at all when nothing did (no heartbeats in etcd)."""
+    for key, value in conditions.status_patch(old, new).items():
+        patch.status[key] = value
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# -- registration ------------------------------------------------------------------------------------
+
+
+def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any) -> None:
+    """Register every handler on `registry` with its fixed id.
+
+    `build_runtime(config) -> Runtime` runs in kopf's start-up phase, so that a failure to reach AWS
+    or the cluster is reported by kopf and stops the operator before any grant is touched.
+    """
+
+    def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+        configure(settings)
+        memo.runtime = build_runtime(config)
+
+    def jitter(**_: Any) -> float:
+        return random.uniform(0, config.resync_jitter * config.resync_interval)
+
+    kopf.on.startup(registry=registry, id="startup")(on_startup)
+    kopf.index(*RESOURCE, registry=registry, id=BY_REPOSITORY)(index_by_repository)
+    kopf.index(*RESOURCE, registry=registry, id=BY_ROLE)(index_by_role)
+    kopf.on.create(*RESOURCE, registry=registry, id="apply-on-create")(on_grant_create)
+    kopf.on.update(*RESOURCE, registry=registry, id="apply-on-update")(on_grant_update)
+    kopf.on.resume(*RESOURCE, registry=registry, id="apply-on-resume")(on_grant_resume)
+    kopf.timer(*RESOURCE, registry=registry, id="drift-check", interval=config.resync_interval,
+               initial_delay=jitter)(on_grant_timer)
+    kopf.on.delete(*RESOURCE, registry=registry, id="release")(on_grant_delete)

@@ -1,0 +1,280 @@
+"""Parse and validate an EcrAccessGrant spec into frozen values the rest of the operator trusts.
+
+The CRD's schema rejects most bad input at the API server, but the operator must not rely on it: the
+CRD may be older than the operator, CEL may be off, and some rules need the operator's own defaults
+(region, account) to check, e.g. two repository items that name the same repository once by name
+and once by ARN. Every problem is reported as a `SpecError` that names the field.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+_E = TypeVar("_E", bound=enum.Enum)
+
+# The 12 pull actions of the reference procedure (shared/reference/access-amazon-ecr.md), in its order.
+# That order happens to be sorted, which is why statements can always list actions sorted.
+REFERENCE_ACTIONS: tuple[str, ...] = (
+    "ecr:BatchCheckLayerAvailability",
+    "ecr:BatchGetImage",
+    "ecr:DescribeImageScanFindings",
+    "ecr:DescribeImages",
+    "ecr:DescribeRepositories",
+    "ecr:GetAuthorizationToken",
+    "ecr:GetDownloadUrlForLayer",
+    "ecr:GetLifecyclePolicy",
+    "ecr:GetLifecyclePolicyPreview",
+    "ecr:GetRepositoryPolicy",
+    "ecr:ListImages",
+    "ecr:ListTagsForResource",
+)
+
+MAX_REPOSITORIES = 100
+MAX_ACTIONS = 64
+
+_PARTITION = r"aws(?:-cn|-us-gov)?"
+_REGION = r"[a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]+"
+_ROLE_NAME = r"[A-Za-z0-9_+=,.@-]{1,64}"
+_REPO_NAME = r"(?:[a-z0-9]+(?:[._-][a-z0-9]+)*/)*[a-z0-9]+(?:[._-][a-z0-9]+)*"
+
+ROLE_NAME_RE = re.compile(rf"^{_ROLE_NAME}$")
+ROLE_ARN_RE = re.compile(
+    rf"^arn:(?P<partition>{_PARTITION}):iam::(?P<account>[0-9]{{12}}):role/"
+    rf"(?P<path>(?:[\x21-\x2e\x30-\x7e]+/)*)(?P<name>{_ROLE_NAME})$"
+)
+CLOUD_ID_RE = re.compile(r"^cld_[A-Za-z0-9]{1,42}$")
+REPO_NAME_RE = re.compile(rf"^{_REPO_NAME}$")
+REPO_ARN_RE = re.compile(
+    rf"^arn:(?P<partition>{_PARTITION}):ecr:(?P<region>{_REGION}):(?P<registry>[0-9]{{12}}):"
+    rf"repository/(?P<name>{_REPO_NAME})$"
+)
+REGION_RE = re.compile(rf"^{_REGION}$")
+REGISTRY_ID_RE = re.compile(r"^[0-9]{12}$")
+ACTION_RE = re.compile(r"^ecr:[A-Za-z*]{1,60}$")
+
+ANYSCALE_ROLE_SUFFIX = "-cluster_node_role"
+
+
+class SpecError(ValueError):
+    """A grant spec that the operator cannot act on; `field` is the JSON path a user should fix."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class ManagedPolicy(enum.Enum):
+    """Which AWS managed policy a grant attaches to its role."""
+
+    READ_ONLY = "ReadOnly"
+    PULL_ONLY = "PullOnly"
+    NONE = "None"
+
+    def arn(self, partition: str) -> str | None:
+        """The policy's ARN in the role's partition, or None for `None`."""
+        names = {
+            ManagedPolicy.READ_ONLY: "AmazonEC2ContainerRegistryReadOnly",
+            ManagedPolicy.PULL_ONLY: "AmazonEC2ContainerRegistryPullOnly",
+        }
+        name = names.get(self)
+        return None if name is None else f"arn:{partition}:iam::aws:policy/{name}"
+
+
+class DeletionPolicy(enum.Enum):
+    """What happens to a grant's access when the grant is deleted (DESIGN §2.5)."""
+
+    DELETE = "Delete"
+    RETAIN = "Retain"
+
+
+@dataclasses.dataclass(frozen=True)
+class Defaults:
+    """What a spec leaves to the operator: its own partition, region and account."""
+
+    partition: str
+    region: str
+    account: str
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class RoleKey:
+    """Identifies one IAM role: role names are unique within an account."""
+
+    account: str
+    name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RoleRef:
+    """The role a grant names, however it was spelled in the spec."""
+
+    name: str
+    account: str
+    partition: str
+    arn: str | None = None  # only when the spec gave an ARN (it may carry a path)
+
+    @property
+    def key(self) -> RoleKey:
+        return RoleKey(self.account, self.name)
+
+    def describe(self) -> str:
+        return self.arn or f"role {self.name}"
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class RepositoryRef:
+    """One ECR repository, fully qualified so that it can be used as a dictionary key."""
+
+    partition: str
+    region: str
+    registry_id: str
+    name: str
+
+    @property
+    def arn(self) -> str:
+        return f"arn:{self.partition}:ecr:{self.region}:{self.registry_id}:repository/{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantKey:
+    """A grant's identity in the cluster."""
+
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantSpec:
+    """A validated spec: what one EcrAccessGrant asks for."""
+
+    role: RoleRef
+    managed_policy: ManagedPolicy
+    repositories: tuple[RepositoryRef, ...]
+    actions: tuple[str, ...]  # sorted, de-duplicated; never empty
+    deletion_policy: DeletionPolicy
+    suspend: bool
+
+
+def parse_spec(spec: Mapping[str, Any] | None, defaults: Defaults) -> GrantSpec:
+    """Turn a raw `spec` into a GrantSpec, or raise SpecError naming the first bad field."""
+    if not isinstance(spec, Mapping):
+        raise SpecError("spec", "is required and must be an object")
+    role = _parse_role(spec.get("role"), defaults)
+    managed = _parse_enum(ManagedPolicy, spec.get("managedPolicy", "ReadOnly"), "spec.managedPolicy")
+    deletion = _parse_enum(DeletionPolicy, spec.get("deletionPolicy", "Delete"), "spec.deletionPolicy")
+    suspend = spec.get("suspend", False)
+    if not isinstance(suspend, bool):
+        raise SpecError("spec.suspend", "must be true or false")
+    return GrantSpec(
+        role=role,
+        managed_policy=managed,
+        repositories=_parse_repositories(spec.get("repositories"), defaults),
+        actions=_parse_actions(spec.get("actions")),
+        deletion_policy=deletion,
+        suspend=suspend,
+    )
+
+
+def _parse_role(raw: Any, defaults: Defaults) -> RoleRef:
+    if not isinstance(raw, Mapping):
+        raise SpecError("spec.role", "is required: set exactly one of name, arn or anyscaleCloudId")
+    given = [key for key in ("name", "arn", "anyscaleCloudId") if raw.get(key) not in (None, "")]
+    if len(given) != 1:
+        raise SpecError(
+            "spec.role", f"exactly one of name, arn or anyscaleCloudId must be set (got {len(given)})"
+        )
+    value = raw[given[0]]
+    if not isinstance(value, str):
+        raise SpecError(f"spec.role.{given[0]}", "must be a string")
+    if given[0] == "name":
+        if not ROLE_NAME_RE.fullmatch(value):
+            raise SpecError("spec.role.name", f"{value!r} is not a valid IAM role name")
+        return RoleRef(name=value, account=defaults.account, partition=defaults.partition)
+    if given[0] == "arn":
+        match = ROLE_ARN_RE.fullmatch(value)
+        if not match:
+            raise SpecError(
+                "spec.role.arn", f"{value!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)"
+            )
+        return RoleRef(
+            name=match["name"], account=match["account"], partition=match["partition"], arn=value
+        )
+    if not CLOUD_ID_RE.fullmatch(value):
+        raise SpecError("spec.role.anyscaleCloudId", f"{value!r} is not an Anyscale cloud id (cld_...)")
+    return RoleRef(
+        name=value + ANYSCALE_ROLE_SUFFIX, account=defaults.account, partition=defaults.partition
+    )
+
+
+def _parse_repositories(raw: Any, defaults: Defaults) -> tuple[RepositoryRef, ...]:
+    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes) or not raw:
+        raise SpecError("spec.repositories", "must list at least one repository")
+    if len(raw) > MAX_REPOSITORIES:
+        raise SpecError("spec.repositories", f"must have at most {MAX_REPOSITORIES} items")
+    seen: dict[RepositoryRef, int] = {}
+    result = []
+    for index, item in enumerate(raw):
+        field = f"spec.repositories[{index}]"
+        repo = _parse_repository(item, field, defaults)
+        if repo in seen:
+            raise SpecError(field, f"names the same repository as spec.repositories[{seen[repo]}] ({repo.arn})")
+        seen[repo] = index
+        result.append(repo)
+    return tuple(result)
+
+
+def _parse_repository(item: Any, field: str, defaults: Defaults) -> RepositoryRef:
+    if not isinstance(item, Mapping):
+        raise SpecError(field, "must be an object")
+    has_arn = item.get("arn") not in (None, "")
+    has_name = item.get("name") not in (None, "")
+    if has_arn == has_name:
+        raise SpecError(field, "set either name (with optional region and registryId) or arn, not both")
+    if has_arn:
+        if item.get("region") or item.get("registryId"):
+            raise SpecError(field, "region and registryId come from the arn; do not set them with arn")
+        arn = item["arn"]
+        match = REPO_ARN_RE.fullmatch(arn) if isinstance(arn, str) else None
+        if not match:
+            raise SpecError(
+                f"{field}.arn",
+                f"{arn!r} is not an ECR repository ARN (arn:aws:ecr:<region>:<account>:repository/<name>)",
+            )
+        return RepositoryRef(match["partition"], match["region"], match["registry"], match["name"])
+    name, region, registry = item["name"], item.get("region"), item.get("registryId")
+    if not isinstance(name, str) or not 2 <= len(name) <= 256 or not REPO_NAME_RE.fullmatch(name):
+        raise SpecError(f"{field}.name", f"{name!r} is not a valid ECR repository name")
+    if region is not None and (not isinstance(region, str) or not REGION_RE.fullmatch(region)):
+        raise SpecError(f"{field}.region", f"{region!r} is not an AWS region name")
+    if registry is not None and (not isinstance(registry, str) or not REGISTRY_ID_RE.fullmatch(registry)):
+        raise SpecError(f"{field}.registryId", f"{registry!r} is not a 12-digit account id (quote it in YAML)")
+    return RepositoryRef(defaults.partition, region or defaults.region, registry or defaults.account, name)
+
+
+def _parse_actions(raw: Any) -> tuple[str, ...]:
+    if raw is None or raw == []:
+        return REFERENCE_ACTIONS
+    if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
+        raise SpecError("spec.actions", "must be a list of ECR actions such as ecr:BatchGetImage")
+    if len(raw) > MAX_ACTIONS:
+        raise SpecError("spec.actions", f"must have at most {MAX_ACTIONS} items")
+    for index, action in enumerate(raw):
+        if not isinstance(action, str) or not ACTION_RE.fullmatch(action):
+            raise SpecError(f"spec.actions[{index}]", f"{action!r} is not an ECR action (ecr:<Name>)")
+    return tuple(sorted(set(raw)))
+
+
+def _parse_enum(kind: type[_E], raw: Any, field: str) -> _E:
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(str(member.value) for member in kind)
+        raise SpecError(field, f"{raw!r} is not one of {allowed}") from None

@@ -1,0 +1,409 @@
+"""Orchestration: make AWS match the set of live grants (`apply`), or undo one grant's work (`release`).
+
+A repository's statements are never computed from the one grant being handled: `sync_repository`
+always derives them from every live grant that names the repository (DESIGN §2.3), and so does the
+managed-policy rule (§2.5). That is what makes the result independent of the order in which grants
+are handled, and what makes a restart or a lost event harmless.
+
+No boto3 and no kopf here: AWS is reached through `ports`, the cluster through `LiveGrants`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, Protocol
+
+from ecr_access import policy
+from ecr_access.conditions import (
+    APPLIED,
+    Finding,
+    Outcome,
+    RepositoryResult,
+    Severity,
+    finding_for_fault,
+)
+from ecr_access.model import (
+    REPO_ARN_RE,
+    ROLE_ARN_RE,
+    DeletionPolicy,
+    GrantKey,
+    GrantSpec,
+    RepositoryRef,
+    RoleKey,
+    RoleRef,
+)
+from ecr_access.ports import AwsFault, EcrPort, FaultKind, IamPort, RoleInfo
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveGrant:
+    """What the cluster-wide index holds about one live (not deleting) grant."""
+
+    key: GrantKey
+    spec: GrantSpec
+    # The managed-policy ownership record from the grant's status (see `Prior`).
+    owned_policy_arn: str | None = None
+
+
+class LiveGrants(Protocol):
+    """The set of live grants, looked up the two ways reconcile needs (kopf indexes in production)."""
+
+    def naming_repository(self, repo: RepositoryRef) -> Iterable[LiveGrant]: ...
+
+    def on_role(self, role: RoleKey) -> Iterable[LiveGrant]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Prior:
+    """What the grant's status says the operator did last time. It survives restarts (it is in etcd),
+    which is what lets the operator undo only its own work: a dropped repository, an old role, or a
+    managed policy that it attached (and only that one)."""
+
+    role_arn: str | None = None
+    managed_policy_arn: str | None = None
+    managed_policy_owned: bool = False
+    repositories: tuple[RepositoryRef, ...] = ()
+
+    @property
+    def owned_policy_arn(self) -> str | None:
+        return self.managed_policy_arn if self.managed_policy_owned else None
+
+    @classmethod
+    def from_status(cls, status: Mapping[str, Any] | None) -> Prior:
+        status = status or {}
+        repos = []
+        for entry in status.get("repositories") or []:
+            match = REPO_ARN_RE.fullmatch(str(entry.get("arn", ""))) if isinstance(entry, Mapping) else None
+            if match:
+                repos.append(RepositoryRef(match["partition"], match["region"], match["registry"], match["name"]))
+        return cls(
+            role_arn=status.get("roleArn") or None,
+            managed_policy_arn=status.get("managedPolicyArn") or None,
+            managed_policy_owned=bool(status.get("managedPolicyOwned")),
+            repositories=tuple(repos),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Synced:
+    """The result of one repository sync: the document now in AWS and who did not fit in it."""
+
+    document: policy.Document | None
+    rejected: Mapping[str, frozenset[str]]
+    wrote: bool
+
+
+class Reconciler:
+    """Applies and releases grants. One instance per operator process; safe to call from threads."""
+
+    def __init__(
+        self,
+        iam: IamPort,
+        ecr: EcrPort,
+        *,
+        cluster_id: str,
+        account: str,
+        role_cache_ttl: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.iam = iam
+        self.ecr = ecr
+        self.cluster_id = cluster_id
+        self.prefix = policy.cluster_prefix(cluster_id)
+        self.account = account
+        self.role_cache_ttl = role_cache_ttl
+        self._clock = clock
+        self._guard = threading.Lock()
+        self._locks: dict[object, threading.Lock] = {}
+        self._roles: dict[RoleKey, tuple[float, RoleInfo | None]] = {}
+
+    # -- locks and caches -------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self, key: object) -> Iterator[None]:
+        """ECR has no conditional write: one lock per repository (and per role) inside the process."""
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            yield
+
+    def sid_for(self, spec: GrantSpec) -> str:
+        return policy.statement_sid(self.cluster_id, spec.actions)
+
+    def resolve_role(self, role: RoleRef, *, fresh: bool = False) -> RoleInfo | None:
+        """The role's ARN, or None when it does not exist. Cached briefly, so that N grants on one
+        role cost one GetRole; a grant's own apply asks `fresh` to notice a deleted role at once."""
+        if role.account != self.account and role.arn:
+            # A role in another account cannot be looked up from here; ECR itself checks it exists.
+            return RoleInfo(arn=role.arn, role_id="")
+        now = self._clock()
+        with self._guard:
+            cached = self._roles.get(role.key)
+        if cached is not None and not fresh and cached[0] > now:
+            return cached[1]
+        info = self.iam.get_role(role.name)
+        if info is not None and role.arn and info.arn != role.arn:
+            info = None  # same name, different path: not the role the spec names
+        with self._guard:
+            self._roles[role.key] = (now + self.role_cache_ttl, info)
+        return info
+
+    # -- apply ------------------------------------------------------------------------------------
+
+    def apply(self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants) -> Outcome:
+        """Make AWS hold what this grant asks for, alongside every other live grant (DESIGN §2.1-4)."""
+        sid = self.sid_for(spec)
+        role_label = f"IAM role {spec.role.describe()}"
+        try:
+            info = self.resolve_role(spec.role, fresh=True)
+        except AwsFault as fault:
+            return self._blocked(spec, sid, None, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
+        if info is None:
+            missing = Finding(
+                "RoleNotFound",
+                f"{role_label} was not found in account {spec.role.account}: create it or fix spec.role.",
+                Severity.TERMINAL,
+            )
+            # The role is left out of the statements; syncing drops it where it was (DESIGN §2.3).
+            return self._with_repositories(key, spec, sid, prior, live, None, missing, None, False)
+
+        try:
+            self._release_stale_policy(key, spec, prior, info, live)
+            policy_arn, owned = self._ensure_managed_policy(key, spec, prior, info, live)
+        except AwsFault as fault:
+            return self._blocked(spec, sid, info.arn, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
+        except _CrossAccountError as error:
+            return self._blocked(spec, sid, info.arn, error.finding, prior)
+        return self._with_repositories(key, spec, sid, prior, live, info.arn, APPLIED, policy_arn, owned)
+
+    def _with_repositories(
+        self,
+        key: GrantKey,
+        spec: GrantSpec,
+        sid: str,
+        prior: Prior,
+        live: LiveGrants,
+        role_arn: str | None,
+        role_finding: Finding,
+        policy_arn: str | None,
+        owned: bool,
+    ) -> Outcome:
+        me = LiveGrant(key, spec, policy_arn if owned else None)
+        results = []
+        for repo in spec.repositories:
+            results.append(
+                RepositoryResult(repo.arn, sid, self._apply_repository(repo, me, sid, role_arn, role_finding, live))
+            )
+        for repo in prior.repositories:
+            if repo not in spec.repositories:  # dropped from the spec: recompute without this grant
+                try:
+                    self.sync_repository(repo, live, exclude=key)
+                except (AwsFault, policy.PolicyDocumentError) as problem:
+                    logger.warning("Could not drop %s from %s: %s", key, repo.arn, problem)
+        return Outcome(role_arn, policy_arn, owned, role_finding, tuple(results))
+
+    def _apply_repository(
+        self,
+        repo: RepositoryRef,
+        me: LiveGrant,
+        sid: str,
+        role_arn: str | None,
+        role_finding: Finding,
+        live: LiveGrants,
+    ) -> Finding:
+        label = f"Repository {repo.name} ({repo.arn})"
+        try:
+            synced = self.sync_repository(repo, live, include=me)
+        except AwsFault as fault:
+            return finding_for_fault(fault, label, "RepositoryNotFound")
+        except policy.PolicyDocumentError as error:
+            return Finding("PolicyUnreadable", f"{label}: {error}; fix or delete that policy.", Severity.TERMINAL)
+        if role_arn is None:
+            return Finding(role_finding.reason, f"{label} cannot grant a role that does not exist.",
+                           role_finding.severity)
+        if role_arn in synced.rejected.get(sid, frozenset()):
+            return Finding(
+                "PolicyTooLarge",
+                f"{label}: adding {role_arn} would take its policy over {policy.MAX_POLICY_CHARS} characters; "
+                "remove statements or grants from it.",
+                Severity.TERMINAL,
+            )
+        return APPLIED
+
+    def _blocked(
+        self, spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding, prior: Prior
+    ) -> Outcome:
+        """The role side failed: nothing is written for this grant's repositories."""
+        repos = tuple(
+            RepositoryResult(repo.arn, sid, Finding(finding.reason, "Not applied: the role step failed.",
+                                                    finding.severity))
+            for repo in spec.repositories
+        )
+        kept_policy = prior.managed_policy_arn if prior.role_arn == role_arn else None
+        owned = prior.managed_policy_owned and kept_policy is not None
+        return Outcome(role_arn, kept_policy, owned, finding, repos)
+
+    # -- the managed policy -----------------------------------------------------------------------
+
+    def _ensure_managed_policy(
+        self, key: GrantKey, spec: GrantSpec, prior: Prior, info: RoleInfo, live: LiveGrants
+    ) -> tuple[str | None, bool]:
+        partition = info.arn.split(":")[1]
+        wanted = spec.managed_policy.arn(partition)
+        if wanted is None:
+            return None, False
+        if spec.role.account != self.account:
+            raise _CrossAccountError(
+                Finding(
+                    "CrossAccountRole",
+                    f"IAM role {info.arn} is in another account, so the operator cannot attach {wanted} to it: "
+                    "set spec.managedPolicy to None and attach it in that account.",
+                    Severity.TERMINAL,
+                )
+            )
+        with self._locked(spec.role.key):
+            attached = self.iam.list_attached_role_policies(spec.role.name)
+            if wanted not in attached:
+                self.iam.attach_role_policy(spec.role.name, wanted)
+                logger.info("Attached %s to %s for %s", wanted, info.arn, key)
+                return wanted, True
+        # Already attached: ours only if the record says so, ours or another live grant's on this role.
+        owned = (prior.owned_policy_arn == wanted and prior.role_arn == info.arn) or any(
+            grant.owned_policy_arn == wanted for grant in live.on_role(spec.role.key) if grant.key != key
+        )
+        return wanted, owned
+
+    def _release_stale_policy(
+        self, key: GrantKey, spec: GrantSpec, prior: Prior, info: RoleInfo, live: LiveGrants
+    ) -> None:
+        """Undo an attachment this grant owns but no longer asks for (role or managedPolicy changed)."""
+        owned = prior.owned_policy_arn
+        if owned is None or prior.role_arn is None:
+            return
+        wanted = spec.managed_policy.arn(info.arn.split(":")[1])
+        if prior.role_arn == info.arn and owned == wanted:
+            return
+        self._detach_if_unwanted(key, prior.role_arn, owned, live)
+
+    def _detach_if_unwanted(self, key: GrantKey, role_arn: str, policy_arn: str, live: LiveGrants) -> bool:
+        """Detach a policy the operator attached, unless another live grant on the role wants it."""
+        match = ROLE_ARN_RE.fullmatch(role_arn)
+        if not match or match["account"] != self.account:
+            return False
+        role_key = RoleKey(match["account"], match["name"])
+        with self._locked(role_key):
+            for grant in live.on_role(role_key):
+                if grant.key != key and grant.spec.managed_policy.arn(match["partition"]) == policy_arn:
+                    return False
+            self.iam.detach_role_policy(match["name"], policy_arn)
+        logger.info("Detached %s from %s (attached by the operator, wanted by no live grant)", policy_arn, role_arn)
+        return True
+
+    # -- repositories -----------------------------------------------------------------------------
+
+    def sync_repository(
+        self,
+        repo: RepositoryRef,
+        live: LiveGrants,
+        *,
+        include: LiveGrant | None = None,
+        exclude: GrantKey | None = None,
+        extra: Iterable[policy.Statement] = (),
+    ) -> Synced:
+        """Rewrite this cluster's statements in one repository's policy from the live grants.
+
+        `include` is the grant being applied (its latest spec wins over a possibly older index
+        entry); `exclude` is a grant being released or one that dropped the repository.
+        """
+        with self._locked(repo):
+            grants = {grant.key: grant for grant in live.naming_repository(repo)}
+            if exclude is not None:
+                grants.pop(exclude, None)
+            if include is not None:
+                grants[include.key] = include
+            wanted: dict[str, tuple[tuple[str, ...], set[str]]] = {}
+            for grant in sorted(grants.values(), key=lambda item: (item.key.namespace, item.key.name)):
+                if repo not in grant.spec.repositories:
+                    continue
+                entry = wanted.setdefault(self.sid_for(grant.spec), (grant.spec.actions, set()))
+                info = self.resolve_role(grant.spec.role)
+                if info is not None:
+                    entry[1].add(info.arn)
+            desired = [
+                policy.DesiredStatement(sid, actions, frozenset(arns)) for sid, (actions, arns) in wanted.items()
+            ]
+            document = policy.parse(self.ecr.get_repository_policy(repo))
+            stale = policy.stale_principals(document, self.prefix)
+            if stale:
+                logger.info("Repository %s names deleted roles %s; rewriting from live grants", repo.arn, stale)
+            result = policy.fit(document, self.prefix, desired, extra)
+            if policy.equivalent(document, result.document):
+                return Synced(document, result.rejected, wrote=False)
+            if result.document is None:
+                self.ecr.delete_repository_policy(repo)
+            else:
+                self.ecr.set_repository_policy(repo, policy.serialize(result.document))
+            return Synced(result.document, result.rejected, wrote=True)
+
+    # -- release ----------------------------------------------------------------------------------
+
+    def release(self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants) -> Outcome:
+        """Undo this grant's work (Delete), or hand its access over (Retain), as DESIGN §2.5 says.
+
+        The grant must already be out of `live` (a deleting grant is not indexed); it is excluded
+        again here so that a stale index cannot keep it.
+        """
+        sid = self.sid_for(spec)
+        role_label = f"IAM role {spec.role.describe()}"
+        try:
+            info = self.resolve_role(spec.role, fresh=True)
+        except AwsFault as fault:
+            return self._blocked(spec, sid, None, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
+        extra: list[policy.Statement] = []
+        retained = policy.retained_sid(self.cluster_id, key.namespace, key.name)
+        if spec.deletion_policy is DeletionPolicy.RETAIN and info is not None:
+            extra.append(policy.build_retained_statement(retained, info.arn, spec.actions))
+        results = []
+        for repo in dict.fromkeys(spec.repositories + prior.repositories):
+            label = f"Repository {repo.name} ({repo.arn})"
+            try:
+                synced = self.sync_repository(repo, live, exclude=key, extra=extra)
+            except AwsFault as fault:
+                finding = APPLIED if fault.kind is FaultKind.NOT_FOUND else finding_for_fault(fault, label)
+            except policy.PolicyDocumentError as error:
+                finding = Finding("PolicyUnreadable", f"{label}: {error}", Severity.TERMINAL)
+            else:
+                handed_over = not extra or any(
+                    item.get("Sid") == retained for item in policy.statements(synced.document)
+                )
+                finding = APPLIED if handed_over else Finding(
+                    "PolicyTooLarge",
+                    f"{label}: the Retain hand-over statement does not fit in its policy; "
+                    "make room or set deletionPolicy: Delete.",
+                    Severity.TERMINAL,
+                )
+            if repo in spec.repositories:
+                results.append(RepositoryResult(repo.arn, sid, finding))
+        role_finding = APPLIED
+        if spec.deletion_policy is DeletionPolicy.DELETE and prior.owned_policy_arn and prior.role_arn:
+            try:
+                self._detach_if_unwanted(key, prior.role_arn, prior.owned_policy_arn, live)
+            except AwsFault as fault:
+                if fault.kind is not FaultKind.NOT_FOUND:
+                    role_finding = finding_for_fault(fault, role_label)
+        return Outcome(info.arn if info else None, prior.managed_policy_arn, prior.managed_policy_owned,
+                       role_finding, tuple(results))
+
+
+class _CrossAccountError(Exception):
+    def __init__(self, finding: Finding) -> None:
+        super().__init__(finding.message)
+        self.finding = finding
+
