@@ -1,0 +1,203 @@
+"""Bad input and AWS failures: a clear Stalled or Reconciling verdict, and no write calls."""
+
+from __future__ import annotations
+
+import json
+
+from ecr_access import policy
+from ecr_access.conditions import Severity, build_status
+from ecr_access.reconcile import Prior
+from tests.integration.conftest import ACCOUNT, CLOUD_ID, FOREIGN, NODE_ROLE, READ_ONLY, REGION, Grants, World
+
+
+def grant(*repos: str, **extra: object) -> dict[str, object]:
+    return {"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [{"name": name} for name in repos], **extra}
+
+
+def conditions_of(outcome: object) -> dict[str, dict[str, object]]:
+    status = build_status(outcome, 1, None, "2026-01-01T00:00:00Z")  # type: ignore[arg-type]
+    return {item["type"]: item for item in status["conditions"]}
+
+
+def test_missing_role_is_stalled_with_no_writes(world: World, grants: Grants) -> None:
+    world.create_repository("ml/trainer")
+    key, spec = grants.add("g", grant("ml/trainer"))
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    found = conditions_of(outcome)
+    assert found["Ready"]["status"] == "False"
+    assert found["Stalled"]["reason"] == "RoleNotFound"
+    assert NODE_ROLE in str(found["Stalled"]["message"])
+    assert "Reconciling" not in found
+    assert world.calls.writes() == []
+
+
+def test_missing_repository_is_stalled_and_the_others_are_still_applied(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    key, spec = grants.add("g", grant("ml/missing", "ml/trainer"))
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    found = conditions_of(outcome)
+    assert found["Stalled"]["reason"] == "RepositoryNotFound"
+    assert "ml/missing" in str(found["Stalled"]["message"])
+    assert [repo.finding.reason for repo in outcome.repositories] == ["RepositoryNotFound", "Applied"]
+    assert len(world.ours("ml/trainer")) == 1
+
+
+def test_policy_that_would_exceed_the_limit_is_stalled_with_no_writes(world: World, grants: Grants) -> None:
+    world.create_role()
+    bulky = {"Sid": "Bulky", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+             "Action": ["ecr:BatchGetImage"],
+             "Condition": {"StringEquals": {"aws:PrincipalTag/team": ["x" * 9_900]}}}
+    world.create_repository("ml/trainer", policy={"Version": "2012-10-17", "Statement": [bulky]})
+    key, spec = grants.add("g", grant("ml/trainer"))
+    world.calls.clear()
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    found = conditions_of(outcome)
+    assert found["Stalled"]["reason"] == "PolicyTooLarge"
+    assert "10240" in str(found["Stalled"]["message"])
+    assert [name for name in world.calls.writes() if name == "SetRepositoryPolicy"] == []
+    assert world.statements("ml/trainer") == [bulky]
+
+
+def test_grants_already_in_a_full_policy_stay_applied(world: World, grants: Grants) -> None:
+    arns = [world.create_role(f"cld_{i:024d}-cluster_node_role") for i in range(40)]
+    world.create_repository("ml/trainer")
+    filler = {"Sid": "Filler", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+              "Action": ["ecr:BatchGetImage"], "Condition": {"StringEquals": {"aws:PrincipalTag/t": ["y" * 8_000]}}}
+    world.ecr().set_repository_policy(repositoryName="ml/trainer",
+                                      policyText=json.dumps({"Version": "2012-10-17", "Statement": [filler]}))
+    keys = [grants.add(f"g{i}", {"role": {"arn": arn}, "repositories": [{"name": "ml/trainer"}],
+                                 "managedPolicy": "None"}) for i, arn in enumerate(arns)]
+
+    outcomes = [world.reconciler.apply(key, spec, Prior(), grants) for key, spec in keys]
+
+    doc = world.policy("ml/trainer")
+    assert policy.size(doc) <= policy.MAX_POLICY_CHARS
+    applied = [o for o in outcomes if o.repositories[0].finding.ok]
+    too_large = [o for o in outcomes if o.repositories[0].finding.reason == "PolicyTooLarge"]
+    assert applied and too_large and len(applied) + len(too_large) == 40
+    [ours] = world.ours("ml/trainer")
+    assert set(ours["Principal"]["AWS"]) == {o.role_arn for o in applied}
+    # Re-applying everything again changes nothing: the admitted grants keep their place.
+    world.calls.clear()
+    again = [world.reconciler.apply(key, spec, Prior(), grants) for key, spec in keys]
+    assert world.calls.writes() == []
+    assert [o.repositories[0].finding.reason for o in again] == [o.repositories[0].finding.reason for o in outcomes]
+
+
+def test_access_denied_is_stalled_with_no_writes(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    key, spec = grants.add("g", grant("ml/trainer"))
+    world.calls.inject("ListAttachedRolePolicies", "AccessDenied",
+                       "User: arn:aws:sts::123456789012:assumed-role/op is not authorized", status=403)
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    found = conditions_of(outcome)
+    assert found["Stalled"]["reason"] == "AccessDenied"
+    assert "ListAttachedRolePolicies" in str(found["Stalled"]["message"])
+    assert world.calls.writes() == []
+    assert world.policy("ml/trainer") is None
+
+
+def test_access_denied_on_a_repository_is_stalled(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    key, spec = grants.add("g", grant("ml/trainer"))
+    world.calls.inject("GetRepositoryPolicy", "AccessDeniedException", "not authorized", status=400)
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    assert conditions_of(outcome)["Stalled"]["reason"] == "AccessDenied"
+    assert "SetRepositoryPolicy" not in world.calls.made
+
+
+def test_managed_policy_quota_is_stalled_with_no_writes(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    key, spec = grants.add("g", grant("ml/trainer"))
+    world.calls.inject("AttachRolePolicy", "LimitExceeded", "Cannot exceed quota for PoliciesPerRole: 10", status=409)
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    found = conditions_of(outcome)
+    assert found["Stalled"]["reason"] == "ManagedPolicyQuotaExceeded"
+    assert NODE_ROLE in str(found["Stalled"]["message"])
+    assert world.attached() == set()
+    assert world.policy("ml/trainer") is None
+    assert "SetRepositoryPolicy" not in world.calls.made
+
+
+def test_throttling_is_reconciling_and_a_retry_converges(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    key, spec = grants.add("g", grant("ml/trainer"))
+    world.calls.inject("GetRepositoryPolicy", "ThrottlingException", "Rate exceeded", status=400)
+
+    first = world.reconciler.apply(key, spec, Prior(), grants)
+
+    found = conditions_of(first)
+    assert found["Reconciling"]["status"] == "True"
+    assert found["Reconciling"]["reason"] == "Throttled"
+    assert "Stalled" not in found
+    assert first.transient
+
+    second = world.reconciler.apply(key, spec, Prior(), grants)
+    assert conditions_of(second)["Ready"]["status"] == "True"
+    assert len(world.ours("ml/trainer")) == 1
+
+
+def test_new_role_not_yet_visible_to_ecr_is_retried_not_stalled(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    key, spec = grants.add("g", grant("ml/trainer"))
+    world.calls.inject("SetRepositoryPolicy", "InvalidParameterException",
+                       "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy "
+                       "provided'")
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    assert conditions_of(outcome)["Reconciling"]["reason"] == "RolePropagating"
+    assert outcome.repositories[0].finding.severity is Severity.TRANSIENT
+
+
+def test_a_deleted_role_is_dropped_without_blocking_other_grants(world: World, grants: Grants) -> None:
+    keeper = world.create_role("keeper")
+    world.create_role()
+    world.create_repository("ml/trainer", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
+    a_key, a_spec = grants.add("a", grant("ml/trainer"))
+    b_key, b_spec = grants.add("b", {"role": {"name": "keeper"}, "repositories": [{"name": "ml/trainer"}]})
+    world.reconciler.apply(a_key, a_spec, Prior(), grants)
+    world.reconciler.apply(b_key, b_spec, Prior(), grants)
+    world.iam.detach_role_policy(RoleName=NODE_ROLE, PolicyArn=READ_ONLY)
+    world.iam.delete_role(RoleName=NODE_ROLE)
+
+    a_out = world.reconciler.apply(a_key, a_spec, Prior(), grants)
+
+    assert conditions_of(a_out)["Stalled"]["reason"] == "RoleNotFound"
+    [ours] = world.ours("ml/trainer")
+    assert ours["Principal"] == {"AWS": [keeper]}, "the missing role is left out, the other grant stays"
+    assert FOREIGN in world.statements("ml/trainer")
+    b_out = world.reconciler.apply(b_key, b_spec, Prior(), grants)
+    assert conditions_of(b_out)["Ready"]["status"] == "True"
+
+
+def test_repository_in_another_region_and_registry(world: World, grants: Grants) -> None:
+    role_arn = world.create_role()
+    world.create_repository("ml/east", region="us-east-1")
+    key, spec = grants.add("g", {"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [
+        {"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east"}]})
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    assert conditions_of(outcome)["Ready"]["status"] == "True"
+    doc = world.policy("ml/east", region="us-east-1")
+    assert doc is not None and doc["Statement"][0]["Principal"] == {"AWS": [role_arn]}
+    assert REGION != "us-east-1"

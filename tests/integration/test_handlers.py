@@ -1,0 +1,269 @@
+"""kopf handlers called directly, with a real `kopf.Patch`, against moto: the status users will read."""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from collections.abc import Iterator
+from typing import Any
+
+import kopf
+import pytest
+
+from ecr_access import handlers
+from ecr_access.config import Config
+from tests.integration.conftest import ACCOUNT, CLOUD_ID, DEFAULTS, NODE_ROLE, READ_ONLY, REGION, World
+
+TRAINER_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/ml/trainer"
+
+
+class Cluster:
+    """Just enough of a cluster for handlers: bodies, kopf-shaped indexes, and applying patches."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.memo = kopf.Memo(runtime=handlers.Runtime(Config(), DEFAULTS, world.reconciler))
+        self.patches: list[dict[str, Any]] = []
+
+    def put(self, name: str, spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
+        old = self.bodies.get(name, {})
+        body = {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessGrant",
+                "metadata": {"name": name, "namespace": "default", "generation": generation, "uid": f"uid-{name}"},
+                "spec": spec, "status": old.get("status", {})}
+        self.bodies[name] = body
+        return body
+
+    def indexes(self) -> dict[str, dict[Any, list[Any]]]:
+        by_repo: dict[Any, list[Any]] = {}
+        by_role: dict[Any, list[Any]] = {}
+        for body in self.bodies.values():
+            for key, value in handlers.index_by_repository(kopf.Body(body), self.memo).items():
+                by_repo.setdefault(key, []).append(value)
+            for key, value in handlers.index_by_role(kopf.Body(body), self.memo).items():
+                by_role.setdefault(key, []).append(value)
+        return {handlers.BY_REPOSITORY: by_repo, handlers.BY_ROLE: by_role}
+
+    def call(self, handler: Any, name: str) -> dict[str, Any]:
+        """Run a handler, apply its status patch the way a merge patch would, and return the patch."""
+        body = self.bodies[name]
+        patch = kopf.Patch()
+        try:
+            handler(body=kopf.Body(copy.deepcopy(body)), patch=patch, memo=self.memo, **self.indexes())
+        finally:
+            raw = dict(patch)
+            self.patches.append(raw)
+            for key, value in raw.get("status", {}).items():
+                if value is None:
+                    body["status"].pop(key, None)
+                else:
+                    body["status"][key] = value
+        return raw
+
+    def conditions(self, name: str) -> dict[str, dict[str, Any]]:
+        return {item["type"]: item for item in self.bodies[name]["status"].get("conditions", [])}
+
+
+@pytest.fixture
+def cluster(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
+    clock = (f"2026-01-01T00:00:{second:02d}Z" for second in itertools.count())
+    monkeypatch.setattr(handlers, "_now", lambda: next(clock))
+    yield Cluster(world)
+
+
+def spec(*repos: str, **extra: Any) -> dict[str, Any]:
+    return {"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [{"name": name} for name in repos], **extra}
+
+
+def test_create_writes_the_exact_status(world: World, cluster: Cluster) -> None:
+    role_arn = world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+
+    patch = cluster.call(handlers.on_grant_create, "g")
+
+    sid = world.ours("ml/trainer")[0]["Sid"]
+    assert patch == {"status": {
+        "observedGeneration": 1,
+        "roleArn": role_arn,
+        "managedPolicyArn": READ_ONLY,
+        "managedPolicyOwned": True,
+        "readyRepositories": "1/1",
+        "repositories": [{"arn": TRAINER_ARN, "sid": sid, "ready": True, "reason": "Applied", "message": ""}],
+        "conditions": [{
+            "type": "Ready", "status": "True", "reason": "Reconciled", "observedGeneration": 1,
+            "lastTransitionTime": "2026-01-01T00:00:00Z",
+            "message": f"Role {role_arn} may pull from 1 repository"
+                       " and has AmazonEC2ContainerRegistryReadOnly attached.",
+        }],
+    }}
+
+
+def test_nothing_changed_means_no_patch_at_all(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "g")
+    world.calls.clear()
+
+    assert cluster.call(handlers.on_grant_timer, "g") == {}
+    assert cluster.call(handlers.on_grant_resume, "g") == {}
+    assert world.calls.writes() == []
+
+
+def test_spec_change_moves_observed_generation_but_not_transition_time(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    world.create_repository("ml/serving")
+    cluster.put("g", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "g")
+
+    cluster.put("g", spec("ml/trainer", "ml/serving"), generation=2)
+    patch = cluster.call(handlers.on_grant_update, "g")
+
+    assert patch["status"]["observedGeneration"] == 2
+    ready = cluster.conditions("g")["Ready"]
+    assert ready["observedGeneration"] == 2
+    assert ready["lastTransitionTime"] == "2026-01-01T00:00:00Z", "Ready stayed True: no transition"
+    assert cluster.bodies["g"]["status"]["readyRepositories"] == "2/2"
+    assert len(world.ours("ml/serving")) == 1
+
+
+def test_condition_transitions_when_the_role_disappears_and_returns(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer", managedPolicy="None"))
+    cluster.call(handlers.on_grant_create, "g")
+    world.iam.delete_role(RoleName=NODE_ROLE)
+
+    cluster.call(handlers.on_grant_timer, "g")
+    broken = cluster.conditions("g")
+    assert broken["Ready"]["status"] == "False"
+    assert broken["Ready"]["reason"] == "RoleNotFound"
+    assert broken["Ready"]["lastTransitionTime"] == "2026-01-01T00:00:01Z"
+    assert broken["Stalled"]["status"] == "True"
+    assert "Reconciling" not in broken
+    assert world.ours("ml/trainer") == [], "the role no longer resolves, so it is left out"
+
+    world.create_role()
+    cluster.call(handlers.on_grant_timer, "g")
+    healed = cluster.conditions("g")
+    assert healed["Ready"]["status"] == "True"
+    assert healed["Ready"]["lastTransitionTime"] == "2026-01-01T00:00:02Z"
+    assert set(healed) == {"Ready"}
+
+
+def test_throttling_raises_a_retry_and_reports_reconciling(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+    world.calls.inject("GetRole", "Throttling", "Rate exceeded")
+
+    with pytest.raises(kopf.TemporaryError):
+        cluster.call(handlers.on_grant_create, "g")
+    assert cluster.conditions("g")["Reconciling"]["reason"] == "Throttled"
+    assert cluster.bodies["g"]["status"]["observedGeneration"] == 1
+
+    cluster.call(handlers.on_grant_create, "g")  # kopf's retry
+    assert set(cluster.conditions("g")) == {"Ready"}
+    assert cluster.conditions("g")["Ready"]["status"] == "True"
+
+
+def test_invalid_spec_is_stalled_without_calling_aws(world: World, cluster: Cluster) -> None:
+    # The CRD cannot see that these two items are one repository: only the operator knows its region.
+    cluster.put("g", {"role": {"name": "r"}, "repositories": [
+        {"name": "ml/trainer"}, {"arn": TRAINER_ARN}]})
+
+    cluster.call(handlers.on_grant_create, "g")
+
+    stalled = cluster.conditions("g")["Stalled"]
+    assert stalled["reason"] == "InvalidSpec"
+    assert "spec.repositories[1]" in stalled["message"]
+    assert world.calls.made == []
+
+
+def test_suspend_changes_nothing_but_acknowledges_the_generation(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "g")
+    before = copy.deepcopy(cluster.bodies["g"]["status"])
+    world.calls.clear()
+
+    cluster.put("g", spec("ml/trainer", "ml/other", suspend=True), generation=2)
+    patch = cluster.call(handlers.on_grant_update, "g")
+
+    assert patch == {"status": {"observedGeneration": 2}}
+    assert world.calls.made == []
+    assert {k: v for k, v in cluster.bodies["g"]["status"].items() if k != "observedGeneration"} == {
+        k: v for k, v in before.items() if k != "observedGeneration"}
+
+
+def test_suspended_grant_keeps_its_principal_when_others_recompute(world: World, cluster: Cluster) -> None:
+    role_arn = world.create_role()
+    other_arn = world.create_role("other")
+    world.create_repository("ml/trainer")
+    cluster.put("a", spec("ml/trainer", suspend=True))
+    cluster.put("b", {"role": {"name": "other"}, "repositories": [{"name": "ml/trainer"}]})
+
+    cluster.call(handlers.on_grant_create, "b")
+
+    assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": sorted([role_arn, other_arn])}
+
+
+def test_delete_releases_and_lets_the_finalizer_go(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "g")
+    cluster.bodies["g"]["metadata"]["deletionTimestamp"] = "2026-01-01T01:00:00Z"
+
+    cluster.call(handlers.on_grant_delete, "g")  # no exception: kopf removes the finalizer
+
+    assert world.policy("ml/trainer") is None
+    assert READ_ONLY not in world.attached()
+
+
+def test_delete_that_cannot_finish_keeps_the_finalizer(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "g")
+    cluster.bodies["g"]["metadata"]["deletionTimestamp"] = "2026-01-01T01:00:00Z"
+    world.calls.inject("SetRepositoryPolicy", "AccessDeniedException", "no", times=1)
+    world.calls.inject("DeleteRepositoryPolicy", "AccessDeniedException", "no", times=1)
+
+    with pytest.raises(kopf.TemporaryError):
+        cluster.call(handlers.on_grant_delete, "g")
+    assert cluster.conditions("g")["Stalled"]["reason"] == "AccessDenied"
+    assert len(world.ours("ml/trainer")) == 1, "nothing was removed"
+
+    cluster.call(handlers.on_grant_delete, "g")  # the retry succeeds
+    assert world.policy("ml/trainer") is None
+
+
+def test_indexes_leave_out_deleting_and_invalid_grants(world: World, cluster: Cluster) -> None:
+    cluster.put("live", spec("ml/trainer"))
+    cluster.put("deleting", spec("ml/trainer"))
+    cluster.bodies["deleting"]["metadata"]["deletionTimestamp"] = "2026-01-01T01:00:00Z"
+    cluster.put("invalid", {"role": {}, "repositories": [{"name": "ml/trainer"}]})
+
+    [(repo, grants)] = cluster.indexes()[handlers.BY_REPOSITORY].items()
+
+    assert repo.arn == TRAINER_ARN
+    assert [grant.key.name for grant in grants] == ["live"]
+
+
+def test_register_uses_our_fixed_ids_and_finalizer() -> None:
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, Config(resync_interval=42), lambda config: None)
+    ids = {handler.id for handler in registry._spawning.get_all_handlers()}
+    ids |= {handler.id for handler in registry._changing.get_all_handlers()}
+    ids |= {handler.id for handler in registry._indexing.get_all_handlers()}
+    assert {"apply-on-create", "apply-on-update", "apply-on-resume", "drift-check", "release",
+            handlers.BY_REPOSITORY, handlers.BY_ROLE} <= ids
+    [timer] = registry._spawning.get_all_handlers()
+    assert timer.interval == 42
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)
+    assert settings.persistence.finalizer == "ecraccess.io/finalizer"
