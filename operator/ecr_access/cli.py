@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import pathlib
 import sys
 from collections.abc import Sequence
 
@@ -92,9 +93,22 @@ def main(argv: Sequence[str] | None = None) -> None:
     _add_settings(run)
     run.add_argument("--liveness", metavar="URL", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--verbose", action="store_true", help="debug logging")
+    sandbox = commands.add_parser(
+        "sandbox", help="run kubesim, a moto server and the operator on this machine (no cluster, no AWS account)")
+    sandbox.add_argument("--dir", default=".sandbox", type=pathlib.Path,
+                         help="where to write kubeconfig, aws.env, operator.pid and ready (default .sandbox/)")
+    sandbox.add_argument("--empty", action="store_true", help="seed no AWS resources and apply no examples")
+    sandbox.add_argument("--cluster-id", help="passed to the operator")
+    sandbox.add_argument("--resync-interval", type=float, metavar="SECONDS", help="passed to the operator")
+    sandbox.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "sandbox":
+        from ecr_access import sandbox as sandbox_module  # noqa: PLC0415 - only the sandbox needs moto's world
+
+        raise SystemExit(sandbox_module.main(args.dir, seed=not args.empty, resync_interval=args.resync_interval,
+                                             cluster_id=args.cluster_id))
     try:
         cfg = config_module.load({
             "cluster_id": args.cluster_id,

@@ -8,6 +8,7 @@ anywhere else.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Mapping, Sequence
 
@@ -76,6 +77,11 @@ def load(overrides: Mapping[str, object | None], environ: Mapping[str, str] | No
         if value is not None:
             values[field] = _convert(field, _FIELDS[field], value)
     config = Config(**values)  # type: ignore[arg-type]
+    # A negative or NaN delay would make kopf retry in a tight loop against AWS; refuse it here.
+    for field, kind in _FIELDS.items():
+        value = getattr(config, field)
+        if kind is float and not (math.isfinite(value) and value >= 0):
+            raise ValueError(f"{env_name(field)} must be a finite number >= 0, got {value}")
     if config.resync_interval <= 0:
         raise ValueError(f"{env_name('resync_interval')} must be positive, got {config.resync_interval}")
     if not 0 <= config.resync_jitter <= 1:

@@ -198,7 +198,15 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
     def jitter(**_: Any) -> float:
         return random.uniform(0, config.resync_jitter * config.resync_interval)
 
+    def on_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # A custom registry gets none of kopf's default login handlers: in a pod, the service
+        # account; elsewhere, the kubeconfig (KUBECONFIG or ~/.kube/config).
+        info: kopf.ConnectionInfo | None = kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(
+            **kwargs)
+        return info
+
     kopf.on.startup(registry=registry, id="startup")(on_startup)
+    kopf.on.login(registry=registry, id="login")(on_login)
     kopf.index(*RESOURCE, registry=registry, id=BY_REPOSITORY)(index_by_repository)
     kopf.index(*RESOURCE, registry=registry, id=BY_ROLE)(index_by_role)
     kopf.on.create(*RESOURCE, registry=registry, id="apply-on-create")(on_grant_create)

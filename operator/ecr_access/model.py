@@ -168,9 +168,11 @@ def parse_spec(spec: Mapping[str, Any] | None, defaults: Defaults) -> GrantSpec:
     if not isinstance(spec, Mapping):
         raise SpecError("spec", "is required and must be an object")
     role = _parse_role(spec.get("role"), defaults)
-    managed = _parse_enum(ManagedPolicy, spec.get("managedPolicy", "ReadOnly"), "spec.managedPolicy")
-    deletion = _parse_enum(DeletionPolicy, spec.get("deletionPolicy", "Delete"), "spec.deletionPolicy")
-    suspend = spec.get("suspend", False)
+    # A null field means "not set", as for actions: without this, `managedPolicy: null` would be refused with
+    # "None is not one of ReadOnly, PullOnly, None".
+    managed = _parse_enum(ManagedPolicy, _or_default(spec, "managedPolicy", "ReadOnly"), "spec.managedPolicy")
+    deletion = _parse_enum(DeletionPolicy, _or_default(spec, "deletionPolicy", "Delete"), "spec.deletionPolicy")
+    suspend = _or_default(spec, "suspend", False)
     if not isinstance(suspend, bool):
         raise SpecError("spec.suspend", "must be true or false")
     return GrantSpec(
@@ -181,6 +183,11 @@ def parse_spec(spec: Mapping[str, Any] | None, defaults: Defaults) -> GrantSpec:
         deletion_policy=deletion,
         suspend=suspend,
     )
+
+
+def _or_default(spec: Mapping[str, Any], key: str, default: Any) -> Any:
+    value = spec.get(key)
+    return default if value is None else value
 
 
 def _parse_role(raw: Any, defaults: Defaults) -> RoleRef:

@@ -1,0 +1,72 @@
+"""What the sandbox puts in its emulated AWS account, and how it reads it back (boto3 lives in aws/).
+
+An Anyscale-style account: a node role named the way `anyscale cloud setup` names it, a role as
+`anyscale cloud register --instance-iam-role-id` would name it, and two repositories, one of which
+already holds someone else's statement that the operator must leave alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import boto3
+
+ACCOUNT = "123456789012"  # moto's default account
+REGION = "us-west-2"
+CLOUD_ID = "cld_sandbox123"
+ROLES = (f"{CLOUD_ID}-cluster_node_role", "anyscale-registered-node-role")
+REPOSITORIES = ("ml/trainer", "ml/serving")
+# Someone else's statement, already in ml/serving: the operator must leave it exactly as it is.
+FOREIGN_STATEMENT = {
+    "Sid": "CiPushFromBuildAccount",
+    "Effect": "Allow",
+    "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+    "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"],
+}
+
+
+def aws_client(aws_env: Mapping[str, str], service: str, region: str = REGION) -> Any:
+    """A boto3 client pointed at the sandbox's moto server."""
+    session: Any = boto3.session.Session()
+    return session.client(
+        service,
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        region_name=region,
+        aws_access_key_id=aws_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=aws_env["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
+def seed_aws(aws_env: Mapping[str, str]) -> None:
+    """An Anyscale-style account: node roles, and two repositories, one with a foreign statement."""
+    iam = aws_client(aws_env, "iam")
+    ecr = aws_client(aws_env, "ecr")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    for role in ROLES:
+        with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+            iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
+    for repo in REPOSITORIES:
+        with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+            ecr.create_repository(repositoryName=repo)
+    ecr.set_repository_policy(
+        repositoryName="ml/serving",
+        policyText=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN_STATEMENT]}),
+    )
+
+
+def repository_policies(aws_env: Mapping[str, str]) -> Iterator[tuple[str, Any]]:
+    """Each sandbox repository's policy document (None when it has none), for the demo."""
+    ecr = aws_client(aws_env, "ecr")
+    for repo in REPOSITORIES:
+        try:
+            text = ecr.get_repository_policy(repositoryName=repo)["policyText"]
+        except ecr.exceptions.RepositoryPolicyNotFoundException:
+            yield repo, None
+        else:
+            yield repo, json.loads(text)
+
+

@@ -1,0 +1,273 @@
+"""`ecr-access-operator sandbox`: the whole system on one machine, with no cluster and no AWS account.
+
+It starts three processes, like a small real installation:
+- kubesim (an emulated Kubernetes API server) on 127.0.0.1;
+- a moto server (emulated AWS, with the AWS managed policies loaded) on 127.0.0.1;
+- the operator, as `ecr-access-operator run`: the same code path production runs.
+
+Then it installs `crds/`, seeds AWS like an Anyscale cloud (a node role, two repositories, one of them
+already holding someone else's statement) and applies `examples/`. Like a Deployment, it restarts
+the operator if the operator dies, which is what lets end-to-end tests kill it at random.
+
+The contract others script against (keep it stable): `--dir DIR` receives `kubeconfig`, `aws.env`
+(KEY=VALUE lines: AWS_ENDPOINT_URL, fake credentials, AWS_DEFAULT_REGION), `operator.pid`, and last of
+all `ready`, once everything is up and the operator is watching.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any, TextIO
+
+from ecr_access.aws.fixtures import REGION, REPOSITORIES, ROLES, aws_client, seed_aws
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
+STARTUP_TIMEOUT = 60.0
+STOP_TIMEOUT = 8.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def read_env_file(path: pathlib.Path) -> dict[str, str]:
+    """Parse `aws.env`."""
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {key.strip(): value.strip() for key, value in pairs}
+
+
+def _wait_for(what: str, check: Callable[[], bool], timeout: float = STARTUP_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def _http_ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=2) as answer:  # loopback URLs we built
+        return 200 <= int(answer.status) < 300
+
+
+class Sandbox:
+    """Starts, supervises and stops the three processes. Use as a context manager."""
+
+    def __init__(
+        self,
+        directory: pathlib.Path,
+        *,
+        seed: bool = True,
+        resync_interval: float | None = None,
+        cluster_id: str | None = None,
+        operator_args: Sequence[str] = (),
+        crds: pathlib.Path = REPO_ROOT / "crds" / "ecraccessgrants.yaml",
+        examples: pathlib.Path = REPO_ROOT / "examples",
+        log: TextIO = sys.stderr,
+    ) -> None:
+        self.dir = directory
+        self.seed = seed
+        self.resync_interval = resync_interval
+        self.cluster_id = cluster_id
+        self.operator_args = list(operator_args)
+        self.crds = crds
+        self.examples = examples
+        self.log = log
+        self.kubeconfig = directory / "kubeconfig"
+        self.kubesim: subprocess.Popen[bytes] | None = None
+        self.moto: subprocess.Popen[bytes] | None = None
+        self.operator: subprocess.Popen[bytes] | None = None
+        self.operator_restarts = 0
+        self.aws_env: dict[str, str] = {}
+        self._liveness_port = free_port()
+        self._stopping = threading.Event()
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def __enter__(self) -> Sandbox:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for name in ("ready", "operator.pid", "kubeconfig", "aws.env"):
+            (self.dir / name).unlink(missing_ok=True)
+        self._say("starting kubesim (emulated Kubernetes API)")
+        self._start_kubesim()
+        self._say("starting moto server (emulated AWS, managed policies loaded)")
+        self._start_moto()
+        self._say("installing the CRD")
+        self.kubectl("apply", "-f", str(self.crds))
+        self.kubectl("wait", "--for=condition=Established", "crd/ecraccessgrants.ecraccess.io", "--timeout=30s")
+        if self.seed:
+            self._say(f"seeding AWS: roles {', '.join(ROLES)}; repositories {', '.join(REPOSITORIES)}")
+            self.seed_aws()
+        self._say("starting the operator (ecr-access-operator run)")
+        self.start_operator()
+        if self.seed:
+            self._say(f"applying {self.examples}/")
+            self.kubectl("apply", "-f", str(self.examples))
+        (self.dir / "ready").write_text(f"{time.time()}\n")
+
+    def stop(self) -> None:
+        """Stop the operator first (so it never sees its servers vanish mid-write), then the servers."""
+        self._stopping.set()
+        for proc in (self.operator, self.kubesim, self.moto):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=STOP_TIMEOUT / 2)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+        (self.dir / "ready").unlink(missing_ok=True)
+
+    def supervise(self) -> None:
+        """Block until stopped; restart the operator whenever it dies, as a Deployment would."""
+        while not self._stopping.wait(0.5):
+            for name, proc in (("kubesim", self.kubesim), ("moto server", self.moto)):
+                if proc is not None and proc.poll() is not None:
+                    raise RuntimeError(f"{name} exited with code {proc.returncode}")
+            if self.operator is not None and self.operator.poll() is not None and not self._stopping.is_set():
+                self.operator_restarts += 1
+                self._say(f"the operator exited ({self.operator.returncode}); restarting it")
+                self.start_operator()
+
+    # -- the three processes ------------------------------------------------------------------------
+
+    def _start_kubesim(self) -> None:
+        self.kubesim = subprocess.Popen(
+            [sys.executable, "-m", "kubesim", "--port", "0", "--kubeconfig", str(self.kubeconfig)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=self._base_env(),
+        )
+        assert self.kubesim.stdout is not None
+        line = self.kubesim.stdout.readline().decode()
+        if "listening on" not in line:
+            raise RuntimeError(f"kubesim did not start: {line.strip() or 'no output'}")
+        self._drain(self.kubesim, "kubesim")
+
+    def _start_moto(self) -> None:
+        port = free_port()
+        env = {**self._base_env(), "MOTO_IAM_LOAD_MANAGED_POLICIES": "true"}
+        self.moto = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+        )
+        self._drain(self.moto, "moto", quiet=True)
+        url = f"http://127.0.0.1:{port}"
+        _wait_for("moto server", lambda: _http_ok(f"{url}/moto-api/"))
+        self.aws_env = {
+            "AWS_ENDPOINT_URL": url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }
+        (self.dir / "aws.env").write_text("".join(f"{key}={value}\n" for key, value in self.aws_env.items()))
+
+    def start_operator(self) -> None:
+        args = ["run", "--liveness", f"http://127.0.0.1:{self._liveness_port}/healthz", *self.operator_args]
+        if self.resync_interval is not None:
+            args += ["--resync-interval", str(self.resync_interval)]
+        if self.cluster_id is not None:
+            args += ["--cluster-id", self.cluster_id]
+        self.operator = subprocess.Popen(
+            [sys.executable, "-m", "ecr_access.cli", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**self._base_env(), **self.operator_env()},
+        )
+        (self.dir / "operator.pid").write_text(f"{self.operator.pid}\n")
+        self._drain(self.operator, "operator", log_file=self.dir / "operator.log")
+        _wait_for("the operator's liveness endpoint", self._operator_up)
+
+    def _operator_up(self) -> bool:
+        if self.operator is not None and self.operator.poll() is not None:
+            raise RuntimeError(f"the operator exited with code {self.operator.returncode}; see {self.dir}/operator.log")
+        return _http_ok(f"http://127.0.0.1:{self._liveness_port}/healthz")
+
+    def operator_env(self) -> dict[str, str]:
+        return {"KUBECONFIG": str(self.kubeconfig), **self.aws_env}
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if check and done.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
+        return done
+
+    def aws(self, service: str, region: str = REGION) -> Any:
+        return aws_client(self.aws_env, service, region)
+
+    def seed_aws(self) -> None:
+        seed_aws(self.aws_env)
+
+    def _base_env(self) -> dict[str, str]:
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "KUBECONFIG"))}
+        source = str(REPO_ROOT / "operator")
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [source, env.get("PYTHONPATH")]))
+        return env
+
+    def _drain(self, proc: subprocess.Popen[bytes], name: str, quiet: bool = False,
+               log_file: pathlib.Path | None = None) -> None:
+        """Copy a child's output to a log file (or drop it), so that a full pipe never blocks it."""
+        def pump() -> None:
+            assert proc.stdout is not None
+            sink = open(log_file, "ab") if log_file else open(self.dir / f"{name}.log", "ab")  # noqa: SIM115
+            with sink:
+                for line in proc.stdout:
+                    if not quiet:
+                        sink.write(line)
+                        sink.flush()
+        threading.Thread(target=pump, name=f"drain-{name}", daemon=True).start()
+
+    def _say(self, message: str) -> None:
+        print(f"sandbox: {message}", file=self.log, flush=True)
+
+
+def main(directory: pathlib.Path, *, seed: bool, resync_interval: float | None, cluster_id: str | None) -> int:
+    """Run the sandbox until SIGINT/SIGTERM."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    sandbox = Sandbox(directory, seed=seed, resync_interval=resync_interval, cluster_id=cluster_id)
+    try:
+        with sandbox:
+            print(
+                f"\nThe sandbox is ready. In another shell:\n"
+                f"  export KUBECONFIG={sandbox.kubeconfig}\n"
+                f"  set -a; . {directory}/aws.env; set +a     # boto3 and the AWS CLI now talk to moto\n"
+                f"  kubectl get ecrgrants\n"
+                f"Stop it with Ctrl-C.\n",
+                flush=True,
+            )
+            sandbox.supervise()
+    except KeyboardInterrupt:
+        pass
+    return 0
