@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test lint typecheck importlint unit integration e2e run demo lock clean
+.PHONY: help venv test lint typecheck importlint unit integration kubesim e2e run demo lock clean
 
 help:
 	@echo "make demo   - run the operator end to end on the embedded sandbox (kubesim + moto)"
@@ -35,8 +35,14 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest tests/integration
 
+kubesim: $(STAMP)
+	$(BIN)/pytest tests/kubesim
+
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
+
+demo: $(STAMP)
+	BIN=$(BIN) scripts/demo.sh
 
 test: lint typecheck importlint
 	$(BIN)/pytest

@@ -21,7 +21,7 @@ from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
 from ecr_access.config import Config
-from ecr_access.reconcile import Reconciler
+from ecr_access.reconcile import Reconciler, Tuning
 
 
 def cluster_id_from_kube(namespaces: Sequence[str]) -> str:
@@ -45,7 +45,11 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
         EcrAdapter(session),
         cluster_id=cluster_id,
         account=defaults.account,
-        role_cache_ttl=cfg.role_cache_ttl,
+        tuning=Tuning(
+            role_cache_ttl=cfg.role_cache_ttl,
+            coalesce_window=cfg.coalesce_window,
+            propagation_window=cfg.propagation_window,
+        ),
     )
     logging.getLogger(__name__).info(
         "Operator identity: account %s, region %s, partition %s, cluster id %s (Sid prefix %s)",

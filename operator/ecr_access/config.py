@@ -34,6 +34,12 @@ class Config:
     resync_jitter: float = 0.5
     # Seconds a resolved role ARN is reused by other grants naming the same role.
     role_cache_ttl: float = 30.0
+    # Seconds the first repository sync of a burst waits, so that the rest of the burst (a GitOps
+    # sync creating many grants) shares its one read and one write.
+    coalesce_window: float = 0.2
+    # Seconds during which ECR refusing a principal counts as IAM propagation of a new role
+    # (Reconciling); after that the grant is Stalled.
+    propagation_window: float = 120.0
     # Seconds to wait before retrying a transient AWS failure.
     retry_delay: float = 15.0
     # Seconds before a retry after a failure that needs a person (re-checked anyway).
@@ -51,6 +57,8 @@ _FIELDS: Mapping[str, type] = {
     "resync_interval": float,
     "resync_jitter": float,
     "role_cache_ttl": float,
+    "coalesce_window": float,
+    "propagation_window": float,
     "retry_delay": float,
     "stalled_retry_delay": float,
 }

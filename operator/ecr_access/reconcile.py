@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -19,6 +20,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from ecr_access import policy
+from ecr_access.coalesce import Coalescer
 from ecr_access.conditions import (
     APPLIED,
     Finding,
@@ -98,6 +100,19 @@ class Synced:
     document: policy.Document | None
     rejected: Mapping[str, frozenset[str]]
     wrote: bool
+    foreign_edits: int = 0  # times a concurrent writer changed the policy between our write and re-read
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuning:
+    """How hard the reconciler works to stay at the floor of AWS calls, and how it retries."""
+
+    role_cache_ttl: float = 30.0  # other grants' role lookups may be this old
+    fresh_age: float = 2.0  # a grant's own role lookup (and attached-policy list) may be this old
+    coalesce_window: float = 0.0  # the first sync of a burst waits this long for the rest to join
+    write_attempts: int = 4  # verify-after-write rounds against a concurrent writer
+    propagation_window: float = 120.0  # how long "principal not accepted" counts as IAM propagation
+    retry_jitter: tuple[float, float] = (0.05, 0.5)
 
 
 class Reconciler:
@@ -110,19 +125,27 @@ class Reconciler:
         *,
         cluster_id: str,
         account: str,
-        role_cache_ttl: float = 30.0,
+        tuning: Tuning | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.iam = iam
         self.ecr = ecr
         self.cluster_id = cluster_id
         self.prefix = policy.cluster_prefix(cluster_id)
         self.account = account
-        self.role_cache_ttl = role_cache_ttl
+        self.tuning = tuning or Tuning()
         self._clock = clock
+        self._sleep = sleep
         self._guard = threading.Lock()
         self._locks: dict[object, threading.Lock] = {}
-        self._roles: dict[RoleKey, tuple[float, RoleInfo | None]] = {}
+        self._roles: dict[RoleKey, tuple[float, RoleInfo | None]] = {}  # when looked up, and the answer
+        self._attached: dict[RoleKey, tuple[float, frozenset[str]]] = {}
+        self._overrides: dict[RepositoryRef, dict[GrantKey, tuple[int, LiveGrant | None]]] = {}
+        self._extras: dict[RepositoryRef, list[tuple[int, policy.Statement]]] = {}
+        self._sequence = 0
+        self._propagating: dict[RepositoryRef, float] = {}  # first "principal not accepted" per repository
+        self.flights: Coalescer[Any] = Coalescer(sleep=sleep)
 
     # -- locks and caches -------------------------------------------------------------------------
 
@@ -138,22 +161,53 @@ class Reconciler:
         return policy.statement_sid(self.cluster_id, spec.actions)
 
     def resolve_role(self, role: RoleRef, *, fresh: bool = False) -> RoleInfo | None:
-        """The role's ARN, or None when it does not exist. Cached briefly, so that N grants on one
-        role cost one GetRole; a grant's own apply asks `fresh` to notice a deleted role at once."""
+        """The role's ARN, or None when it does not exist.
+
+        Lookups are cached and coalesced, so N grants on one role cost one GetRole per burst. Other
+        grants' roles may be `role_cache_ttl` old; a grant's own apply asks `fresh` (at most
+        `fresh_age` old) so that a deleted role is noticed at once.
+        """
         if role.account != self.account and role.arn:
             # A role in another account cannot be looked up from here; ECR itself checks it exists.
             return RoleInfo(arn=role.arn, role_id="")
-        now = self._clock()
+        max_age = self.tuning.fresh_age if fresh else self.tuning.role_cache_ttl
         with self._guard:
             cached = self._roles.get(role.key)
-        if cached is not None and not fresh and cached[0] > now:
+        if cached is not None and self._clock() - cached[0] <= max_age:
             return cached[1]
-        info = self.iam.get_role(role.name)
+
+        def look_up() -> RoleInfo | None:
+            when = self._clock()
+            info = self.iam.get_role(role.name)
+            with self._guard:
+                self._roles[role.key] = (when, info)
+            return info
+
+        info: RoleInfo | None = self.flights.run(("role", role.key), look_up)
         if info is not None and role.arn and info.arn != role.arn:
-            info = None  # same name, different path: not the role the spec names
-        with self._guard:
-            self._roles[role.key] = (now + self.role_cache_ttl, info)
+            return None  # same name, different path: not the role the spec names
         return info
+
+    def _attached_policies(self, role: RoleRef) -> frozenset[str]:
+        with self._guard:
+            cached = self._attached.get(role.key)
+        if cached is not None and self._clock() - cached[0] <= self.tuning.fresh_age:
+            return cached[1]
+
+        def list_attached() -> frozenset[str]:
+            when = self._clock()
+            found = self.iam.list_attached_role_policies(role.name)
+            with self._guard:
+                self._attached[role.key] = (when, found)
+            return found
+
+        found: frozenset[str] = self.flights.run(("attached", role.key), list_attached)
+        return found
+
+    def _note_attachment(self, role: RoleKey, policy_arn: str, attached: bool) -> None:
+        with self._guard:
+            when, found = self._attached.get(role, (self._clock(), frozenset()))
+            self._attached[role] = (when, found | {policy_arn} if attached else found - {policy_arn})
 
     # -- apply ------------------------------------------------------------------------------------
 
@@ -269,9 +323,9 @@ class Reconciler:
                 )
             )
         with self._locked(spec.role.key):
-            attached = self.iam.list_attached_role_policies(spec.role.name)
-            if wanted not in attached:
+            if wanted not in self._attached_policies(spec.role):
                 self.iam.attach_role_policy(spec.role.name, wanted)
+                self._note_attachment(spec.role.key, wanted, attached=True)
                 logger.info("Attached %s to %s for %s", wanted, info.arn, key)
                 return wanted, True
         # Already attached: ours only if the record says so, ours or another live grant's on this role.
@@ -303,6 +357,7 @@ class Reconciler:
                 if grant.key != key and grant.spec.managed_policy.arn(match["partition"]) == policy_arn:
                     return False
             self.iam.detach_role_policy(match["name"], policy_arn)
+            self._note_attachment(role_key, policy_arn, attached=False)
         logger.info("Detached %s from %s (attached by the operator, wanted by no live grant)", policy_arn, role_arn)
         return True
 
@@ -319,38 +374,118 @@ class Reconciler:
     ) -> Synced:
         """Rewrite this cluster's statements in one repository's policy from the live grants.
 
-        `include` is the grant being applied (its latest spec wins over a possibly older index
-        entry); `exclude` is a grant being released or one that dropped the repository.
+        Concurrent requests for one repository share a single read-merge-write (see `coalesce`).
+        `include` is a grant being applied (its latest spec wins over a possibly older index
+        entry); `exclude` is a grant being released or one that dropped the repository; `extra`
+        statements (Retain hand-overs) are written once if no statement has their Sid.
         """
-        with self._locked(repo):
-            grants = {grant.key: grant for grant in live.naming_repository(repo)}
-            if exclude is not None:
-                grants.pop(exclude, None)
+        with self._guard:
+            self._sequence += 1
             if include is not None:
-                grants[include.key] = include
-            wanted: dict[str, tuple[tuple[str, ...], set[str]]] = {}
-            for grant in sorted(grants.values(), key=lambda item: (item.key.namespace, item.key.name)):
-                if repo not in grant.spec.repositories:
-                    continue
-                entry = wanted.setdefault(self.sid_for(grant.spec), (grant.spec.actions, set()))
-                info = self.resolve_role(grant.spec.role)
-                if info is not None:
-                    entry[1].add(info.arn)
-            desired = [
-                policy.DesiredStatement(sid, actions, frozenset(arns)) for sid, (actions, arns) in wanted.items()
-            ]
-            document = policy.parse(self.ecr.get_repository_policy(repo))
-            stale = policy.stale_principals(document, self.prefix)
-            if stale:
-                logger.info("Repository %s names deleted roles %s; rewriting from live grants", repo.arn, stale)
-            result = policy.fit(document, self.prefix, desired, extra)
-            if policy.equivalent(document, result.document):
-                return Synced(document, result.rejected, wrote=False)
-            if result.document is None:
-                self.ecr.delete_repository_policy(repo)
+                self._overrides.setdefault(repo, {})[include.key] = (self._sequence, include)
+            if exclude is not None:
+                self._overrides.setdefault(repo, {})[exclude] = (self._sequence, None)
+            self._extras.setdefault(repo, []).extend((self._sequence, item) for item in extra)
+        synced: Synced = self.flights.run(
+            ("repo", repo), lambda: self._sync_now(repo, live), window=self.tuning.coalesce_window
+        )
+        return synced
+
+    def _sync_now(self, repo: RepositoryRef, live: LiveGrants) -> Synced:
+        with self._guard:
+            upto = self._sequence
+            overrides = {key: grant for key, (_, grant) in self._overrides.get(repo, {}).items()}
+            extras = [item for _, item in self._extras.get(repo, [])]
+        try:
+            with self._locked(repo):
+                return self._read_merge_write(repo, self._desired(repo, live, overrides), extras)
+        finally:
+            with self._guard:  # what this run used is done with; later requests stay for the next run
+                kept = {k: v for k, v in self._overrides.get(repo, {}).items() if v[0] > upto}
+                self._overrides[repo] = kept
+                self._extras[repo] = [entry for entry in self._extras.get(repo, []) if entry[0] > upto]
+
+    def _desired(
+        self, repo: RepositoryRef, live: LiveGrants, overrides: Mapping[GrantKey, LiveGrant | None]
+    ) -> list[policy.DesiredStatement]:
+        grants = {grant.key: grant for grant in live.naming_repository(repo)}
+        for key, override in overrides.items():
+            if override is None:
+                grants.pop(key, None)
             else:
-                self.ecr.set_repository_policy(repo, policy.serialize(result.document))
-            return Synced(result.document, result.rejected, wrote=True)
+                grants[key] = override
+        wanted: dict[str, tuple[tuple[str, ...], set[str]]] = {}
+        for grant in sorted(grants.values(), key=lambda item: (item.key.namespace, item.key.name)):
+            if repo not in grant.spec.repositories:
+                continue
+            entry = wanted.setdefault(self.sid_for(grant.spec), (grant.spec.actions, set()))
+            info = self.resolve_role(grant.spec.role)
+            if info is not None:
+                entry[1].add(info.arn)
+        return [policy.DesiredStatement(sid, actions, frozenset(arns)) for sid, (actions, arns) in wanted.items()]
+
+    def _read_merge_write(
+        self, repo: RepositoryRef, desired: list[policy.DesiredStatement], extras: list[policy.Statement]
+    ) -> Synced:
+        """Read, merge, write only if different, then re-read to verify (ECR has no conditional write).
+
+        If the re-read differs from what was written, someone else wrote in between: merge into
+        what they wrote and try again after a jittered pause, a bounded number of times.
+        """
+        document = policy.parse(self.ecr.get_repository_policy(repo))
+        stale = policy.stale_principals(document, self.prefix)
+        if stale:
+            logger.info("Repository %s names deleted roles %s; rewriting from live grants", repo.arn, stale)
+        foreign_edits = 0
+        wrote = False
+        for attempt in range(self.tuning.write_attempts):
+            result = policy.fit(document, self.prefix, desired, extras)
+            if policy.equivalent(document, result.document):
+                with self._guard:
+                    self._propagating.pop(repo, None)
+                return Synced(document, result.rejected, wrote=wrote, foreign_edits=foreign_edits)
+            try:
+                if result.document is None:
+                    self.ecr.delete_repository_policy(repo)
+                else:
+                    self.ecr.set_repository_policy(repo, policy.serialize(result.document))
+            except AwsFault as fault:
+                raise self._bounded_propagation(repo, desired, fault) from fault
+            wrote = True
+            check = policy.parse(self.ecr.get_repository_policy(repo))
+            if policy.equivalent(check, result.document):
+                with self._guard:
+                    self._propagating.pop(repo, None)
+                return Synced(result.document, result.rejected, wrote=True, foreign_edits=foreign_edits)
+            foreign_edits += 1
+            logger.warning(
+                "Repository %s policy changed while we wrote it (attempt %d): merging again", repo.arn, attempt + 1
+            )
+            document = check
+            self._sleep(random.uniform(*self.tuning.retry_jitter))
+        raise AwsFault(
+            FaultKind.UNAVAILABLE, "SetRepositoryPolicy", f"repository {repo.arn}",
+            f"the policy kept changing under concurrent writers ({foreign_edits} times); will retry",
+        )
+
+    def _bounded_propagation(
+        self, repo: RepositoryRef, desired: list[policy.DesiredStatement], fault: AwsFault
+    ) -> AwsFault:
+        """ECR refusing a principal is normal for a role created seconds ago, but not for minutes."""
+        if fault.kind is not FaultKind.PROPAGATING:
+            return fault
+        now = self._clock()
+        with self._guard:
+            first = self._propagating.setdefault(repo, now)
+        with self._guard:  # re-resolve every role next time: one may have been deleted since we looked
+            self._roles.clear()
+        if now - first < self.tuning.propagation_window:
+            return fault
+        return AwsFault(
+            FaultKind.INVALID, fault.operation, fault.resource,
+            f"ECR still rejects a principal after {self.tuning.propagation_window:.0f}s ({fault.detail}); "
+            "check that every role still exists",
+        )
 
     # -- release ----------------------------------------------------------------------------------
 

@@ -73,6 +73,7 @@ class Sandbox:
         directory: pathlib.Path,
         *,
         seed: bool = True,
+        apply_examples: bool | None = None,
         resync_interval: float | None = None,
         cluster_id: str | None = None,
         operator_args: Sequence[str] = (),
@@ -82,6 +83,7 @@ class Sandbox:
     ) -> None:
         self.dir = directory
         self.seed = seed
+        self.apply_examples = seed if apply_examples is None else apply_examples
         self.resync_interval = resync_interval
         self.cluster_id = cluster_id
         self.operator_args = list(operator_args)
@@ -126,7 +128,7 @@ class Sandbox:
             self.seed_aws()
         self._say("starting the operator (ecr-access-operator run)")
         self.start_operator()
-        if self.seed:
+        if self.apply_examples:
             self._say(f"applying {self.examples}/")
             self.kubectl("apply", "-f", str(self.examples))
         (self.dir / "ready").write_text(f"{time.time()}\n")

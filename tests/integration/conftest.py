@@ -24,7 +24,7 @@ from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
 from ecr_access.conditions import build_status
 from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey, parse_spec
-from ecr_access.reconcile import LiveGrant, Prior, Reconciler
+from ecr_access.reconcile import LiveGrant, Prior, Reconciler, Tuning
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
@@ -167,7 +167,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         session = AwsSession.create(REGION)
         calls = Calls()
         session.session.events.register("before-call.*.*", calls.before_call)
-        reconciler = Reconciler(IamAdapter(session), EcrAdapter(session), cluster_id=CLUSTER_ID, account=ACCOUNT)
+        # fresh_age=0: every apply sees AWS as it is now (tests change AWS between applies within a second)
+        reconciler = Reconciler(IamAdapter(session), EcrAdapter(session), cluster_id=CLUSTER_ID, account=ACCOUNT,
+                                tuning=Tuning(fresh_age=0.0))
         yield World(boto3.session.Session(region_name=REGION), session, calls, reconciler)
 
 

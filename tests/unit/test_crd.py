@@ -200,7 +200,7 @@ def test_names_follow_the_api_contract() -> None:
     assert names["kind"] == "EcrAccessGrant"
     assert names["plural"] == "ecraccessgrants"
     assert names["singular"] == "ecraccessgrant"
-    assert names["shortNames"] == ["ecrgrant", "eag"]
+    assert names["shortNames"] == ["ecrgrant", "eag", "ecrgrants"]
     assert names["categories"] == ["ecraccess"]
 
 

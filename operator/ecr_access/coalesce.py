@@ -1,0 +1,73 @@
+"""Single-flight coalescing: many callers asking for the same work get one execution between them.
+
+A GitOps sync can create a hundred grants that name the same repository at once. Each grant's
+handler asks for that repository to be synced, but one read-merge-write covers them all, because
+the statements are derived from every live grant anyway. The rule that keeps this correct:
+
+    a caller may share a run only if that run *started* after the caller asked.
+
+A run that started earlier may have read the set of live grants before the caller's change, so the
+caller waits for the next run instead. The first caller of a burst can also wait a short `window`
+before starting, so that the rest of the burst joins its run rather than the next one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclasses.dataclass
+class _Flight(Generic[T]):
+    run_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    requested: int = 0  # tickets handed out
+    completed: int = 0  # every ticket up to this one is covered by the last run
+    value: T | None = None
+    error: BaseException | None = None
+    runs: int = 0
+
+
+class Coalescer(Generic[T]):
+    """Run `fn` for a key at most once per burst of concurrent requests for that key. Thread-safe."""
+
+    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
+        self._guard = threading.Lock()
+        self._flights: dict[Hashable, _Flight[T]] = {}
+        self._sleep = sleep
+
+    def run(self, key: Hashable, fn: Callable[[], T], window: float = 0.0) -> T:
+        """Return the result of a run of `fn` that started after this call; raise its error."""
+        with self._guard:
+            flight = self._flights.setdefault(key, _Flight())
+            flight.requested += 1
+            ticket = flight.requested
+        with flight.run_lock:
+            with self._guard:
+                covered = flight.completed >= ticket
+            if not covered:
+                if window > 0:
+                    self._sleep(window)  # let the rest of the burst take tickets this run will cover
+                with self._guard:
+                    start = flight.requested
+                try:
+                    value, error = fn(), None
+                except Exception as raised:
+                    value, error = None, raised
+                with self._guard:
+                    flight.completed, flight.value, flight.error = start, value, error
+                    flight.runs += 1
+            with self._guard:
+                if flight.error is not None:
+                    raise flight.error
+                return flight.value  # type: ignore[return-value]
+
+    def runs(self, key: Hashable) -> int:
+        """How many times `fn` actually ran for `key` (for tests and metrics)."""
+        with self._guard:
+            flight = self._flights.get(key)
+            return 0 if flight is None else flight.runs

@@ -1,0 +1,128 @@
+"""Shared helpers for the deploy tests: render the kustomize tree and the Helm chart, validate objects, look them up.
+
+Rendering goes through the real tools a user runs: `kubectl kustomize` (kustomize built into kubectl) and Helm's Go
+SDK through helm-python-sdk. Validation uses the Kubernetes OpenAPI schemas bundled in kubernetes-validate, in
+strict mode (unknown fields are errors, as `kubectl apply --validate=strict` makes them).
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+import subprocess
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import helm_python
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+CHART = DEPLOY / "helm" / "ecr-access-operator"
+CRD_PATH = ROOT / "crds" / "ecraccessgrants.yaml"
+KUSTOMIZATIONS = ("base", "overlays/irsa", "overlays/pod-identity", "overlays/argocd")
+
+NAMESPACE = "ecr-access-system"
+NAME = "ecr-access-operator"
+
+# Kubernetes versions to validate against: the oldest EKS still supports (standard support) and the newest schemas.
+KUBE_VERSIONS = ("1.30", "1.37")
+
+Obj = dict[str, Any]
+
+
+def kubectl() -> str:
+    path = shutil.which("kubectl")
+    if path is None:
+        pytest.fail("kubectl is required (CI machines have it): the deploy tests render with `kubectl kustomize`")
+    return path
+
+
+@functools.cache
+def _kustomize_text(directory: str) -> str:
+    result = subprocess.run([kubectl(), "kustomize", str(DEPLOY / directory)], capture_output=True, text=True,
+                            timeout=60, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"kubectl kustomize deploy/{directory} failed:\n{result.stderr}")
+    return result.stdout
+
+
+def kustomize(directory: str) -> list[Obj]:
+    """The objects `kubectl kustomize deploy/<directory>` renders (fresh copies: tests may mutate them)."""
+    return [doc for doc in yaml.safe_load_all(_kustomize_text(directory)) if doc]
+
+
+def helm_render(values: Mapping[str, Any] | None = None, *, name: str = NAME, namespace: str = NAMESPACE) -> list[Obj]:
+    """The objects `helm template` would render (templates only; the CRD is in crds/, see `helm_crds`)."""
+    with helm_python.Chart.load(CHART) as chart:
+        rendered = chart.render(dict(values or {}), name=name, namespace=namespace)
+    objects: list[Obj] = []
+    for path, text in sorted(rendered.items()):
+        if path.endswith(".txt"):
+            continue  # NOTES.txt
+        objects.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return objects
+
+
+def helm_crds() -> list[Obj]:
+    with helm_python.Chart.load(CHART) as chart:
+        return [yaml.safe_load(item["data"]) for item in chart.crds]
+
+
+def validate(obj: Obj, version: str) -> None:
+    """Validate one object against the Kubernetes schemas of `version`; fail with the object and the field."""
+    try:
+        kubernetes_validate.validate(obj, version, strict=True)
+    except kubernetes_validate.ValidationError as error:
+        where = ".".join(str(part) for part in error.path)
+        pytest.fail(f"{obj['kind']}/{obj['metadata']['name']} is invalid for Kubernetes {version} at {where}: "
+                    f"{error.message}")
+
+
+def one(objects: Iterable[Obj], kind: str, name: str | None = None) -> Obj:
+    found = [obj for obj in objects if obj["kind"] == kind and (name is None or obj["metadata"]["name"] == name)]
+    assert len(found) == 1, f"expected one {kind} {name or ''}, found {len(found)}"
+    return found[0]
+
+
+def deployment(objects: Iterable[Obj]) -> Obj:
+    return one(objects, "Deployment")
+
+
+def container(objects: Iterable[Obj]) -> Obj:
+    containers = deployment(objects)["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def rbac_rules(role: Obj) -> set[tuple[str, str, str, tuple[str, ...]]]:
+    """A ClusterRole's rules flattened to (apiGroup, resource, verb, resourceNames): order-free and comparable."""
+    flat = set()
+    for rule in role.get("rules", []):
+        names = tuple(sorted(rule.get("resourceNames", [])))
+        for group in rule.get("apiGroups", []):
+            for resource in rule.get("resources", []):
+                for verb in rule.get("verbs", []):
+                    flat.add((group, resource, verb, names))
+    return flat
+
+
+def sync_wave(obj: Obj) -> int:
+    return int((obj["metadata"].get("annotations") or {}).get("argocd.argoproj.io/sync-wave", "0"))
+
+
+@functools.cache
+def _crd_schema() -> Obj:
+    return yaml.safe_load(CRD_PATH.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+
+def validate_grant(obj: Obj) -> None:
+    """Validate a grant against the CRD's OpenAPI schema (jsonschema standing in for the API server's validator;
+    tests/unit/test_crd.py covers the CEL rules). metadata is the API server's, not the schema's, to check."""
+    assert obj["apiVersion"] == "ecraccess.io/v1alpha1" and obj["kind"] == "EcrAccessGrant"
+    body = {key: value for key, value in obj.items() if key != "metadata"}
+    jsonschema.validate(body, _crd_schema())

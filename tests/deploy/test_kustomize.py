@@ -1,0 +1,226 @@
+"""The kustomize install (deploy/base and its overlays): it renders, it validates, and it runs the operator the way
+the operator expects to be run, with no more cluster permissions than it uses."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import urllib.parse
+from typing import Any
+
+import pytest
+import yaml
+
+from ecr_access import cli, config, handlers
+from tests.deploy.manifests import (
+    CRD_PATH,
+    DEPLOY,
+    KUBE_VERSIONS,
+    KUSTOMIZATIONS,
+    NAMESPACE,
+    container,
+    deployment,
+    kustomize,
+    one,
+    rbac_rules,
+    sync_wave,
+    validate,
+    validate_grant,
+)
+
+CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+
+# The operator's ClusterRole, rule by rule, with the call that needs each (also in deploy/README.md).
+OPERATOR_RULES = {
+    # kopf: the resource observer lists/watches CRDs to notice the CRD being (re)installed.
+    ("apiextensions.k8s.io", "customresourcedefinitions", "list", ()),
+    ("apiextensions.k8s.io", "customresourcedefinitions", "watch", ()),
+    # kopf: POST /api/v1/namespaces/{ns}/events (warnings on grants).
+    ("", "events", "create", ()),
+    # kopf for the operator: list+watch grants (indexes, handlers), patch (finalizer, progress annotations).
+    (handlers.GROUP, handlers.PLURAL, "list", ()),
+    (handlers.GROUP, handlers.PLURAL, "watch", ()),
+    (handlers.GROUP, handlers.PLURAL, "patch", ()),
+    # kopf for the operator: PATCH .../ecraccessgrants/{name}/status.
+    (handlers.GROUP, f"{handlers.PLURAL}/status", "patch", ()),
+    # cli.cluster_id_from_kube: GET /api/v1/namespaces/kube-system (the default cluster id).
+    ("", "namespaces", "get", ("kube-system",)),
+}
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
+def test_every_kustomization_renders_the_whole_install(directory: str) -> None:
+    objects = kustomize(directory)
+    kinds = sorted(obj["kind"] for obj in objects)
+    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRole",
+                            "ClusterRole", "ClusterRoleBinding", "Deployment"])
+    for obj in objects:
+        if obj["kind"] not in CLUSTER_SCOPED:
+            assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
+    assert one(objects, "Namespace")["metadata"]["name"] == NAMESPACE
+
+
+@pytest.mark.parametrize("version", KUBE_VERSIONS)
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
+def test_every_rendered_object_validates_against_kubernetes_schemas(directory: str, version: str) -> None:
+    for obj in kustomize(directory):
+        validate(obj, version)
+
+
+def test_validation_catches_a_misspelt_field() -> None:
+    # The schemas are strict: a typo in a security setting must fail, not be silently dropped by the API server.
+    objects = kustomize("base")
+    container(objects)["securityContext"]["readOnlyRootFileSystem"] = True
+    with pytest.raises(pytest.fail.Exception, match="readOnlyRootFileSystem"):
+        validate(deployment(objects), KUBE_VERSIONS[0])
+
+
+def test_crd_validates_as_apiextensions_v1_and_a_broken_one_does_not() -> None:
+    crd = one(kustomize("base"), "CustomResourceDefinition")
+    assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
+    validate(crd, KUBE_VERSIONS[-1])
+    crd["spec"]["versions"][0]["served"] = "yes"
+    with pytest.raises(pytest.fail.Exception, match="served"):
+        validate(crd, KUBE_VERSIONS[-1])
+
+
+def test_the_installed_crd_is_the_repositorys_crd() -> None:
+    installed = one(kustomize("base"), "CustomResourceDefinition")
+    source = yaml.safe_load(CRD_PATH.read_text())
+    assert (installed["metadata"]["name"], installed["spec"]) == (source["metadata"]["name"], source["spec"])
+
+
+def test_operator_cluster_role_grants_exactly_what_kopf_and_the_operator_call() -> None:
+    role = one(kustomize("base"), "ClusterRole", "ecr-access-operator")
+    assert rbac_rules(role) == OPERATOR_RULES
+
+
+def test_operator_role_is_bound_to_the_deployments_service_account() -> None:
+    objects = kustomize("base")
+    binding = one(objects, "ClusterRoleBinding")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": "ecr-access-operator"}
+    account = one(objects, "ServiceAccount")
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account["metadata"]["name"],
+                                    "namespace": account["metadata"]["namespace"]}]
+    assert deployment(objects)["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+
+
+def test_viewer_role_is_read_only_and_aggregated_to_view() -> None:
+    viewer = one(kustomize("base"), "ClusterRole", "ecr-access-operator-grants-viewer")
+    assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
+    assert {verb for _, _, verb, _ in rbac_rules(viewer)} == {"get", "list", "watch"}
+
+
+def test_editor_role_can_manage_grants_but_is_not_aggregated_to_edit_or_admin() -> None:
+    editor = one(kustomize("base"), "ClusterRole", "ecr-access-operator-grants-editor")
+    labels = editor["metadata"].get("labels", {})
+    assert not any(key.startswith("rbac.authorization.k8s.io/aggregate-to") for key in labels)
+    rules = rbac_rules(editor)
+    assert {(handlers.GROUP, handlers.PLURAL, verb, ()) for verb in ("create", "update", "patch", "delete")} <= rules
+    assert not any(resource.endswith("/status") for _, resource, _, _ in rules), "only the operator writes status"
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
+def test_no_role_uses_wildcards(directory: str) -> None:
+    for obj in kustomize(directory):
+        if obj["kind"] == "ClusterRole":
+            for rule in rbac_rules(obj):
+                assert "*" not in rule, (obj["metadata"]["name"], rule)
+
+
+def test_one_replica_that_is_stopped_before_its_successor_starts() -> None:
+    spec = deployment(kustomize("base"))["spec"]
+    assert spec["replicas"] == 1
+    assert spec["strategy"] == {"type": "Recreate"}
+
+
+def test_pod_meets_the_restricted_pod_security_standard() -> None:
+    objects = kustomize("base")
+    pod = deployment(objects)["spec"]["template"]["spec"]
+    main = container(objects)
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] != 0
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert main["securityContext"]["allowPrivilegeEscalation"] is False
+    assert main["securityContext"]["readOnlyRootFilesystem"] is True
+    assert main["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert one(objects, "Namespace")["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_read_only_root_still_has_a_writable_tmp() -> None:
+    objects = kustomize("base")
+    volumes = {volume["name"]: volume for volume in deployment(objects)["spec"]["template"]["spec"]["volumes"]}
+    mounts = {mount["mountPath"]: mount["name"] for mount in container(objects)["volumeMounts"]}
+    assert "emptyDir" in volumes[mounts["/tmp"]]
+    assert not any(mount.get("readOnly") for mount in container(objects)["volumeMounts"])
+
+
+def test_resources_have_requests_and_limits() -> None:
+    resources = container(kustomize("base"))["resources"]
+    assert set(resources["requests"]) == {"cpu", "memory"}
+    assert set(resources["limits"]) >= {"memory"}
+
+
+def _liveness_url(main: dict[str, Any]) -> urllib.parse.SplitResult:
+    args = main["args"]
+    (flag,) = [arg for arg in args if arg.startswith("--liveness=")]
+    return urllib.parse.urlsplit(flag.split("=", 1)[1])
+
+
+def test_liveness_probe_asks_kopfs_liveness_endpoint() -> None:
+    main = container(kustomize("base"))
+    url = _liveness_url(main)
+    probe = main["livenessProbe"]["httpGet"]
+    ports = {port["name"]: port["containerPort"] for port in main["ports"]}
+    port = ports.get(probe["port"], probe["port"])
+    assert (probe["path"], port) == (url.path, url.port)
+    # The kubelet probes the pod IP: an endpoint bound to localhost would fail every probe and restart the pod.
+    assert url.hostname == "0.0.0.0"
+
+
+def test_container_args_and_env_start_the_operator_with_the_intended_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The Deployment's args and env, given to the real CLI: every setting is one the operator reads, and parses."""
+    main = container(kustomize("base"))
+    env = {item["name"]: item["value"] for item in main["env"]}
+    unknown = {name for name in env if name.startswith(config.ENV_PREFIX)} - {
+        config.env_name(field.name) for field in dataclasses.fields(config.Config)}
+    assert not unknown, f"settings the operator does not read (typos?): {unknown}"
+    for name in list(os.environ):
+        if name.startswith(config.ENV_PREFIX):
+            monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    started: dict[str, Any] = {}
+    monkeypatch.setattr(cli, "run_operator", lambda cfg, liveness=None: started.update(cfg=cfg, liveness=liveness))
+    assert "command" not in main, "a command would replace the image's entry point `ecr-access-operator run`"
+    cli.main(["run", *main["args"]])
+    cfg = started["cfg"]
+    assert started["liveness"] == "http://0.0.0.0:8080/healthz"
+    assert cfg.resync_interval == float(env["ECR_ACCESS_RESYNC_INTERVAL"])
+    assert cfg.cluster_id is None  # empty: the default, the kube-system UID
+    assert cfg.namespaces == ()  # cluster-wide, which the ClusterRole is made for
+    assert env["AWS_REGION"]
+    assert main["env"][0]["name"] == "AWS_REGION", "deploy/README.md's example patch sets env/0"
+
+
+def test_argocd_waves_put_the_crd_first_then_rbac_then_the_operator_then_grants() -> None:
+    objects = kustomize("overlays/argocd")
+    crd = one(objects, "CustomResourceDefinition")
+    grant = yaml.safe_load((DEPLOY / "argocd" / "example-grant.yaml").read_text())
+    rbac_waves = {sync_wave(obj) for obj in objects if obj["kind"] in {"Namespace", "ServiceAccount", "ClusterRole",
+                                                                        "ClusterRoleBinding"}}
+    assert len(rbac_waves) == 1
+    assert sync_wave(crd) < rbac_waves.pop() < sync_wave(deployment(objects)) < sync_wave(grant)
+    options = crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].split(",")
+    assert {"Prune=false", "Delete=false"} <= set(options), "deleting the CRD would delete every grant"
+    assert "SkipDryRunOnMissingResource=true" in grant["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
+    validate_grant(grant)
+
+
+def test_argocd_overlay_changes_nothing_but_annotations() -> None:
+    def strip(obj: dict[str, Any]) -> dict[str, Any]:
+        obj["metadata"].pop("annotations", None)
+        return obj
+
+    assert [strip(obj) for obj in kustomize("overlays/argocd")] == [strip(obj) for obj in kustomize("base")]

@@ -1,0 +1,153 @@
+"""End-to-end fixtures: the real operator process, kubesim and a moto server, driven with kubectl.
+
+One sandbox serves the whole module (starting it takes a few seconds); each test uses its own grant
+and repository names so tests do not see each other's state. The sandbox restarts the operator if
+it dies, as a Deployment would, which is what the crash test relies on.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+from ecr_access.sandbox import Sandbox
+
+RESYNC = 3.0  # seconds: short, so drift repair and "status stays quiet" are observable in a test
+CLUSTER_ID = "e2e-cluster"
+ACCOUNT = "123456789012"
+REGION = "us-west-2"
+NODE_ROLE = "cld_sandbox123-cluster_node_role"
+READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+
+pytestmark = pytest.mark.e2e
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if shutil.which("kubectl") is None:
+        raise pytest.UsageError("kubectl is required for tests/e2e (it is installed on every CI machine)")
+
+
+class Driver:
+    """kubectl and boto3 against one sandbox, with the waits end-to-end tests need."""
+
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.ecr = sandbox.aws("ecr")
+        self.iam = sandbox.aws("iam")
+
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> Any:
+        done = subprocess.run(["kubectl", "--kubeconfig", str(self.sandbox.kubeconfig), *args], input=stdin,
+                              capture_output=True, text=True, timeout=90, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}")
+        return done
+
+    def apply(self, manifest: dict[str, Any], check: bool = True) -> Any:
+        return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=check)
+
+    def get(self, name: str) -> dict[str, Any] | None:
+        done = self.kubectl("get", "ecraccessgrant", name, "-o", "json", check=False)
+        return json.loads(done.stdout) if done.returncode == 0 else None
+
+    def wait_ready(self, name: str, timeout: int = 60) -> dict[str, Any]:
+        self.kubectl("wait", "--for=condition=Ready", f"ecraccessgrant/{name}", f"--timeout={timeout}s")
+        body = self.get(name)
+        assert body is not None
+        return body
+
+    def policy(self, repo: str) -> dict[str, Any] | None:
+        try:
+            return dict(json.loads(self.ecr.get_repository_policy(repositoryName=repo)["policyText"]))
+        except self.ecr.exceptions.RepositoryPolicyNotFoundException:
+            return None
+
+    def statements(self, repo: str) -> list[dict[str, Any]]:
+        doc = self.policy(repo)
+        if doc is None:
+            return []
+        raw = doc["Statement"]
+        return list(raw) if isinstance(raw, list) else [raw]
+
+    def ours(self, repo: str) -> list[dict[str, Any]]:
+        return [item for item in self.statements(repo) if str(item.get("Sid", "")).startswith("EcrAccessGrant")]
+
+    def create_repository(self, name: str, policy: dict[str, Any] | None = None) -> None:
+        self.ecr.create_repository(repositoryName=name)
+        if policy is not None:
+            self.ecr.set_repository_policy(repositoryName=name, policyText=json.dumps(policy))
+
+    def create_role(self, name: str) -> str:
+        trust = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+        return str(self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+
+    def attached(self, role: str) -> set[str]:
+        answer = self.iam.list_attached_role_policies(RoleName=role)
+        return {item["PolicyArn"] for item in answer["AttachedPolicies"]}
+
+    def kill_operator(self) -> int:
+        """SIGKILL the operator by its PID (we started it); the sandbox restarts it."""
+        proc = self.sandbox.operator
+        assert proc is not None
+        pid = proc.pid
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+
+def eventually(check: Callable[[], Any], timeout: float = 30.0, interval: float = 0.25, what: str = "") -> Any:
+    """Poll until `check()` returns something truthy; fail with the last value or error."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except AssertionError as error:
+            last = error
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s {what}: last={last!r}")
+
+
+def grant(name: str, *repos: str, role: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "ecraccess.io/v1alpha1",
+        "kind": "EcrAccessGrant",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"role": role or {"anyscaleCloudId": "cld_sandbox123"},
+                 "repositories": [{"name": repo} for repo in repos], **spec},
+    }
+
+
+@pytest.fixture(scope="package")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    directory = tmp_path_factory.mktemp("sandbox")
+    with Sandbox(directory, seed=True, apply_examples=False, resync_interval=RESYNC, cluster_id=CLUSTER_ID) as sb:
+        failure: list[BaseException] = []
+
+        def supervise() -> None:
+            try:
+                sb.supervise()
+            except BaseException as error:  # reported by the fixture's teardown
+                failure.append(error)
+
+        thread = threading.Thread(target=supervise, name="sandbox-supervisor", daemon=True)
+        thread.start()
+        yield sb
+    thread.join(timeout=5)
+    assert not failure, f"the sandbox failed: {failure[0]}"
+
+
+@pytest.fixture
+def driver(sandbox: Sandbox) -> Driver:
+    return Driver(sandbox)
