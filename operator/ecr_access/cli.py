@@ -21,23 +21,28 @@ from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
 from ecr_access.config import Config
-from ecr_access.reconcile import Reconciler, Tuning
+from ecr_access.reconcile import Reconciler, Registry, Tuning
+from ecr_access.sweeper import Sweeper
+
+
+def load_kube_client_config() -> None:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
 
 
 def cluster_id_from_kube(namespaces: Sequence[str]) -> str:
     """The default cluster id: the kube-system namespace's UID, plus the watched namespaces when the
     operator is namespace-scoped (so that two namespace-scoped deployments never share Sids)."""
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
     uid = client.CoreV1Api().read_namespace("kube-system").metadata.uid
     return f"{uid}/{','.join(sorted(namespaces))}" if namespaces else str(uid)
 
 
 def build_runtime(cfg: Config) -> handlers.Runtime:
     """Connect to AWS and the cluster once, at start-up; fail loudly if either is unreachable."""
-    session = AwsSession.create(cfg.region)
+    load_kube_client_config()
+    session = AwsSession.create(cfg.region, rate=cfg.aws_rate_limit, burst=cfg.aws_burst)
     defaults = session.defaults(cfg.region)
     cluster_id = cfg.cluster_id or cluster_id_from_kube(cfg.effective_namespaces)
     reconciler = Reconciler(
@@ -55,7 +60,24 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
         "Operator identity: account %s, region %s, partition %s, cluster id %s (Sid prefix %s)",
         defaults.account, defaults.region, defaults.partition, cluster_id, reconciler.prefix,
     )
-    return handlers.Runtime(config=cfg, defaults=defaults, reconciler=reconciler)
+    home = Registry(defaults.partition, defaults.region, defaults.account)
+    return handlers.Runtime(
+        config=cfg,
+        defaults=defaults,
+        reconciler=reconciler,
+        sweeper=Sweeper(reconciler, home, cfg.sweep_interval),
+        count_grants=lambda: count_grants(cfg.effective_namespaces),
+    )
+
+
+def count_grants(namespaces: Sequence[str]) -> int:
+    """0 when no grant exists in the watched namespaces (then the empty indexes are already whole)."""
+    api = client.CustomObjectsApi()
+    group, version, plural = handlers.RESOURCE
+    if not namespaces:
+        return len(api.list_cluster_custom_object(group, version, plural, limit=1).get("items", []))
+    return sum(len(api.list_namespaced_custom_object(group, version, ns, plural, limit=1).get("items", []))
+               for ns in namespaces)
 
 
 def run_operator(cfg: Config, *, liveness: str | None = None, stop_flag: object = None,
@@ -88,6 +110,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                         "session's region]")
     parser.add_argument("--resync-interval", type=float, metavar="SECONDS",
                         help=f"drift check interval [{env('resync_interval')}; default 300]")
+    parser.add_argument("--sweep-interval", type=float, metavar="SECONDS",
+                        help=f"orphan sweep interval, 0 disables [{env('sweep_interval')}; default 3600]")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -119,6 +143,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "namespaces": args.namespaces,
             "region": args.region,
             "resync_interval": args.resync_interval,
+            "sweep_interval": args.sweep_interval,
         })
     except ValueError as error:
         parser.error(str(error))

@@ -40,12 +40,20 @@ class Coalescer(Generic[T]):
         self._flights: dict[Hashable, _Flight[T]] = {}
         self._sleep = sleep
 
-    def run(self, key: Hashable, fn: Callable[[], T], window: float = 0.0) -> T:
-        """Return the result of a run of `fn` that started after this call; raise its error."""
+    def request(self, key: Hashable) -> int:
+        """Take a ticket now, to `run` later: a caller with several keys takes all its tickets first,
+        so that it joins the current burst on every key rather than only on the first."""
         with self._guard:
             flight = self._flights.setdefault(key, _Flight())
             flight.requested += 1
-            ticket = flight.requested
+            return flight.requested
+
+    def run(self, key: Hashable, fn: Callable[[], T], window: float = 0.0, ticket: int | None = None) -> T:
+        """Return the result of a run of `fn` that started after the ticket was taken; raise its error."""
+        if ticket is None:
+            ticket = self.request(key)
+        with self._guard:
+            flight = self._flights[key]
         with flight.run_lock:
             with self._guard:
                 covered = flight.completed >= ticket

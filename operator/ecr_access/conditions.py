@@ -72,6 +72,9 @@ class Outcome:
     managed_policy_owned: bool
     role: Finding
     repositories: tuple[RepositoryResult, ...]
+    # Things worth a Kubernetes Event but not a status change (status must stay deterministic),
+    # e.g. a concurrent writer that changed a policy while we wrote it.
+    notes: tuple[str, ...] = ()
 
     @property
     def findings(self) -> list[Finding]:

@@ -40,6 +40,13 @@ class Config:
     # Seconds during which ECR refusing a principal counts as IAM propagation of a new role
     # (Reconciling); after that the grant is Stalled.
     propagation_window: float = 120.0
+    # Seconds between sweeps for this cluster's statements in repositories no live grant names
+    # (left behind while the operator was down); 0 disables the sweep. It also runs at start.
+    sweep_interval: float = 3600.0
+    # AWS requests per second across the whole operator (retries included), and the burst allowed
+    # above it; 0 disables the limit. Keeps a cold start of many grants under AWS's throttling.
+    aws_rate_limit: float = 20.0
+    aws_burst: float = 40.0
     # Seconds to wait before retrying a transient AWS failure.
     retry_delay: float = 15.0
     # Seconds before a retry after a failure that needs a person (re-checked anyway).
@@ -59,6 +66,9 @@ _FIELDS: Mapping[str, type] = {
     "role_cache_ttl": float,
     "coalesce_window": float,
     "propagation_window": float,
+    "sweep_interval": float,
+    "aws_rate_limit": float,
+    "aws_burst": float,
     "retry_delay": float,
     "stalled_retry_delay": float,
 }

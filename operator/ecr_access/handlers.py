@@ -16,7 +16,7 @@ import dataclasses
 import datetime
 import logging
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import kopf
@@ -25,6 +25,7 @@ from ecr_access import conditions
 from ecr_access.config import Config
 from ecr_access.model import Defaults, GrantKey, RepositoryRef, RoleKey, SpecError, parse_spec
 from ecr_access.reconcile import LiveGrant, Prior, Reconciler
+from ecr_access.sweeper import Sweeper
 
 GROUP = "ecraccess.io"
 VERSION = "v1alpha1"
@@ -47,6 +48,10 @@ class Runtime:
     config: Config
     defaults: Defaults
     reconciler: Reconciler
+    sweeper: Sweeper
+    # How many grants exist (a cheap list with limit=1 is enough): zero means the (empty) indexes are
+    # already complete at start-up, so the orphan sweep need not wait for a first handler call.
+    count_grants: Callable[[], int] = lambda: 1
 
 
 class IndexedGrants:
@@ -61,6 +66,10 @@ class IndexedGrants:
 
     def on_role(self, role: RoleKey) -> list[LiveGrant]:
         return list(self._by_role.get(role, ()))
+
+    def everything(self) -> list[LiveGrant]:
+        # Every live grant is indexed under exactly one role, so the role index lists each once.
+        return [grant for store in self._by_role.values() for grant in store]
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -128,6 +137,8 @@ def on_grant_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs
 
 def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     runtime: Runtime = memo.runtime
+    live = _live(kwargs)
+    runtime.sweeper.indexes_ready(live)
     meta = body.get("metadata", {})
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
     try:
@@ -136,7 +147,7 @@ def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwarg
         logger.warning("Grant %s has an invalid spec (%s): nothing to release", key, error)
         return
     status = dict(body.get("status") or {})
-    outcome = runtime.reconciler.release(key, spec, Prior.from_status(status), _live(kwargs))
+    outcome = runtime.reconciler.release(key, spec, Prior.from_status(status), live)
     if outcome.transient or outcome.terminal:
         new = conditions.build_status(outcome, meta.get("generation", 0), status, _now())
         _write_status(patch, status, new)
@@ -146,6 +157,8 @@ def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwarg
 
 def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
     runtime: Runtime = memo.runtime
+    live = _live(kwargs)
+    runtime.sweeper.indexes_ready(live)
     meta = body.get("metadata", {})
     generation = int(meta.get("generation") or 0)
     status = dict(body.get("status") or {})
@@ -159,9 +172,11 @@ def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[
         _write_status(patch, status, {**_ours(status), "observedGeneration": generation})
         return
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
-    outcome = runtime.reconciler.apply(key, spec, Prior.from_status(status), _live(kwargs))
+    outcome = runtime.reconciler.apply(key, spec, Prior.from_status(status), live)
     new = conditions.build_status(outcome, generation, status, _now())
     _write_status(patch, status, new)
+    for note in outcome.notes:
+        kopf.warn(body, reason="ConcurrentPolicyEdit", message=note)
     if outcome.transient:
         raise kopf.TemporaryError(new["conditions"][0]["message"], delay=runtime.config.retry_delay)
 
@@ -194,9 +209,18 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
     or the cluster is reported by kopf and stops the operator before any grant is touched.
     """
 
-    def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
         configure(settings)
-        memo.runtime = build_runtime(config)
+        runtime: Runtime = build_runtime(config)
+        memo.runtime = runtime
+        runtime.sweeper.start()
+        if runtime.sweeper.enabled and runtime.count_grants() == 0:
+            runtime.sweeper.indexes_ready(_live(kwargs))
+
+    def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+        runtime: Runtime | None = getattr(memo, "runtime", None)
+        if runtime is not None:
+            runtime.sweeper.stop()
 
     def jitter(**_: Any) -> float:
         return random.uniform(0, config.resync_jitter * config.resync_interval)
@@ -210,6 +234,7 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
 
     kopf.on.startup(registry=registry, id="startup")(on_startup)
     kopf.on.login(registry=registry, id="login")(on_login)
+    kopf.on.cleanup(registry=registry, id="cleanup")(on_cleanup)
     kopf.index(*RESOURCE, registry=registry, id=BY_REPOSITORY)(index_by_repository)
     kopf.index(*RESOURCE, registry=registry, id=BY_ROLE)(index_by_role)
     kopf.on.create(*RESOURCE, registry=registry, id="apply-on-create")(on_grant_create)

@@ -55,11 +55,13 @@ class LiveGrant:
 
 
 class LiveGrants(Protocol):
-    """The set of live grants, looked up the two ways reconcile needs (kopf indexes in production)."""
+    """The set of live grants, looked up the ways reconcile needs (kopf indexes in production)."""
 
     def naming_repository(self, repo: RepositoryRef) -> Iterable[LiveGrant]: ...
 
     def on_role(self, role: RoleKey) -> Iterable[LiveGrant]: ...
+
+    def everything(self) -> Iterable[LiveGrant]: ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +103,15 @@ class Synced:
     rejected: Mapping[str, frozenset[str]]
     wrote: bool
     foreign_edits: int = 0  # times a concurrent writer changed the policy between our write and re-read
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Registry:
+    """Where repositories live: one account's registry in one region."""
+
+    partition: str
+    region: str
+    registry_id: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -171,12 +182,20 @@ class Reconciler:
             # A role in another account cannot be looked up from here; ECR itself checks it exists.
             return RoleInfo(arn=role.arn, role_id="")
         max_age = self.tuning.fresh_age if fresh else self.tuning.role_cache_ttl
-        with self._guard:
-            cached = self._roles.get(role.key)
-        if cached is not None and self._clock() - cached[0] <= max_age:
-            return cached[1]
+
+        def cached() -> tuple[bool, RoleInfo | None]:
+            with self._guard:
+                entry = self._roles.get(role.key)
+            return (entry is not None and self._clock() - entry[0] <= max_age), (entry[1] if entry else None)
+
+        hit, found = cached()
+        if hit:
+            return found
 
         def look_up() -> RoleInfo | None:
+            hit, found = cached()  # a lookup that finished while we queued for this one will do
+            if hit:
+                return found
             when = self._clock()
             info = self.iam.get_role(role.name)
             with self._guard:
@@ -189,12 +208,19 @@ class Reconciler:
         return info
 
     def _attached_policies(self, role: RoleRef) -> frozenset[str]:
-        with self._guard:
-            cached = self._attached.get(role.key)
-        if cached is not None and self._clock() - cached[0] <= self.tuning.fresh_age:
-            return cached[1]
+        def cached() -> frozenset[str] | None:
+            with self._guard:
+                entry = self._attached.get(role.key)
+            return entry[1] if entry is not None and self._clock() - entry[0] <= self.tuning.fresh_age else None
+
+        hit = cached()
+        if hit is not None:
+            return hit
 
         def list_attached() -> frozenset[str]:
+            again = cached()  # a listing that finished while we queued for this one will do
+            if again is not None:
+                return again
             when = self._clock()
             found = self.iam.list_attached_role_policies(role.name)
             with self._guard:
@@ -250,35 +276,40 @@ class Reconciler:
         owned: bool,
     ) -> Outcome:
         me = LiveGrant(key, spec, policy_arn if owned else None)
+        tickets = {repo: self.request_sync(repo, include=me) for repo in spec.repositories}
         results = []
+        notes: list[str] = []
         for repo in spec.repositories:
-            results.append(
-                RepositoryResult(repo.arn, sid, self._apply_repository(repo, me, sid, role_arn, role_finding, live))
-            )
+            finding = self._apply_repository(repo, sid, role_arn, role_finding, live, tickets[repo], notes)
+            results.append(RepositoryResult(repo.arn, sid, finding))
         for repo in prior.repositories:
             if repo not in spec.repositories:  # dropped from the spec: recompute without this grant
                 try:
                     self.sync_repository(repo, live, exclude=key)
                 except (AwsFault, policy.PolicyDocumentError) as problem:
                     logger.warning("Could not drop %s from %s: %s", key, repo.arn, problem)
-        return Outcome(role_arn, policy_arn, owned, role_finding, tuple(results))
+        return Outcome(role_arn, policy_arn, owned, role_finding, tuple(results), tuple(notes))
 
     def _apply_repository(
         self,
         repo: RepositoryRef,
-        me: LiveGrant,
         sid: str,
         role_arn: str | None,
         role_finding: Finding,
         live: LiveGrants,
+        ticket: int,
+        notes: list[str],
     ) -> Finding:
         label = f"Repository {repo.name} ({repo.arn})"
         try:
-            synced = self.sync_repository(repo, live, include=me)
+            synced = self.sync_repository(repo, live, ticket=ticket)
         except AwsFault as fault:
             return finding_for_fault(fault, label, "RepositoryNotFound")
         except policy.PolicyDocumentError as error:
             return Finding("PolicyUnreadable", f"{label}: {error}; fix or delete that policy.", Severity.TERMINAL)
+        if synced.foreign_edits:
+            notes.append(f"{label}: someone else changed the policy while the operator wrote it "
+                         f"({synced.foreign_edits}x); merged their change and wrote again.")
         if role_arn is None:
             return Finding(role_finding.reason, f"{label} cannot grant a role that does not exist.",
                            role_finding.severity)
@@ -371,10 +402,31 @@ class Reconciler:
         include: LiveGrant | None = None,
         exclude: GrantKey | None = None,
         extra: Iterable[policy.Statement] = (),
+        ticket: int | None = None,
     ) -> Synced:
         """Rewrite this cluster's statements in one repository's policy from the live grants.
 
         Concurrent requests for one repository share a single read-merge-write (see `coalesce`).
+        Pass a `ticket` from `request_sync` (which then carries include/exclude/extra), or let this
+        call take one.
+        """
+        if ticket is None:
+            ticket = self.request_sync(repo, include=include, exclude=exclude, extra=extra)
+        synced: Synced = self.flights.run(
+            ("repo", repo), lambda: self._sync_now(repo, live), window=self.tuning.coalesce_window, ticket=ticket
+        )
+        return synced
+
+    def request_sync(
+        self,
+        repo: RepositoryRef,
+        *,
+        include: LiveGrant | None = None,
+        exclude: GrantKey | None = None,
+        extra: Iterable[policy.Statement] = (),
+    ) -> int:
+        """Take a place in the next sync of `repo` (see `Coalescer.request`).
+
         `include` is a grant being applied (its latest spec wins over a possibly older index
         entry); `exclude` is a grant being released or one that dropped the repository; `extra`
         statements (Retain hand-overs) are written once if no statement has their Sid.
@@ -386,10 +438,7 @@ class Reconciler:
             if exclude is not None:
                 self._overrides.setdefault(repo, {})[exclude] = (self._sequence, None)
             self._extras.setdefault(repo, []).extend((self._sequence, item) for item in extra)
-        synced: Synced = self.flights.run(
-            ("repo", repo), lambda: self._sync_now(repo, live), window=self.tuning.coalesce_window
-        )
-        return synced
+        return self.flights.request(("repo", repo))
 
     def _sync_now(self, repo: RepositoryRef, live: LiveGrants) -> Synced:
         with self._guard:
@@ -487,6 +536,40 @@ class Reconciler:
             "check that every role still exists",
         )
 
+    # -- sweep ------------------------------------------------------------------------------------
+
+    def sweep(self, live: LiveGrants, home: Registry) -> list[RepositoryRef]:
+        """Remove this cluster's statements from repositories that no live grant names any more.
+
+        They are left behind when a grant was deleted while the operator was down with its finalizer
+        forced off, or when a repository was dropped from every spec while it was down. The sweep
+        covers every registry (partition, region, account) the live grants use, plus the operator's
+        own; it reads the policy of each repository no live grant names, and recomputes only those
+        that hold this cluster's prefix. Other prefixes are never touched. Returns what it cleaned.
+        """
+        registries = {home} | {
+            Registry(repo.partition, repo.region, repo.registry_id)
+            for grant in live.everything()
+            for repo in grant.spec.repositories
+        }
+        cleaned = []
+        for registry in sorted(registries):
+            for name in self.ecr.describe_repositories(registry.region, registry.registry_id):
+                repo = RepositoryRef(registry.partition, registry.region, registry.registry_id, name)
+                if any(True for _ in live.naming_repository(repo)):
+                    continue  # its grants' own syncs keep it right
+                try:
+                    document = policy.parse(self.ecr.get_repository_policy(repo))
+                except (AwsFault, policy.PolicyDocumentError) as problem:
+                    logger.warning("Sweep skipped %s: %s", repo.arn, problem)
+                    continue
+                if not policy.owned_principals(document, self.prefix):
+                    continue
+                self.sync_repository(repo, live)
+                logger.info("Sweep removed this cluster's statements from %s (no live grant names it)", repo.arn)
+                cleaned.append(repo)
+        return cleaned
+
     # -- release ----------------------------------------------------------------------------------
 
     def release(self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants) -> Outcome:
@@ -505,11 +588,13 @@ class Reconciler:
         retained = policy.retained_sid(self.cluster_id, key.namespace, key.name)
         if spec.deletion_policy is DeletionPolicy.RETAIN and info is not None:
             extra.append(policy.build_retained_statement(retained, info.arn, spec.actions))
+        repos = list(dict.fromkeys(spec.repositories + prior.repositories))
+        tickets = {repo: self.request_sync(repo, exclude=key, extra=extra) for repo in repos}
         results = []
-        for repo in dict.fromkeys(spec.repositories + prior.repositories):
+        for repo in repos:
             label = f"Repository {repo.name} ({repo.arn})"
             try:
-                synced = self.sync_repository(repo, live, exclude=key, extra=extra)
+                synced = self.sync_repository(repo, live, ticket=tickets[repo])
             except AwsFault as fault:
                 finding = APPLIED if fault.kind is FaultKind.NOT_FOUND else finding_for_fault(fault, label)
             except policy.PolicyDocumentError as error:

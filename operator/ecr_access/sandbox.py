@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
@@ -77,6 +77,7 @@ class Sandbox:
         resync_interval: float | None = None,
         cluster_id: str | None = None,
         operator_args: Sequence[str] = (),
+        operator_env: Mapping[str, str] | None = None,
         crds: pathlib.Path = REPO_ROOT / "crds" / "ecraccessgrants.yaml",
         examples: pathlib.Path = REPO_ROOT / "examples",
         log: TextIO = sys.stderr,
@@ -87,6 +88,7 @@ class Sandbox:
         self.resync_interval = resync_interval
         self.cluster_id = cluster_id
         self.operator_args = list(operator_args)
+        self.operator_env_overrides = dict(operator_env or {})
         self.crds = crds
         self.examples = examples
         self.log = log
@@ -209,7 +211,9 @@ class Sandbox:
         return _http_ok(f"http://127.0.0.1:{self._liveness_port}/healthz")
 
     def operator_env(self) -> dict[str, str]:
-        return {"KUBECONFIG": str(self.kubeconfig), **self.aws_env}
+        """The operator's environment: the sandbox's kubeconfig and AWS, plus any overrides (tests use
+        them to route the operator's AWS traffic through a fault-injecting proxy)."""
+        return {"KUBECONFIG": str(self.kubeconfig), **self.aws_env, **self.operator_env_overrides}
 
     # -- helpers -------------------------------------------------------------------------------------
 

@@ -150,6 +150,9 @@ class Grants:
     def on_role(self, role: RoleKey) -> list[LiveGrant]:
         return [grant for grant in self.live.values() if grant.spec.role.key == role]
 
+    def everything(self) -> list[LiveGrant]:
+        return list(self.live.values())
+
 
 def prior_of(outcome: Any) -> Prior:
     """What the grant's status would record after `outcome` (the operator reads it back next time)."""

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 
 from ecr_access import policy
+from ecr_access.aws.ecr import EcrAdapter
+from ecr_access.aws.iam import IamAdapter
 from ecr_access.conditions import Severity, build_status
-from ecr_access.reconcile import Prior
+from ecr_access.reconcile import Prior, Reconciler, Tuning
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, FOREIGN, NODE_ROLE, READ_ONLY, REGION, Grants, World
 
 
@@ -201,3 +203,61 @@ def test_repository_in_another_region_and_registry(world: World, grants: Grants)
     doc = world.policy("ml/east", region="us-east-1")
     assert doc is not None and doc["Statement"][0]["Principal"] == {"AWS": [role_arn]}
     assert REGION != "us-east-1"
+
+
+def test_role_propagation_is_retried_for_a_bounded_window_then_stalls(world: World, grants: Grants) -> None:
+    now = [1000.0]
+    reconciler = Reconciler(IamAdapter(world.session), EcrAdapter(world.session), cluster_id="c", account=ACCOUNT,
+                            tuning=Tuning(fresh_age=0.0, propagation_window=120.0), clock=lambda: now[0])
+    world.create_role()
+    world.create_repository("ml/trainer")
+    key, spec = grants.add("g", grant("ml/trainer"))
+    refusal = "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided'"
+    world.calls.inject("SetRepositoryPolicy", "InvalidParameterException", refusal, times=3)
+
+    first = reconciler.apply(key, spec, Prior(), grants)
+    now[0] += 60
+    second = reconciler.apply(key, spec, Prior(), grants)
+    now[0] += 61
+    third = reconciler.apply(key, spec, Prior(), grants)
+
+    assert conditions_of(first)["Reconciling"]["reason"] == "RolePropagating"
+    assert conditions_of(second)["Reconciling"]["reason"] == "RolePropagating"
+    stalled = conditions_of(third)["Stalled"]
+    assert stalled["reason"] == "InvalidRequest"
+    assert "after 120s" in str(stalled["message"]) and "ml/trainer" in str(stalled["message"])
+    fourth = reconciler.apply(key, spec, Prior(), grants)  # ECR accepts it now: the window resets
+    assert conditions_of(fourth)["Ready"]["status"] == "True"
+
+
+def test_a_foreign_write_between_our_write_and_its_verification_is_merged_not_lost(
+    world: World, grants: Grants
+) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
+    key, spec = grants.add("g", grant("ml/trainer"))
+    late = {"Sid": "LateWriter", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+            "Action": "ecr:ListImages"}
+    state = {"set": 0, "raced": False}
+
+    def race(model: object, **_: object) -> None:
+        name = model.name  # type: ignore[attr-defined]
+        if name == "SetRepositoryPolicy":
+            state["set"] += 1
+        elif name == "GetRepositoryPolicy" and state["set"] == 1 and not state["raced"]:
+            state["raced"] = True  # someone else rewrites the policy from what they read before our write
+            world.ecr().set_repository_policy(repositoryName="ml/trainer", policyText=json.dumps(
+                {"Version": "2012-10-17", "Statement": [FOREIGN, late]}))
+
+    world.session.session.events.register("before-call.ecr.GetRepositoryPolicy", race)
+    world.session.session.events.register("before-call.ecr.SetRepositoryPolicy", race)
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    assert state["raced"]
+    assert conditions_of(outcome)["Ready"]["status"] == "True"
+    statements = world.statements("ml/trainer")
+    assert FOREIGN in statements and late in statements, "the concurrent writer's statement is kept"
+    assert len(world.ours("ml/trainer")) == 1, "and ours was written again on top of it"
+    assert world.calls.count("SetRepositoryPolicy") == 2
+    assert len(outcome.notes) == 1 and "someone else changed the policy" in outcome.notes[0]

@@ -12,6 +12,8 @@ import pytest
 
 from ecr_access import handlers
 from ecr_access.config import Config
+from ecr_access.reconcile import Registry
+from ecr_access.sweeper import Sweeper
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, DEFAULTS, NODE_ROLE, READ_ONLY, REGION, World
 
 TRAINER_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/ml/trainer"
@@ -23,7 +25,8 @@ class Cluster:
     def __init__(self, world: World) -> None:
         self.world = world
         self.bodies: dict[str, dict[str, Any]] = {}
-        self.memo = kopf.Memo(runtime=handlers.Runtime(Config(), DEFAULTS, world.reconciler))
+        sweeper = Sweeper(world.reconciler, Registry("aws", REGION, ACCOUNT), interval=0)
+        self.memo = kopf.Memo(runtime=handlers.Runtime(Config(), DEFAULTS, world.reconciler, sweeper))
         self.patches: list[dict[str, Any]] = []
 
     def put(self, name: str, spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:

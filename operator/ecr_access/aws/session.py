@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config as BotoConfig
 
 from ecr_access.aws import errors
+from ecr_access.aws.ratelimit import TokenBucket
 from ecr_access.model import Defaults
 from ecr_access.ports import AwsFault
 
@@ -35,8 +36,12 @@ class AwsSession:
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
-    def create(cls, region: str | None = None) -> AwsSession:
-        return cls(boto3.session.Session(region_name=region))
+    def create(cls, region: str | None = None, rate: float = 0.0, burst: float = 1.0) -> AwsSession:
+        """A session whose every request first takes a token from one process-wide bucket."""
+        session = boto3.session.Session(region_name=region)
+        if rate > 0:
+            session.events.register("before-send", TokenBucket(rate, burst).before_send)
+        return cls(session)
 
     @property
     def region(self) -> str | None:

@@ -1,0 +1,96 @@
+"""Grants over shared repositories and roles make the lower bound of AWS calls, exactly.
+
+Handlers run concurrently in kopf's thread pool, so a burst is simulated the same way: one thread
+per grant, released together. The lower bound for the scenario below:
+- per role: one GetRole, one ListAttachedRolePolicies, one AttachRolePolicy (none was attached);
+- per repository: one GetRepositoryPolicy, one SetRepositoryPolicy, and the re-read that verifies it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from ecr_access.aws.ecr import EcrAdapter
+from ecr_access.aws.iam import IamAdapter
+from ecr_access.reconcile import Prior, Reconciler, Tuning
+from tests.integration.conftest import ACCOUNT, CLUSTER_ID, FOREIGN, Grants, World
+
+ROLES = ("team-a-node-role", "team-b-node-role")
+# grant -> (role, repositories): every repository is named by grants of both roles
+SCENARIO = {
+    "g1": (ROLES[0], ("ml/a", "ml/b")),
+    "g2": (ROLES[0], ("ml/a",)),
+    "g3": (ROLES[0], ("ml/b", "ml/c")),
+    "g4": (ROLES[1], ("ml/a", "ml/c")),
+    "g5": (ROLES[1], ("ml/b",)),
+    "g6": (ROLES[1], ("ml/c", "ml/a")),
+}
+
+
+def burst(reconciler: Reconciler, grants: Grants, keys: list[Any]) -> list[Any]:
+    barrier = threading.Barrier(len(keys))
+    outcomes: list[Any] = [None] * len(keys)
+
+    def apply(index: int, key: Any, spec: Any) -> None:
+        barrier.wait()
+        outcomes[index] = reconciler.apply(key, spec, Prior(), grants)
+
+    threads = [threading.Thread(target=apply, args=(i, key, spec)) for i, (key, spec) in enumerate(keys)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+@pytest.fixture
+def coalescing(world: World) -> Reconciler:
+    return Reconciler(IamAdapter(world.session), EcrAdapter(world.session), cluster_id=CLUSTER_ID, account=ACCOUNT,
+                      tuning=Tuning(coalesce_window=1.0, fresh_age=30.0))
+
+
+def test_a_burst_makes_exactly_the_lower_bound_of_calls(world: World, grants: Grants, coalescing: Reconciler) -> None:
+    for role in ROLES:
+        world.create_role(role)
+    for repo in ("ml/a", "ml/b"):
+        world.create_repository(repo)
+    world.create_repository("ml/c", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
+    keys = [grants.add(name, {"role": {"name": role}, "repositories": [{"name": r} for r in repos]})
+            for name, (role, repos) in SCENARIO.items()]
+    world.calls.clear()
+
+    outcomes = burst(coalescing, grants, keys)
+
+    assert all(not o.transient and not o.terminal for o in outcomes), outcomes
+    assert Counter(world.calls.made) == {
+        "GetRole": 2,
+        "ListAttachedRolePolicies": 2,
+        "AttachRolePolicy": 2,
+        "GetRepositoryPolicy": 3 + 3,  # one read per repository, plus the verifying re-read
+        "SetRepositoryPolicy": 3,
+    }
+    for repo in ("ml/a", "ml/b", "ml/c"):
+        [ours] = world.ours(repo)
+        assert len(ours["Principal"]["AWS"]) == 2
+    assert FOREIGN in world.statements("ml/c")
+
+
+def test_a_second_burst_with_nothing_to_do_only_reads(world: World, grants: Grants, coalescing: Reconciler) -> None:
+    for role in ROLES:
+        world.create_role(role)
+    for repo in ("ml/a", "ml/b", "ml/c"):
+        world.create_repository(repo)
+    keys = [grants.add(name, {"role": {"name": role}, "repositories": [{"name": r} for r in repos]})
+            for name, (role, repos) in SCENARIO.items()]
+    burst(coalescing, grants, keys)
+    world.calls.clear()
+
+    burst(coalescing, grants, keys)
+
+    assert world.calls.writes() == []
+    assert world.calls.count("GetRepositoryPolicy") == 3
+    assert world.calls.count("GetRole") == 0, "role lookups younger than fresh_age are reused"

@@ -1,0 +1,133 @@
+"""The orphan sweep: statements of this cluster that no live grant accounts for are removed."""
+
+from __future__ import annotations
+
+import json
+import time
+
+from ecr_access.reconcile import Prior, Reconciler, Registry, Tuning
+from ecr_access.sweeper import Sweeper
+from tests.integration.conftest import ACCOUNT, CLOUD_ID, FOREIGN, REGION, Grants, World
+
+HOME = Registry("aws", REGION, ACCOUNT)
+
+
+def grant(*repos: str) -> dict[str, object]:
+    return {"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [{"name": name} for name in repos],
+            "managedPolicy": "None"}
+
+
+def test_sweep_removes_statements_of_a_grant_deleted_while_the_operator_was_down(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/a")
+    world.create_repository("ml/b", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
+    key, spec = grants.add("gone", grant("ml/a", "ml/b"))
+    world.reconciler.apply(key, spec, Prior(), grants)
+    grants.remove(key)  # its finalizer was forced off: release never ran
+
+    cleaned = world.reconciler.sweep(grants, HOME)
+
+    assert sorted(repo.name for repo in cleaned) == ["ml/a", "ml/b"]
+    assert world.policy("ml/a") is None
+    assert world.statements("ml/b") == [FOREIGN]
+
+
+def test_sweep_removes_a_repository_dropped_from_every_spec(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/kept")
+    world.create_repository("ml/dropped")
+    key, spec = grants.add("g", grant("ml/kept", "ml/dropped"))
+    world.reconciler.apply(key, spec, Prior(), grants)
+    grants.add("g", grant("ml/kept"))  # edited while the operator was down; it never saw the old spec
+
+    world.reconciler.sweep(grants, HOME)
+
+    assert world.policy("ml/dropped") is None
+    assert len(world.ours("ml/kept")) == 1
+
+
+def test_sweep_reads_only_repositories_no_live_grant_names_and_never_touches_other_prefixes(
+    world: World, grants: Grants
+) -> None:
+    world.create_role()
+    world.create_repository("ml/live")
+    other = {"Sid": "EcrAccessGrant0123abcd0123456789abcdef", "Effect": "Allow",
+             "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": ["ecr:BatchGetImage"]}
+    world.create_repository("ml/other-cluster", policy={"Version": "2012-10-17", "Statement": [other]})
+    world.create_repository("ml/untouched")
+    key, spec = grants.add("g", grant("ml/live"))
+    world.reconciler.apply(key, spec, Prior(), grants)
+    world.calls.clear()
+
+    cleaned = world.reconciler.sweep(grants, HOME)
+
+    assert cleaned == []
+    assert world.calls.count("DescribeRepositories") == 1
+    assert world.calls.count("GetRepositoryPolicy") == 2, "ml/other-cluster and ml/untouched; not ml/live"
+    assert world.calls.writes() == []
+    assert world.statements("ml/other-cluster") == [other]
+
+
+def test_sweep_covers_every_registry_the_grants_use(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/east", region="us-east-1")
+    world.create_repository("ml/east-orphan", region="us-east-1")
+    key, spec = grants.add("g", {**grant(), "repositories": [
+        {"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east"},
+        {"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east-orphan"}]})
+    world.reconciler.apply(key, spec, Prior(), grants)
+    grants.add("g", {**grant(), "repositories": [{"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east"}]})
+
+    cleaned = world.reconciler.sweep(grants, HOME)
+
+    assert [repo.arn for repo in cleaned] == [f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east-orphan"]
+    assert world.calls.count("DescribeRepositories") == 2, "the home registry and us-east-1"
+
+
+def test_sweeper_waits_until_the_indexes_are_complete(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/a")
+    key, spec = grants.add("g", grant("ml/a"))
+    world.reconciler.apply(key, spec, Prior(), grants)
+    sweeper = Sweeper(world.reconciler, HOME, interval=3600)
+    sweeper.start()
+    try:
+        time.sleep(0.3)
+        assert sweeper.sweeps == 0, "no sweep on a view of the cluster that may be partial"
+        assert world.calls.count("DescribeRepositories") == 0
+        sweeper.indexes_ready(grants)
+        deadline = time.monotonic() + 10
+        while sweeper.sweeps == 0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sweeper.sweeps == 1
+        assert len(world.ours("ml/a")) == 1, "the live grant's statement stays"
+    finally:
+        sweeper.stop()
+
+
+def test_a_disabled_sweeper_never_runs(world: World, grants: Grants) -> None:
+    sweeper = Sweeper(world.reconciler, HOME, interval=0)
+    sweeper.start()
+    sweeper.indexes_ready(grants)
+    time.sleep(0.2)
+    sweeper.stop()
+    assert sweeper.sweeps == 0
+    assert world.calls.made == []
+
+
+def test_sweep_of_a_policy_someone_else_rewrote_keeps_their_edit(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/a")
+    key, spec = grants.add("g", grant("ml/a"))
+    world.reconciler.apply(key, spec, Prior(), grants)
+    grants.remove(key)
+    doc = world.policy("ml/a")
+    assert doc is not None
+    doc["Statement"].append(FOREIGN)
+    world.ecr().set_repository_policy(repositoryName="ml/a", policyText=json.dumps(doc))
+    reconciler = Reconciler(world.reconciler.iam, world.reconciler.ecr, cluster_id="test-cluster-uid",
+                            account=ACCOUNT, tuning=Tuning(fresh_age=0.0))
+
+    reconciler.sweep(grants, HOME)
+
+    assert world.statements("ml/a") == [FOREIGN]
