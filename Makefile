@@ -4,12 +4,13 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test lint typecheck importlint unit integration kubesim e2e run demo lock clean
+.PHONY: help venv test lint typecheck importlint unit integration kubesim e2e run demo deploy lock clean
 
 help:
 	@echo "make demo   - run the operator end to end on the embedded sandbox (kubesim + moto)"
 	@echo "make test   - lint, type-check, import contracts and the whole pytest suite"
 	@echo "make run    - run the operator against the current kubeconfig and AWS credentials"
+	@echo "make deploy - install into the current kubectl context (OVERLAY=irsa|pod-identity|argocd)"
 
 # Re-install whenever the pins change; the stamp keeps repeat runs fast.
 $(STAMP): pyproject.toml constraints.txt
@@ -46,6 +47,11 @@ demo: $(STAMP)
 
 test: lint typecheck importlint
 	$(BIN)/pytest
+
+# Install into the current kubectl context: `make deploy` (deploy/base) or `make deploy OVERLAY=irsa`.
+OVERLAY ?=
+deploy:
+	kubectl apply -k deploy/$(if $(OVERLAY),overlays/$(OVERLAY),base)
 
 run: $(STAMP)
 	$(BIN)/ecr-access-operator run
