@@ -24,6 +24,24 @@ In Python (``kubesim.server``):
 - ``write_kubeconfig(path, url, context="kubesim", namespace="default")``: a kubeconfig with a dummy token
   and current-context ``kubesim`` over plain http, which kubectl and kopf accept.
 
+Served kinds
+------------
+Namespaces, Events, CustomResourceDefinitions and the custom resources they declare, plus the built-ins an
+operator's install contains: ServiceAccount, ConfigMap, Secret, Service, apps/v1 Deployment and the
+rbac.authorization.k8s.io/v1 ClusterRole, ClusterRoleBinding, Role and RoleBinding, so that
+``kubectl apply -k`` of a whole install works with kubectl's default (strict) validation. The built-ins are
+served generically, unlike in kube-apiserver:
+
+- no schema: any field is stored as sent and none is rejected, nothing is defaulted (a Service gets no
+  clusterIP), and their OpenAPI schemas accept anything; only a Secret's ``stringData`` is folded into ``data``;
+- no controllers: a Deployment gets ``metadata.generation`` but never pods, nor a ``status``
+  (no ``observedGeneration``), so ``kubectl rollout status`` waits forever; RBAC is stored but not enforced
+  and ClusterRole aggregation does not happen;
+- ``kubectl get`` shows Name and Age only; strategic merge patches merge the lists listed in ``patches``
+  (containers, env, ports, volumes, ...) and replace the others;
+- protobuf request bodies (``kubectl create <kind>``) are read for Namespace, ConfigMap, Secret and
+  ServiceAccount only; use ``kubectl apply`` for the rest.
+
 Modules: ``server`` (running), ``routes`` (HTTP), ``api`` (verb semantics), ``store`` (objects, versions,
 watch history), ``resources`` (served types), ``discovery``, ``openapi``, ``tables``, ``jsonpath``,
 ``selectors``, ``patches``, ``schema`` (pruning, defaults, validation), ``cel`` (CEL rules), ``errors``.

@@ -3,6 +3,7 @@
 This is where kube-apiserver's registry strategies are mirrored: uid, resourceVersion, generation and
 timestamps; the status subresource split; finalizers and graceful deletion; CRDs that start or stop
 serving types; namespaces that terminate; and pruning, defaulting and validation of custom resources.
+Built-in kinds other than Namespaces and CRDs are stored as sent (a Secret's `stringData` aside).
 """
 
 from __future__ import annotations
@@ -160,10 +161,10 @@ class Api:
             meta.pop(field, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = now()
-        if rtype.custom or rtype.group == resources.CRD_GROUP:
+        if rtype.tracks_generation:
             meta["generation"] = 1
-        if rtype.status_subresource and rtype.custom:
-            obj.pop("status", None)  # status is written only through /status
+        if rtype.status_subresource:
+            obj.pop("status", None)  # status is written only through /status (or by the server, below)
         warnings = self._admit(rtype, obj, None, options)
         if rtype.plural == "namespaces" and not rtype.group:
             obj.setdefault("spec", {"finalizers": ["kubernetes"]})
@@ -319,7 +320,7 @@ class Api:
         elif content_type == patches.JSON:
             merged = patches.json_patch(current, body)
         else:
-            merged = patches.strategic_merge_patch(current, body)
+            merged = patches.strategic_merge_patch(current, body, patches.merge_keys(rtype.kind))
         # A patch is conditional only if it carries a resourceVersion itself.
         patch_rv = body.get("metadata", {}).get("resourceVersion") if isinstance(body, dict) else None
         if isinstance(merged, dict):
@@ -347,6 +348,8 @@ class Api:
         warnings: list[str] = []
         if rtype.group == resources.CRD_GROUP:
             self._admit_crd(obj, old)
+        if rtype.storage_key == "/secrets":
+            _fold_string_data(obj)
         if not rtype.custom or rtype.schema is None:
             return warnings
         unknown = schema.prune(obj, rtype.schema)
@@ -550,6 +553,18 @@ class Api:
     @staticmethod
     def _ns(rtype: ResourceType, namespace: str | None) -> str:
         return (namespace or "") if rtype.namespaced else ""
+
+
+def _fold_string_data(secret: Obj) -> None:
+    """A Secret's write-only `stringData` is merged into `data` (base64), as the apiserver does on every write."""
+    string_data = secret.pop("stringData", None)
+    if not isinstance(string_data, dict):
+        return
+    data = secret.get("data")
+    data = data if isinstance(data, dict) else {}
+    for key, value in string_data.items():
+        data[key] = base64.b64encode(str(value).encode()).decode()
+    secret["data"] = data
 
 
 def _spec_changed(rtype: ResourceType, old: Obj, new: Obj) -> bool:

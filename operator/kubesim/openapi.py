@@ -5,8 +5,10 @@ operation of a kind accepts the `fieldValidation` query parameter before sending
 (otherwise they fall back to client-side validation, which needs protobuf OpenAPI v2), and `kubectl explain`
 renders a kind's schema, descriptions included, from the v3 document of its group version.
 
-The Namespace PATCH deliberately lists no strategic-merge request body, so kubectl computes its strategic
-merge patches from its compiled-in Go types rather than from kubesim's loose built-in schemas.
+The PATCH operations of built-in kinds deliberately list no strategic-merge request body, so kubectl computes
+its strategic merge patches from its compiled-in Go types (which know every list's merge key) rather than from
+kubesim's loose built-in schemas. Those schemas accept any field (`x-kubernetes-preserve-unknown-fields`), so
+`kubectl apply`'s strict field validation never rejects a field of a built-in kind.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def schema_name(rtype: ResourceType, kind: str | None = None) -> str:
         return f"io.k8s.api.core.v1.{kind}"
     if rtype.group == resources.CRD_GROUP:
         return f"io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.{rtype.version}.{kind}"
+    if not rtype.custom:  # io.k8s.api.apps.v1.Deployment, io.k8s.api.rbac.v1.ClusterRole, ...
+        return f"io.k8s.api.{rtype.group.split('.')[0]}.{rtype.version}.{kind}"
     reversed_group = ".".join(reversed(rtype.group.split(".")))
     return f"{reversed_group}.{rtype.version}.{kind}"
 

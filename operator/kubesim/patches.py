@@ -151,16 +151,67 @@ def json_patch(target: Any, operations: Any) -> Any:
     return doc
 
 
-# Lists that strategic merge patch merges instead of replacing, for the built-ins kubesim serves.
-_MERGED_PRIMITIVE_LISTS = {("metadata", "finalizers"), ("spec", "finalizers")}
-_MERGED_KEYED_LISTS = {("metadata", "ownerReferences"): "uid"}
+# --- strategic merge patch -------------------------------------------------------------------------------------
+#
+# In kube-apiserver a list's merge strategy comes from struct tags of the Go types (`patchStrategy:"merge"`,
+# `patchMergeKey:"name"`). kubesim has no Go types, so the lists that merge are listed here by their path from the
+# object's root (list items add no step to a path). Every other list is atomic: a patch replaces it whole, which is
+# also what the Go types say of, e.g., RBAC `rules` and `subjects`.
+
+Path = tuple[str, ...]
+MergeKeys = dict[Path, str]  # path of a list -> the merge key of its items; "" for a set of primitives
+
+_OBJECT_LISTS: MergeKeys = {
+    ("metadata", "finalizers"): "",
+    ("metadata", "ownerReferences"): "uid",
+    ("status", "conditions"): "type",
+}
+_CONTAINER_LISTS: MergeKeys = {
+    ("env",): "name",
+    ("ports",): "containerPort",
+    ("volumeMounts",): "mountPath",
+    ("volumeDevices",): "devicePath",
+}
+_POD_SPEC_LISTS: MergeKeys = {
+    ("volumes",): "name",
+    ("imagePullSecrets",): "name",
+    ("hostAliases",): "ip",
+    ("topologySpreadConstraints",): "topologyKey",
+    ("resourceClaims",): "name",
+    ("schedulingGates",): "name",
+}
+_CONTAINERS = ("containers", "initContainers", "ephemeralContainers")
 
 
-def strategic_merge_patch(target: Any, patch: Any, path: tuple[str, ...] = ()) -> Any:
-    """A strategic merge patch for the few built-ins kubesim has.
+def _pod_spec_lists(prefix: Path) -> MergeKeys:
+    keys = {prefix + path: key for path, key in _POD_SPEC_LISTS.items()}
+    for containers in _CONTAINERS:
+        keys[(*prefix, containers)] = "name"
+        keys.update({(*prefix, containers, *path): key for path, key in _CONTAINER_LISTS.items()})
+    return keys
 
-    Maps merge as in a merge patch; `$patch: replace|delete`, `$retainKeys`, `$deleteFromPrimitiveList/` and
-    `$setElementOrder/` directives are honoured; only the lists whose Go types declare a merge strategy merge.
+
+_KIND_LISTS: dict[str, MergeKeys] = {
+    "Namespace": {("spec", "finalizers"): ""},
+    "Service": {("spec", "ports"): "port"},
+    "ServiceAccount": {("secrets",): "name"},
+    "Deployment": _pod_spec_lists(("spec", "template", "spec")),
+}
+
+
+def merge_keys(kind: str) -> MergeKeys:
+    """The lists of a built-in kind that a strategic merge patch merges instead of replacing."""
+    return {**_OBJECT_LISTS, **_KIND_LISTS.get(kind, {})}
+
+
+def strategic_merge_patch(target: Any, patch: Any, keys: MergeKeys, path: Path = ()) -> Any:
+    """A strategic merge patch, as `kubectl apply` and `kubectl patch` compute them for built-ins.
+
+    Maps merge as in a merge patch (null deletes). The lists in `keys` merge: items with the same merge key are
+    patched, new ones appended, `{"$patch": "delete", key: ...}` removes one and `{"$patch": "replace"}` replaces
+    the list; `$setElementOrder/<list>` orders the result and `$deleteFromPrimitiveList/<list>` removes values.
+    A map with `$patch: replace` replaces, with `$patch: delete` deletes, and `$retainKeys` drops the keys it does
+    not name. Every other list is replaced.
     """
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
@@ -168,13 +219,13 @@ def strategic_merge_patch(target: Any, patch: Any, path: tuple[str, ...] = ()) -
     if directive == "delete":
         return None
     if directive == "replace":
-        return {k: copy.deepcopy(v) for k, v in patch.items() if not k.startswith("$")}
+        return strategic_merge_patch({}, {k: v for k, v in patch.items() if k != "$patch"}, keys, path)
     result = copy.deepcopy(target) if isinstance(target, dict) else {}
     retain = patch.get("$retainKeys")
     if isinstance(retain, list):
         result = {k: v for k, v in result.items() if k in retain}
     for key, value in patch.items():
-        if key.startswith("$deleteFromPrimitiveList/"):
+        if key.startswith("$deleteFromPrimitiveList/") and isinstance(value, list):
             field = key.split("/", 1)[1]
             result[field] = [item for item in result.get(field) or [] if item not in value]
             continue
@@ -183,31 +234,57 @@ def strategic_merge_patch(target: Any, patch: Any, path: tuple[str, ...] = ()) -
         child = (*path, key)
         if value is None:
             result.pop(key, None)
-        elif isinstance(value, list) and child in _MERGED_PRIMITIVE_LISTS:
-            existing = list(result.get(key) or [])
-            result[key] = existing + [item for item in value if item not in existing]
-        elif isinstance(value, list) and child in _MERGED_KEYED_LISTS:
-            result[key] = _merge_keyed(result.get(key) or [], value, _MERGED_KEYED_LISTS[child])
+        elif isinstance(value, list) and child in keys:
+            result[key] = _merge_list(result.get(key), value, keys, child)
         else:
-            merged = strategic_merge_patch(result.get(key), value, child)
+            merged = strategic_merge_patch(result.get(key), value, keys, child)
             if merged is None:
                 result.pop(key, None)
             else:
                 result[key] = merged
+    for key, order in patch.items():
+        if key.startswith("$setElementOrder/") and isinstance(order, list):
+            field = key.split("/", 1)[1]
+            if isinstance(result.get(field), list):
+                result[field] = _reorder(result[field], order, keys.get((*path, field), ""))
     return result
 
 
-def _merge_keyed(current: list[Any], patch: list[Any], merge_key: str) -> list[Any]:
-    result = copy.deepcopy(current)
+def _merge_list(current: Any, patch: list[Any], keys: MergeKeys, path: Path) -> list[Any]:
+    merge_key = keys[path]
+    if any(isinstance(item, dict) and item.get("$patch") == "replace" for item in patch):
+        kept = [item for item in patch if not (isinstance(item, dict) and item.get("$patch") == "replace")]
+        return [strategic_merge_patch({}, item, keys, path) if isinstance(item, dict) else item for item in kept]
+    result = copy.deepcopy(current) if isinstance(current, list) else []
+    if not merge_key:
+        return result + [item for item in patch if item not in result]
     for item in patch:
         if not isinstance(item, dict):
             continue
-        index = next((i for i, old in enumerate(result) if old.get(merge_key) == item.get(merge_key)), None)
+        index = next(
+            (i for i, old in enumerate(result) if isinstance(old, dict) and old.get(merge_key) == item.get(merge_key)),
+            None,
+        )
         if item.get("$patch") == "delete":
             if index is not None:
                 del result[index]
         elif index is None:
-            result.append(copy.deepcopy(item))
+            result.append(strategic_merge_patch({}, item, keys, path))
         else:
-            result[index] = strategic_merge_patch(result[index], item)
+            result[index] = strategic_merge_patch(result[index], item, keys, path)
+    return result
+
+
+def _reorder(items: list[Any], order: list[Any], merge_key: str) -> list[Any]:
+    """Items named in `order` take its order; the others (the server's own) keep their positions."""
+
+    def identity(item: Any) -> Any:
+        return item.get(merge_key) if merge_key and isinstance(item, dict) else item
+
+    wanted = [identity(entry) for entry in order]
+    listed = sorted((item for item in items if identity(item) in wanted), key=lambda item: wanted.index(identity(item)))
+    result = list(listed)
+    for position, item in enumerate(items):
+        if identity(item) not in wanted:
+            result.insert(min(position, len(result)), item)
     return result

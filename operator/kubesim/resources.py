@@ -2,6 +2,11 @@
 
 Discovery, routing, tables and OpenAPI all read this one registry, so a CRD that appears or vanishes
 changes every view of the API at once, as it does in kube-apiserver.
+
+Besides Namespaces, Events and CRDs, kubesim serves the built-in kinds an operator's install manifests
+contain (ServiceAccount, ConfigMap, Secret, Service, Deployment and the RBAC kinds), so that
+`kubectl apply -k` of a whole install works. They are served generically: stored as sent, with no schema
+and no controller behind them (a Deployment never gets pods, nor a `status` with `observedGeneration`).
 """
 
 from __future__ import annotations
@@ -29,7 +34,13 @@ class ResourceType:
     schema: dict[str, Any] | None = None  # openAPIV3Schema for custom resources; None = no validation
     printer_columns: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     custom: bool = False  # served from a CRD (validation, pruning, no strategic merge patch)
+    generation: bool = False  # metadata.generation counts spec changes (always true for custom resources)
     epoch: int = 0  # bumped when the CRD changes, so stored objects get re-defaulted on read
+
+    @property
+    def tracks_generation(self) -> bool:
+        """Whether the apiserver sets and bumps `metadata.generation` for this type."""
+        return self.custom or self.generation
 
     @property
     def api_version(self) -> str:
@@ -54,48 +65,47 @@ class ResourceType:
         return f"{prefix}{ns}/{self.plural}{tail}"
 
 
+def _generic(
+    group: str,
+    plural: str,
+    kind: str,
+    namespaced: bool = True,
+    short_names: tuple[str, ...] = (),
+    **options: Any,
+) -> ResourceType:
+    """A schemaless built-in of version v1, singular name derived from the kind."""
+    return ResourceType(
+        group=group,
+        version="v1",
+        plural=plural,
+        singular=kind.lower(),
+        kind=kind,
+        namespaced=namespaced,
+        short_names=list(short_names),
+        **options,
+    )
+
+
 def builtin_types() -> list[ResourceType]:
-    """The resource types that exist before any CRD: namespaces, events and CRDs themselves."""
+    """The resource types that exist before any CRD, in the order discovery lists them."""
+    rbac = "rbac.authorization.k8s.io"
     return [
-        ResourceType(
-            group="",
-            version="v1",
-            plural="namespaces",
-            singular="namespace",
-            kind="Namespace",
-            namespaced=False,
-            short_names=["ns"],
-            status_subresource=True,
-        ),
-        ResourceType(
-            group="",
-            version="v1",
-            plural="events",
-            singular="event",
-            kind="Event",
-            namespaced=True,
-            short_names=["ev"],
-        ),
-        ResourceType(
-            group="events.k8s.io",
-            version="v1",
-            plural="events",
-            singular="event",
-            kind="Event",
-            namespaced=True,
-            short_names=["ev"],
-        ),
-        ResourceType(
-            group=CRD_GROUP,
-            version="v1",
-            plural="customresourcedefinitions",
-            singular="customresourcedefinition",
-            kind="CustomResourceDefinition",
-            namespaced=False,
-            short_names=["crd", "crds"],
-            categories=["api-extensions"],
-            status_subresource=True,
-        ),
+        _generic("", "namespaces", "Namespace", namespaced=False, short_names=("ns",), status_subresource=True),
+        _generic("", "events", "Event", short_names=("ev",)),
+        _generic("", "serviceaccounts", "ServiceAccount", short_names=("sa",)),
+        _generic("", "configmaps", "ConfigMap", short_names=("cm",)),
+        _generic("", "secrets", "Secret"),
+        _generic("", "services", "Service", short_names=("svc",), categories=["all"], status_subresource=True),
+        _generic("apps", "deployments", "Deployment", short_names=("deploy",), categories=["all"],
+                 status_subresource=True, generation=True),
+        _generic("events.k8s.io", "events", "Event", short_names=("ev",)),
+        _generic(rbac, "clusterroles", "ClusterRole", namespaced=False),
+        _generic(rbac, "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+        _generic(rbac, "roles", "Role"),
+        _generic(rbac, "rolebindings", "RoleBinding"),
+        _generic(CRD_GROUP, "customresourcedefinitions", "CustomResourceDefinition", namespaced=False,
+                 short_names=("crd", "crds"), categories=["api-extensions"], status_subresource=True,
+                 generation=True),
     ]
 
 

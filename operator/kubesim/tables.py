@@ -1,7 +1,8 @@
 """Server-side printing: `meta.k8s.io/v1` Table responses, which is what `kubectl get` renders.
 
 Custom resources get the Name column plus their CRD's `additionalPrinterColumns` (or Age when there are none),
-with cells typed and dates turned into ages the way the apiextensions table convertor does.
+with cells typed and dates turned into ages the way the apiextensions table convertor does. Built-ins
+without columns of their own here (Deployments, RBAC kinds, ...) show Name and Age.
 """
 
 from __future__ import annotations
