@@ -52,7 +52,9 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
         account=defaults.account,
         tuning=Tuning(
             role_cache_ttl=cfg.role_cache_ttl,
+            fresh_age=cfg.cache_ttl,
             coalesce_window=cfg.coalesce_window,
+            coalesce_longest=cfg.coalesce_longest,
             propagation_window=cfg.propagation_window,
         ),
     )

@@ -13,11 +13,12 @@ before starting, so that the rest of the burst joins its run rather than the nex
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 T = TypeVar("T")
 
@@ -79,3 +80,71 @@ class Coalescer(Generic[T]):
         with self._guard:
             flight = self._flights.get(key)
             return 0 if flight is None else flight.runs
+
+
+@dataclasses.dataclass
+class _AsyncFlight:
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
+    requested: int = 0
+    completed: int = 0
+    value: Any = None
+    error: BaseException | None = None
+    runs: int = 0
+
+
+class AsyncCoalescer:
+    """The same rule as `Coalescer`, for callers that await instead of blocking a thread.
+
+    kopf runs each grant's handler as a coroutine, so a thousand grants created by one GitOps sync
+    can all be waiting for the same repository at once without holding a thread each. The first
+    waiter debounces: it starts the run only when no new request has arrived for `quiet` seconds,
+    or after `longest` seconds, so that the whole burst shares one read and one write.
+    The work itself (`fn`, blocking boto3 calls) runs in a thread.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._flights: dict[Hashable, _AsyncFlight] = {}
+        self._clock = clock
+        self._guard = threading.Lock()  # tickets may be taken from worker threads
+
+    def request(self, key: Hashable) -> int:
+        with self._guard:
+            flight = self._flights.setdefault(key, _AsyncFlight())
+            flight.requested += 1
+            return flight.requested
+
+    def _requested(self, flight: _AsyncFlight) -> int:
+        with self._guard:
+            return flight.requested
+
+    async def run(
+        self, key: Hashable, fn: Callable[[], T], *, ticket: int | None = None, quiet: float = 0.0,
+        longest: float = 0.0,
+    ) -> T:
+        if ticket is None:
+            ticket = self.request(key)
+        with self._guard:
+            flight = self._flights[key]
+        async with flight.lock:
+            if flight.completed < ticket:
+                started = self._clock()
+                while quiet > 0:
+                    seen = self._requested(flight)
+                    await asyncio.sleep(quiet)
+                    if self._requested(flight) == seen or self._clock() - started >= longest:
+                        break
+                start = self._requested(flight)
+                try:
+                    flight.value, flight.error = await asyncio.to_thread(fn), None
+                except Exception as raised:
+                    flight.value, flight.error = None, raised
+                flight.completed = start
+                flight.runs += 1
+            if flight.error is not None:
+                raise flight.error
+            value: T = flight.value
+            return value
+
+    def runs(self, key: Hashable) -> int:
+        flight = self._flights.get(key)
+        return 0 if flight is None else flight.runs

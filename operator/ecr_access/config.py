@@ -34,9 +34,15 @@ class Config:
     resync_jitter: float = 0.5
     # Seconds a resolved role ARN is reused by other grants naming the same role.
     role_cache_ttl: float = 30.0
-    # Seconds the first repository sync of a burst waits, so that the rest of the burst (a GitOps
-    # sync creating many grants) shares its one read and one write.
+    # Seconds an AWS answer (a role, its attached policies, a repository policy already holding what
+    # the grants want) is reused by applies after a spec change; the drift check reads afresh about
+    # once per resync interval. A policy that needs a write is always read first.
+    cache_ttl: float = 5.0
+    # A repository's sync waits until no grant asked for it for this many seconds, so that a burst
+    # (a GitOps sync creating many grants) shares one read and one write...
     coalesce_window: float = 0.2
+    # ...but waits no longer than this.
+    coalesce_longest: float = 5.0
     # Seconds during which ECR refusing a principal counts as IAM propagation of a new role
     # (Reconciling); after that the grant is Stalled.
     propagation_window: float = 120.0
@@ -64,7 +70,9 @@ _FIELDS: Mapping[str, type] = {
     "resync_interval": float,
     "resync_jitter": float,
     "role_cache_ttl": float,
+    "cache_ttl": float,
     "coalesce_window": float,
+    "coalesce_longest": float,
     "propagation_window": float,
     "sweep_interval": float,
     "aws_rate_limit": float,

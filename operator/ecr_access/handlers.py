@@ -118,24 +118,32 @@ def index_by_role(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RoleKey, L
 # -- handlers -----------------------------------------------------------------------------------------
 
 
-def on_grant_create(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-    _apply(body, patch, memo, kwargs)
+# Handlers are coroutines: while a grant waits for its repositories' shared sync (a burst of a
+# thousand grants may wait on one repository), it holds no thread. Blocking AWS calls run in threads
+# inside `reconcile`.
 
 
-def on_grant_update(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-    _apply(body, patch, memo, kwargs)
+async def on_grant_create(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    await _apply(body, patch, memo, kwargs)
 
 
-def on_grant_resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-    _apply(body, patch, memo, kwargs)
+async def on_grant_update(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    await _apply(body, patch, memo, kwargs)
 
 
-def on_grant_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-    """The drift check: whatever differs from the live grants is repaired."""
-    _apply(body, patch, memo, kwargs)
+async def on_grant_resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    await _apply(body, patch, memo, kwargs)
 
 
-def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+async def on_grant_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    """The drift check: whatever differs from the live grants is repaired. AWS answers up to about
+    one interval old are reused, so each role and repository is read about once per interval, not
+    once per grant."""
+    runtime: Runtime = memo.runtime
+    await _apply(body, patch, memo, kwargs, max_age=runtime.config.resync_interval * 0.9)
+
+
+async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     runtime: Runtime = memo.runtime
     live = _live(kwargs)
     runtime.sweeper.indexes_ready(live)
@@ -147,7 +155,7 @@ def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwarg
         logger.warning("Grant %s has an invalid spec (%s): nothing to release", key, error)
         return
     status = dict(body.get("status") or {})
-    outcome = runtime.reconciler.release(key, spec, Prior.from_status(status), live)
+    outcome = await runtime.reconciler.release_async(key, spec, Prior.from_status(status), live)
     if outcome.transient or outcome.terminal:
         new = conditions.build_status(outcome, meta.get("generation", 0), status, _now())
         _write_status(patch, status, new)
@@ -155,7 +163,9 @@ def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwarg
         raise kopf.TemporaryError(new["conditions"][0]["message"], delay=delay)
 
 
-def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
+async def _apply(
+    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any], max_age: float | None = None
+) -> None:
     runtime: Runtime = memo.runtime
     live = _live(kwargs)
     runtime.sweeper.indexes_ready(live)
@@ -172,7 +182,7 @@ def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[
         _write_status(patch, status, {**_ours(status), "observedGeneration": generation})
         return
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
-    outcome = runtime.reconciler.apply(key, spec, Prior.from_status(status), live)
+    outcome = await runtime.reconciler.apply_async(key, spec, Prior.from_status(status), live, max_age=max_age)
     new = conditions.build_status(outcome, generation, status, _now())
     _write_status(patch, status, new)
     for note in outcome.notes:

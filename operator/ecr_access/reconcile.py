@@ -10,6 +10,7 @@ No boto3 and no kopf here: AWS is reached through `ports`, the cluster through `
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
@@ -20,7 +21,7 @@ from contextlib import contextmanager
 from typing import Any, Protocol
 
 from ecr_access import policy
-from ecr_access.coalesce import Coalescer
+from ecr_access.coalesce import AsyncCoalescer, Coalescer
 from ecr_access.conditions import (
     APPLIED,
     Finding,
@@ -119,11 +120,41 @@ class Tuning:
     """How hard the reconciler works to stay at the floor of AWS calls, and how it retries."""
 
     role_cache_ttl: float = 30.0  # other grants' role lookups may be this old
-    fresh_age: float = 2.0  # a grant's own role lookup (and attached-policy list) may be this old
-    coalesce_window: float = 0.0  # the first sync of a burst waits this long for the rest to join
+    # A change-triggered apply reuses an AWS answer (its role, the attached policies, a policy it
+    # already holds) this old; the drift timer passes its own, about one resync interval.
+    fresh_age: float = 5.0
+    coalesce_window: float = 0.0  # a burst's first sync starts once no request came for this long...
+    coalesce_longest: float = 5.0  # ...or after this long (coroutine handlers only)
     write_attempts: int = 4  # verify-after-write rounds against a concurrent writer
     propagation_window: float = 120.0  # how long "principal not accepted" counts as IAM propagation
     retry_jitter: tuple[float, float] = (0.05, 0.5)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """An apply between its role side and its repositories' syncs."""
+
+    spec: GrantSpec
+    sid: str
+    role_arn: str | None
+    role_finding: Finding
+    policy_arn: str | None
+    owned: bool
+    tickets: dict[RepositoryRef, int]
+    max_age: float
+
+
+@dataclasses.dataclass(frozen=True)
+class _Release:
+    """A release between its role lookup and its repositories' syncs."""
+
+    key: GrantKey
+    spec: GrantSpec
+    prior: Prior
+    sid: str
+    role_arn: str | None
+    retained_sid: str | None  # set when a Retain hand-over statement is to be written
+    tickets: dict[RepositoryRef, int]
 
 
 class Reconciler:
@@ -156,7 +187,10 @@ class Reconciler:
         self._extras: dict[RepositoryRef, list[tuple[int, policy.Statement]]] = {}
         self._sequence = 0
         self._propagating: dict[RepositoryRef, float] = {}  # first "principal not accepted" per repository
+        self._documents: dict[RepositoryRef, tuple[float, policy.Document | None]] = {}
+        self._attached_here: set[tuple[RoleKey, str]] = set()  # managed policies this process attached
         self.flights: Coalescer[Any] = Coalescer(sleep=sleep)
+        self.async_flights = AsyncCoalescer(clock=clock)
 
     # -- locks and caches -------------------------------------------------------------------------
 
@@ -171,17 +205,18 @@ class Reconciler:
     def sid_for(self, spec: GrantSpec) -> str:
         return policy.statement_sid(self.cluster_id, spec.actions)
 
-    def resolve_role(self, role: RoleRef, *, fresh: bool = False) -> RoleInfo | None:
+    def resolve_role(self, role: RoleRef, *, max_age: float | None = None) -> RoleInfo | None:
         """The role's ARN, or None when it does not exist.
 
         Lookups are cached and coalesced, so N grants on one role cost one GetRole per burst. Other
-        grants' roles may be `role_cache_ttl` old; a grant's own apply asks `fresh` (at most
-        `fresh_age` old) so that a deleted role is noticed at once.
+        grants' roles may be `role_cache_ttl` old; a grant's own apply passes a `max_age` (by default
+        `fresh_age`) so that a deleted role is noticed soon.
         """
         if role.account != self.account and role.arn:
             # A role in another account cannot be looked up from here; ECR itself checks it exists.
             return RoleInfo(arn=role.arn, role_id="")
-        max_age = self.tuning.fresh_age if fresh else self.tuning.role_cache_ttl
+        if max_age is None:
+            max_age = self.tuning.role_cache_ttl
 
         def cached() -> tuple[bool, RoleInfo | None]:
             with self._guard:
@@ -207,11 +242,11 @@ class Reconciler:
             return None  # same name, different path: not the role the spec names
         return info
 
-    def _attached_policies(self, role: RoleRef) -> frozenset[str]:
+    def _attached_policies(self, role: RoleRef, max_age: float) -> frozenset[str]:
         def cached() -> frozenset[str] | None:
             with self._guard:
                 entry = self._attached.get(role.key)
-            return entry[1] if entry is not None and self._clock() - entry[0] <= self.tuning.fresh_age else None
+            return entry[1] if entry is not None and self._clock() - entry[0] <= max_age else None
 
         hit = cached()
         if hit is not None:
@@ -237,90 +272,158 @@ class Reconciler:
 
     # -- apply ------------------------------------------------------------------------------------
 
-    def apply(self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants) -> Outcome:
-        """Make AWS hold what this grant asks for, alongside every other live grant (DESIGN §2.1-4)."""
+    def apply(
+        self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants, *, max_age: float | None = None
+    ) -> Outcome:
+        """Make AWS hold what this grant asks for, alongside every other live grant (DESIGN §2.1-4).
+
+        `max_age`: how old a cached AWS answer may be (default `Tuning.fresh_age`); the drift timer
+        passes about one resync interval, so that each role and repository is read once per interval.
+        """
+        plan = self.begin_apply(key, spec, prior, live, max_age=max_age)
+        if isinstance(plan, Outcome):
+            return plan
+        return self.finish_apply(plan, {repo: self._sync_result(repo, live, ticket, plan.max_age)
+                                        for repo, ticket in plan.tickets.items()})
+
+    async def apply_async(
+        self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants, *, max_age: float | None = None
+    ) -> Outcome:
+        """`apply` for kopf's coroutine handlers: waiting for a repository's burst holds no thread."""
+        plan = await asyncio.to_thread(self.begin_apply, key, spec, prior, live, max_age=max_age, asynchronous=True)
+        if isinstance(plan, Outcome):
+            return plan
+        return self.finish_apply(plan, await self._sync_all_async(plan.tickets, live, plan.max_age))
+
+    def begin_apply(
+        self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants, *, max_age: float | None = None,
+        asynchronous: bool = False,
+    ) -> Outcome | _Plan:
+        """The role side (resolve, managed policy), then a place in each repository's next sync."""
+        age = self.tuning.fresh_age if max_age is None else max_age
         sid = self.sid_for(spec)
         role_label = f"IAM role {spec.role.describe()}"
         try:
-            info = self.resolve_role(spec.role, fresh=True)
+            info = self.resolve_role(spec.role, max_age=age)
         except AwsFault as fault:
             return self._blocked(spec, sid, None, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
         if info is None:
+            # The role is left out of the statements; syncing drops it where it was (DESIGN §2.3).
             missing = Finding(
                 "RoleNotFound",
                 f"{role_label} was not found in account {spec.role.account}: create it or fix spec.role.",
                 Severity.TERMINAL,
             )
-            # The role is left out of the statements; syncing drops it where it was (DESIGN §2.3).
-            return self._with_repositories(key, spec, sid, prior, live, None, missing, None, False)
-
+            return self._plan(key, spec, sid, prior, None, missing, None, False, age, asynchronous)
         try:
             self._release_stale_policy(key, spec, prior, info, live)
-            policy_arn, owned = self._ensure_managed_policy(key, spec, prior, info, live)
+            policy_arn, owned = self._ensure_managed_policy(key, spec, prior, info, live, age)
         except AwsFault as fault:
             return self._blocked(spec, sid, info.arn, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
         except _CrossAccountError as error:
             return self._blocked(spec, sid, info.arn, error.finding, prior)
-        return self._with_repositories(key, spec, sid, prior, live, info.arn, APPLIED, policy_arn, owned)
+        return self._plan(key, spec, sid, prior, info.arn, APPLIED, policy_arn, owned, age, asynchronous)
 
-    def _with_repositories(
+    def _plan(
         self,
         key: GrantKey,
         spec: GrantSpec,
         sid: str,
         prior: Prior,
-        live: LiveGrants,
         role_arn: str | None,
         role_finding: Finding,
         policy_arn: str | None,
         owned: bool,
-    ) -> Outcome:
+        max_age: float,
+        asynchronous: bool,
+    ) -> _Plan:
         me = LiveGrant(key, spec, policy_arn if owned else None)
-        tickets = {repo: self.request_sync(repo, include=me) for repo in spec.repositories}
+        tickets = {repo: self.request_sync(repo, include=me, asynchronous=asynchronous) for repo in spec.repositories}
+        # A repository dropped from the spec is recomputed without this grant.
+        for repo in prior.repositories:
+            if repo not in tickets:
+                tickets[repo] = self.request_sync(repo, exclude=key, asynchronous=asynchronous)
+        return _Plan(spec, sid, role_arn, role_finding, policy_arn, owned, tickets, max_age)
+
+    def finish_apply(self, plan: _Plan, synced: Mapping[RepositoryRef, Synced | Exception]) -> Outcome:
+        """Each repository's verdict for this grant, from what its sync found."""
         results = []
         notes: list[str] = []
-        for repo in spec.repositories:
-            finding = self._apply_repository(repo, sid, role_arn, role_finding, live, tickets[repo], notes)
-            results.append(RepositoryResult(repo.arn, sid, finding))
-        for repo in prior.repositories:
-            if repo not in spec.repositories:  # dropped from the spec: recompute without this grant
-                try:
-                    self.sync_repository(repo, live, exclude=key)
-                except (AwsFault, policy.PolicyDocumentError) as problem:
-                    logger.warning("Could not drop %s from %s: %s", key, repo.arn, problem)
-        return Outcome(role_arn, policy_arn, owned, role_finding, tuple(results), tuple(notes))
+        for repo, result in synced.items():
+            if repo not in plan.spec.repositories:
+                if isinstance(result, Exception):
+                    logger.warning("Could not drop a grant from %s: %s", repo.arn, result)
+                continue
+            finding = self._repository_finding(repo, plan, result, notes)
+            results.append(RepositoryResult(repo.arn, plan.sid, finding))
+        return Outcome(plan.role_arn, plan.policy_arn, plan.owned, plan.role_finding, tuple(results), tuple(notes))
 
-    def _apply_repository(
-        self,
-        repo: RepositoryRef,
-        sid: str,
-        role_arn: str | None,
-        role_finding: Finding,
-        live: LiveGrants,
-        ticket: int,
-        notes: list[str],
+    def _repository_finding(
+        self, repo: RepositoryRef, plan: _Plan, result: Synced | Exception, notes: list[str]
     ) -> Finding:
         label = f"Repository {repo.name} ({repo.arn})"
-        try:
-            synced = self.sync_repository(repo, live, ticket=ticket)
-        except AwsFault as fault:
-            return finding_for_fault(fault, label, "RepositoryNotFound")
-        except policy.PolicyDocumentError as error:
-            return Finding("PolicyUnreadable", f"{label}: {error}; fix or delete that policy.", Severity.TERMINAL)
-        if synced.foreign_edits:
+        if isinstance(result, AwsFault):
+            return finding_for_fault(result, label, "RepositoryNotFound")
+        if isinstance(result, Exception):
+            return Finding("PolicyUnreadable", f"{label}: {result}; fix or delete that policy.", Severity.TERMINAL)
+        if result.foreign_edits:
             notes.append(f"{label}: someone else changed the policy while the operator wrote it "
-                         f"({synced.foreign_edits}x); merged their change and wrote again.")
-        if role_arn is None:
-            return Finding(role_finding.reason, f"{label} cannot grant a role that does not exist.",
-                           role_finding.severity)
-        if role_arn in synced.rejected.get(sid, frozenset()):
+                         f"({result.foreign_edits}x); merged their change and wrote again.")
+        if plan.role_arn is None:
+            return Finding(plan.role_finding.reason, f"{label} cannot grant a role that does not exist.",
+                           plan.role_finding.severity)
+        if plan.role_arn in result.rejected.get(plan.sid, frozenset()):
             return Finding(
                 "PolicyTooLarge",
-                f"{label}: adding {role_arn} would take its policy over {policy.MAX_POLICY_CHARS} characters; "
+                f"{label}: adding {plan.role_arn} would take its policy over {policy.MAX_POLICY_CHARS} characters; "
                 "remove statements or grants from it.",
                 Severity.TERMINAL,
             )
         return APPLIED
+
+    def _sync_result(
+        self, repo: RepositoryRef, live: LiveGrants, ticket: int, max_age: float | None = None
+    ) -> Synced | Exception:
+        try:
+            cached = self._cached_sync(repo, live, max_age)
+            return cached or self.sync_repository(repo, live, ticket=ticket)
+        except (AwsFault, policy.PolicyDocumentError) as problem:
+            return problem
+
+    async def _sync_all_async(
+        self, tickets: Mapping[RepositoryRef, int], live: LiveGrants, max_age: float | None = None
+    ) -> dict[RepositoryRef, Synced | Exception]:
+        async def one(repo: RepositoryRef, ticket: int) -> Synced | Exception:
+            try:
+                cached = await asyncio.to_thread(self._cached_sync, repo, live, max_age)
+                if cached is not None:
+                    return cached
+                synced: Synced = await self.async_flights.run(
+                    ("repo", repo), lambda: self._sync_now(repo, live), ticket=ticket,
+                    quiet=self.tuning.coalesce_window, longest=self.tuning.coalesce_longest,
+                )
+                return synced
+            except (AwsFault, policy.PolicyDocumentError) as problem:
+                return problem
+
+        repos = list(tickets)
+        results = await asyncio.gather(*(one(repo, tickets[repo]) for repo in repos))
+        return dict(zip(repos, results, strict=True))
+
+    def _cached_sync(self, repo: RepositoryRef, live: LiveGrants, max_age: float | None) -> Synced | None:
+        """Skip AWS when the policy read (or verified) at most `max_age` ago already holds what the
+        live grants want. Only a read is saved: a policy that needs a write is always read first."""
+        if not max_age:
+            return None
+        with self._guard:
+            cached = self._documents.get(repo)
+            overrides = {key: grant for key, (_, grant) in self._overrides.get(repo, {}).items()}
+        if cached is None or self._clock() - cached[0] > max_age:
+            return None
+        result = policy.fit(cached[1], self.prefix, self._desired(repo, live, overrides), [])
+        if not policy.equivalent(cached[1], result.document):
+            return None
+        return Synced(cached[1], result.rejected, wrote=False)
 
     def _blocked(
         self, spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding, prior: Prior
@@ -338,7 +441,7 @@ class Reconciler:
     # -- the managed policy -----------------------------------------------------------------------
 
     def _ensure_managed_policy(
-        self, key: GrantKey, spec: GrantSpec, prior: Prior, info: RoleInfo, live: LiveGrants
+        self, key: GrantKey, spec: GrantSpec, prior: Prior, info: RoleInfo, live: LiveGrants, max_age: float
     ) -> tuple[str | None, bool]:
         partition = info.arn.split(":")[1]
         wanted = spec.managed_policy.arn(partition)
@@ -354,13 +457,18 @@ class Reconciler:
                 )
             )
         with self._locked(spec.role.key):
-            if wanted not in self._attached_policies(spec.role):
+            if wanted not in self._attached_policies(spec.role, max_age):
                 self.iam.attach_role_policy(spec.role.name, wanted)
                 self._note_attachment(spec.role.key, wanted, attached=True)
+                with self._guard:
+                    self._attached_here.add((spec.role.key, wanted))
                 logger.info("Attached %s to %s for %s", wanted, info.arn, key)
                 return wanted, True
-        # Already attached: ours only if the record says so, ours or another live grant's on this role.
-        owned = (prior.owned_policy_arn == wanted and prior.role_arn == info.arn) or any(
+        # Already attached: ours only if the record says so, ours or another live grant's on this role
+        # (its status), or this process attached it moments ago (its status may not be written yet).
+        with self._guard:
+            attached_here = (spec.role.key, wanted) in self._attached_here
+        owned = attached_here or (prior.owned_policy_arn == wanted and prior.role_arn == info.arn) or any(
             grant.owned_policy_arn == wanted for grant in live.on_role(spec.role.key) if grant.key != key
         )
         return wanted, owned
@@ -389,6 +497,8 @@ class Reconciler:
                     return False
             self.iam.detach_role_policy(match["name"], policy_arn)
             self._note_attachment(role_key, policy_arn, attached=False)
+            with self._guard:
+                self._attached_here.discard((role_key, policy_arn))
         logger.info("Detached %s from %s (attached by the operator, wanted by no live grant)", policy_arn, role_arn)
         return True
 
@@ -424,8 +534,10 @@ class Reconciler:
         include: LiveGrant | None = None,
         exclude: GrantKey | None = None,
         extra: Iterable[policy.Statement] = (),
+        asynchronous: bool = False,
     ) -> int:
-        """Take a place in the next sync of `repo` (see `Coalescer.request`).
+        """Take a place in the next sync of `repo` (see `Coalescer.request`); `asynchronous` for a
+        sync that will be awaited (`AsyncCoalescer`) rather than run in this thread.
 
         `include` is a grant being applied (its latest spec wins over a possibly older index
         entry); `exclude` is a grant being released or one that dropped the repository; `extra`
@@ -438,7 +550,7 @@ class Reconciler:
             if exclude is not None:
                 self._overrides.setdefault(repo, {})[exclude] = (self._sequence, None)
             self._extras.setdefault(repo, []).extend((self._sequence, item) for item in extra)
-        return self.flights.request(("repo", repo))
+        return (self.async_flights if asynchronous else self.flights).request(("repo", repo))
 
     def _sync_now(self, repo: RepositoryRef, live: LiveGrants) -> Synced:
         with self._guard:
@@ -481,7 +593,7 @@ class Reconciler:
         If the re-read differs from what was written, someone else wrote in between: merge into
         what they wrote and try again after a jittered pause, a bounded number of times.
         """
-        document = policy.parse(self.ecr.get_repository_policy(repo))
+        document = self._read(repo)
         stale = policy.stale_principals(document, self.prefix)
         if stale:
             logger.info("Repository %s names deleted roles %s; rewriting from live grants", repo.arn, stale)
@@ -501,7 +613,7 @@ class Reconciler:
             except AwsFault as fault:
                 raise self._bounded_propagation(repo, desired, fault) from fault
             wrote = True
-            check = policy.parse(self.ecr.get_repository_policy(repo))
+            check = self._read(repo)
             if policy.equivalent(check, result.document):
                 with self._guard:
                     self._propagating.pop(repo, None)
@@ -516,6 +628,14 @@ class Reconciler:
             FaultKind.UNAVAILABLE, "SetRepositoryPolicy", f"repository {repo.arn}",
             f"the policy kept changing under concurrent writers ({foreign_edits} times); will retry",
         )
+
+    def _read(self, repo: RepositoryRef) -> policy.Document | None:
+        """Read a repository's policy and remember it (see `_cached_sync`)."""
+        when = self._clock()
+        document = policy.parse(self.ecr.get_repository_policy(repo))
+        with self._guard:
+            self._documents[repo] = (when, document)
+        return document
 
     def _bounded_propagation(
         self, repo: RepositoryRef, desired: list[policy.DesiredStatement], fault: AwsFault
@@ -578,10 +698,27 @@ class Reconciler:
         The grant must already be out of `live` (a deleting grant is not indexed); it is excluded
         again here so that a stale index cannot keep it.
         """
+        plan = self.begin_release(key, spec, prior)
+        if isinstance(plan, Outcome):
+            return plan
+        synced = {repo: self._sync_result(repo, live, ticket) for repo, ticket in plan.tickets.items()}
+        return self.finish_release(plan, synced, live)
+
+    async def release_async(self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants) -> Outcome:
+        """`release` for kopf's coroutine handlers (a GitOps prune deletes many grants at once)."""
+        plan = await asyncio.to_thread(self.begin_release, key, spec, prior, True)
+        if isinstance(plan, Outcome):
+            return plan
+        synced = await self._sync_all_async(plan.tickets, live)
+        return await asyncio.to_thread(self.finish_release, plan, synced, live)
+
+    def begin_release(
+        self, key: GrantKey, spec: GrantSpec, prior: Prior, asynchronous: bool = False
+    ) -> Outcome | _Release:
         sid = self.sid_for(spec)
         role_label = f"IAM role {spec.role.describe()}"
         try:
-            info = self.resolve_role(spec.role, fresh=True)
+            info = self.resolve_role(spec.role, max_age=self.tuning.fresh_age)
         except AwsFault as fault:
             return self._blocked(spec, sid, None, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
         extra: list[policy.Statement] = []
@@ -589,37 +726,42 @@ class Reconciler:
         if spec.deletion_policy is DeletionPolicy.RETAIN and info is not None:
             extra.append(policy.build_retained_statement(retained, info.arn, spec.actions))
         repos = list(dict.fromkeys(spec.repositories + prior.repositories))
-        tickets = {repo: self.request_sync(repo, exclude=key, extra=extra) for repo in repos}
+        tickets = {repo: self.request_sync(repo, exclude=key, extra=extra, asynchronous=asynchronous) for repo in repos}
+        return _Release(key, spec, prior, sid, info.arn if info else None, retained if extra else None, tickets)
+
+    def finish_release(
+        self, plan: _Release, synced: Mapping[RepositoryRef, Synced | Exception], live: LiveGrants
+    ) -> Outcome:
         results = []
-        for repo in repos:
+        for repo, result in synced.items():
             label = f"Repository {repo.name} ({repo.arn})"
-            try:
-                synced = self.sync_repository(repo, live, ticket=tickets[repo])
-            except AwsFault as fault:
-                finding = APPLIED if fault.kind is FaultKind.NOT_FOUND else finding_for_fault(fault, label)
-            except policy.PolicyDocumentError as error:
-                finding = Finding("PolicyUnreadable", f"{label}: {error}", Severity.TERMINAL)
-            else:
-                handed_over = not extra or any(
-                    item.get("Sid") == retained for item in policy.statements(synced.document)
-                )
-                finding = APPLIED if handed_over else Finding(
+            if isinstance(result, AwsFault):
+                finding = APPLIED if result.kind is FaultKind.NOT_FOUND else finding_for_fault(result, label)
+            elif isinstance(result, Exception):
+                finding = Finding("PolicyUnreadable", f"{label}: {result}", Severity.TERMINAL)
+            elif plan.retained_sid and not any(
+                item.get("Sid") == plan.retained_sid for item in policy.statements(result.document)
+            ):
+                finding = Finding(
                     "PolicyTooLarge",
                     f"{label}: the Retain hand-over statement does not fit in its policy; "
                     "make room or set deletionPolicy: Delete.",
                     Severity.TERMINAL,
                 )
-            if repo in spec.repositories:
-                results.append(RepositoryResult(repo.arn, sid, finding))
+            else:
+                finding = APPLIED
+            if repo in plan.spec.repositories:
+                results.append(RepositoryResult(repo.arn, plan.sid, finding))
         role_finding = APPLIED
-        if spec.deletion_policy is DeletionPolicy.DELETE and prior.owned_policy_arn and prior.role_arn:
+        prior = plan.prior
+        if plan.spec.deletion_policy is DeletionPolicy.DELETE and prior.owned_policy_arn and prior.role_arn:
             try:
-                self._detach_if_unwanted(key, prior.role_arn, prior.owned_policy_arn, live)
+                self._detach_if_unwanted(plan.key, prior.role_arn, prior.owned_policy_arn, live)
             except AwsFault as fault:
                 if fault.kind is not FaultKind.NOT_FOUND:
-                    role_finding = finding_for_fault(fault, role_label)
-        return Outcome(info.arn if info else None, prior.managed_policy_arn, prior.managed_policy_owned,
-                       role_finding, tuple(results))
+                    role_finding = finding_for_fault(fault, f"IAM role {plan.spec.role.describe()}")
+        return Outcome(plan.role_arn, prior.managed_policy_arn, prior.managed_policy_owned, role_finding,
+                       tuple(results))
 
 
 class _CrossAccountError(Exception):

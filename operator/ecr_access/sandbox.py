@@ -78,6 +78,7 @@ class Sandbox:
         cluster_id: str | None = None,
         operator_args: Sequence[str] = (),
         operator_env: Mapping[str, str] | None = None,
+        route_operator_aws: Callable[[str], str] | None = None,
         crds: pathlib.Path = REPO_ROOT / "crds" / "ecraccessgrants.yaml",
         examples: pathlib.Path = REPO_ROOT / "examples",
         log: TextIO = sys.stderr,
@@ -89,6 +90,9 @@ class Sandbox:
         self.cluster_id = cluster_id
         self.operator_args = list(operator_args)
         self.operator_env_overrides = dict(operator_env or {})
+        # Given the moto server's URL, the URL the operator should use instead (a counting or
+        # fault-injecting proxy in front of it); the sandbox's own clients keep talking to moto.
+        self.route_operator_aws = route_operator_aws
         self.crds = crds
         self.examples = examples
         self.log = log
@@ -122,6 +126,8 @@ class Sandbox:
         self._start_kubesim()
         self._say("starting moto server (emulated AWS, managed policies loaded)")
         self._start_moto()
+        if self.route_operator_aws is not None:
+            self.operator_env_overrides["AWS_ENDPOINT_URL"] = self.route_operator_aws(self.aws_env["AWS_ENDPOINT_URL"])
         self._say("installing the CRD")
         self.kubectl("apply", "-f", str(self.crds))
         self.kubectl("wait", "--for=condition=Established", "crd/ecraccessgrants.ecraccess.io", "--timeout=30s")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import inspect
 import itertools
 from collections.abc import Iterator
 from typing import Any
@@ -26,8 +28,11 @@ class Cluster:
         self.world = world
         self.bodies: dict[str, dict[str, Any]] = {}
         sweeper = Sweeper(world.reconciler, Registry("aws", REGION, ACCOUNT), interval=0)
-        self.memo = kopf.Memo(runtime=handlers.Runtime(Config(), DEFAULTS, world.reconciler, sweeper))
+        # A tiny resync interval: each drift check reads AWS afresh, as one a whole interval later would.
+        self.config = Config(resync_interval=0.01)
+        self.memo = kopf.Memo(runtime=handlers.Runtime(self.config, DEFAULTS, world.reconciler, sweeper))
         self.patches: list[dict[str, Any]] = []
+        self.loop = asyncio.new_event_loop()
 
     def put(self, name: str, spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
         old = self.bodies.get(name, {})
@@ -52,7 +57,9 @@ class Cluster:
         body = self.bodies[name]
         patch = kopf.Patch()
         try:
-            handler(body=kopf.Body(copy.deepcopy(body)), patch=patch, memo=self.memo, **self.indexes())
+            result = handler(body=kopf.Body(copy.deepcopy(body)), patch=patch, memo=self.memo, **self.indexes())
+            if inspect.iscoroutine(result):  # the resource handlers are coroutines, as kopf runs them
+                self.loop.run_until_complete(result)
         finally:
             raw = dict(patch)
             self.patches.append(raw)
@@ -71,7 +78,9 @@ class Cluster:
 def cluster(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     clock = (f"2026-01-01T00:00:{second:02d}Z" for second in itertools.count())
     monkeypatch.setattr(handlers, "_now", lambda: next(clock))
-    yield Cluster(world)
+    cluster = Cluster(world)
+    yield cluster
+    cluster.loop.close()
 
 
 def spec(*repos: str, **extra: Any) -> dict[str, Any]:
@@ -112,6 +121,21 @@ def test_nothing_changed_means_no_patch_at_all(world: World, cluster: Cluster) -
     assert cluster.call(handlers.on_grant_timer, "g") == {}
     assert cluster.call(handlers.on_grant_resume, "g") == {}
     assert world.calls.writes() == []
+
+
+def test_drift_checks_within_an_interval_reuse_what_was_read(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "g")
+    runtime = cluster.memo.runtime
+    cluster.memo.runtime = handlers.Runtime(Config(resync_interval=300), runtime.defaults, runtime.reconciler,
+                                            runtime.sweeper)
+    world.calls.clear()
+
+    cluster.call(handlers.on_grant_timer, "g")
+
+    assert world.calls.made == [], "the role, its policies and the repository were read moments ago"
 
 
 def test_spec_change_moves_observed_generation_but_not_transition_time(world: World, cluster: Cluster) -> None:

@@ -1,0 +1,291 @@
+"""`make bench`: what the operator costs to run, measured on this machine.
+
+It starts kubesim, a moto server and the operator as separate processes (the sandbox), with the
+operator's AWS traffic going through a counting proxy (awsproxy). Then, for each size N, it:
+1. seeds R repositories (every third one already holding someone else's statement) and K roles;
+2. creates N grants at once with `kubectl create -f` (grants share roles and repositories);
+3. measures the time until every grant is Ready, and the AWS calls by operation, against the
+   lower bound (one GetRole, ListAttachedRolePolicies and AttachRolePolicy per role; one read,
+   one write and one verifying re-read per repository) and against what a per-grant design issues;
+4. watches a steady state over several resync intervals: AWS reads and writes, Kubernetes writes;
+5. tampers with policies and measures how long the drift takes to be repaired;
+6. reads the operator's peak RSS (VmHWM).
+
+Results go to bench/results/<date>.json and a PNG plot. Timing is a measurement, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+import yaml
+
+from awsproxy.proxy import ProxyThread, run_in_thread
+from ecr_access.sandbox import Sandbox
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+FOREIGN = {"Sid": "TeamCiPush", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+           "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload"]}
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """N grants over R repositories and K roles, with realistic sharing."""
+
+    grants: int
+    repositories: int
+    roles: int
+
+    @classmethod
+    def sized(cls, n: int) -> Scenario:
+        return cls(grants=n, repositories=max(2, n // 20), roles=max(2, n // 10))
+
+    def repos_of(self, i: int) -> list[str]:
+        names = [f"bench/repo-{(i * 7 + j) % self.repositories}" for j in range(1 + i % 3)]
+        return list(dict.fromkeys(names))
+
+    def role_of(self, i: int) -> str:
+        return f"bench-role-{i % self.roles}"
+
+    def manifests(self) -> list[dict[str, Any]]:
+        return [
+            {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessGrant",
+             "metadata": {"name": f"grant-{i}", "namespace": "default"},
+             "spec": {"role": {"name": self.role_of(i)}, "repositories": [{"name": r} for r in self.repos_of(i)]}}
+            for i in range(self.grants)
+        ]
+
+    def lower_bound(self) -> dict[str, int]:
+        roles = {self.role_of(i) for i in range(self.grants)}
+        repos = {r for i in range(self.grants) for r in self.repos_of(i)}
+        return {"GetRole": len(roles), "ListAttachedRolePolicies": len(roles), "AttachRolePolicy": len(roles),
+                "GetRepositoryPolicy": 2 * len(repos), "SetRepositoryPolicy": len(repos)}
+
+    def per_grant_design(self) -> int:
+        """A design with one statement per grant: per grant, a role lookup and an attachment check,
+        and a read and a write of every repository it names (plus one attach per role)."""
+        pairs = sum(len(self.repos_of(i)) for i in range(self.grants))
+        return 2 * self.grants + self.roles + 2 * pairs
+
+
+class Bench:
+    def __init__(self, scenario: Scenario, resync: float, steady_intervals: int, drift_samples: int,
+                 workdir: pathlib.Path) -> None:
+        self.scenario = scenario
+        self.resync = resync
+        self.steady_intervals = steady_intervals
+        self.drift_samples = drift_samples
+        self.workdir = workdir
+        self.proxy: ProxyThread | None = None
+
+    def _route(self, moto_url: str) -> str:
+        self.proxy = run_in_thread(moto_url)
+        return self.proxy.url
+
+    def run(self) -> dict[str, Any]:
+        sandbox = Sandbox(self.workdir, seed=False, apply_examples=False, resync_interval=self.resync,
+                          cluster_id="bench", operator_args=["--sweep-interval", "0"],
+                          route_operator_aws=self._route, log=sys.stderr)
+        try:
+            with sandbox:
+                return self._measure(sandbox)
+        finally:
+            if self.proxy is not None:
+                self.proxy.stop()
+
+    def _measure(self, sandbox: Sandbox) -> dict[str, Any]:
+        assert self.proxy is not None
+        self._seed(sandbox)
+        self.proxy.reset()
+        manifest = self.workdir / "grants.yaml"
+        manifest.write_text(yaml.safe_dump_all(self.scenario.manifests()))
+
+        started = time.monotonic()
+        sandbox.kubectl("create", "-f", str(manifest))
+        created = time.monotonic() - started
+        ready_after = self._wait_all_ready(sandbox, started)
+        cold = self.proxy.stats()
+        calls = cold.by_operation()
+        floor = self.scenario.lower_bound()
+        aws_total = sum(count for op, count in calls.items() if op in floor)
+
+        time.sleep(self.resync)  # settle: kopf's last annotation patches land just after Ready
+        steady_from_stats, steady_rv = self.proxy.stats(), self._resource_version(sandbox)
+        time.sleep(self.resync * self.steady_intervals)
+        steady = (self.proxy.stats() - steady_from_stats).by_operation()
+        k8s_writes = self._resource_version(sandbox) - steady_rv
+
+        repair = [self._drift_repair(sandbox, sample) for sample in range(self.drift_samples)]
+        assert sandbox.operator is not None
+        return {
+            "n": self.scenario.grants,
+            "repositories": self.scenario.repositories,
+            "roles": self.scenario.roles,
+            "resync_interval_s": self.resync,
+            "create_s": round(created, 3),
+            "converge_s": round(ready_after, 3),
+            "aws_calls": calls,
+            "aws_calls_total": aws_total,
+            "lower_bound": floor,
+            "lower_bound_total": sum(floor.values()),
+            "ratio_to_lower_bound": round(aws_total / sum(floor.values()), 4),
+            "per_grant_design_calls": self.scenario.per_grant_design(),
+            "steady": {
+                "intervals": self.steady_intervals,
+                "aws_reads": sum(n for op, n in steady.items() if op.startswith(("Get", "List", "Describe"))),
+                "aws_writes": sum(n for op, n in steady.items() if not op.startswith(("Get", "List", "Describe"))),
+                "aws_calls": steady,
+                "k8s_writes": k8s_writes,
+            },
+            "drift_repair_s": [round(value, 3) for value in repair],
+            "peak_rss_mib": round(_peak_rss_kib(sandbox.operator.pid) / 1024, 1),
+            "operator_restarts": sandbox.operator_restarts,
+        }
+
+    def _seed(self, sandbox: Sandbox) -> None:
+        iam, ecr = sandbox.aws("iam"), sandbox.aws("ecr")
+        trust = json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+        for k in range(self.scenario.roles):
+            iam.create_role(RoleName=f"bench-role-{k}", AssumeRolePolicyDocument=trust)
+        for r in range(self.scenario.repositories):
+            name = f"bench/repo-{r}"
+            ecr.create_repository(repositoryName=name)
+            if r % 3 == 0:
+                ecr.set_repository_policy(repositoryName=name,
+                                          policyText=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN]}))
+
+    def _grants(self, sandbox: Sandbox) -> list[dict[str, Any]]:
+        return list(_kube_get(sandbox, "/apis/ecraccess.io/v1alpha1/ecraccessgrants").get("items", []))
+
+    def _wait_all_ready(self, sandbox: Sandbox, started: float, timeout: float = 1800.0) -> float:
+        last = -1
+        while time.monotonic() - started < timeout:
+            ready = sum(1 for item in self._grants(sandbox) if _is_ready(item))
+            if ready != last:
+                print(f"\r  N={self.scenario.grants}: {ready}/{self.scenario.grants} Ready after "
+                      f"{time.monotonic() - started:.1f}s", end="", file=sys.stderr, flush=True)
+                last = ready
+            if ready == self.scenario.grants:
+                print(file=sys.stderr)
+                return time.monotonic() - started
+            time.sleep(0.25)
+        raise TimeoutError(f"only {last}/{self.scenario.grants} grants Ready after {timeout}s")
+
+    def _resource_version(self, sandbox: Sandbox) -> int:
+        """kubesim has one global resourceVersion: its growth counts every Kubernetes write."""
+        body = _kube_get(sandbox, "/api/v1/namespaces")
+        return int(body["metadata"]["resourceVersion"])
+
+    def _drift_repair(self, sandbox: Sandbox, sample: int) -> float:
+        ecr = sandbox.aws("ecr")
+        name = f"bench/repo-{sample % self.scenario.repositories}"
+        doc = json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"])
+        kept = [item for item in doc["Statement"] if not str(item.get("Sid", "")).startswith("EcrAccessGrant")]
+        if kept:
+            ecr.set_repository_policy(repositoryName=name, policyText=json.dumps({**doc, "Statement": kept}))
+        else:
+            ecr.delete_repository_policy(repositoryName=name)
+        tampered = time.monotonic()
+        deadline = tampered + self.resync * 4 + 30
+        while time.monotonic() < deadline:
+            try:
+                text = ecr.get_repository_policy(repositoryName=name)["policyText"]
+            except ecr.exceptions.RepositoryPolicyNotFoundException:
+                text = "{}"
+            if "EcrAccessGrant" in text:
+                return time.monotonic() - tampered
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} was not repaired within {deadline - tampered:.0f}s")
+
+
+def _is_ready(item: dict[str, Any]) -> bool:
+    status = item.get("status") or {}
+    ready = [c for c in status.get("conditions", []) if c.get("type") == "Ready"]
+    return bool(ready) and ready[0].get("status") == "True" and \
+        status.get("observedGeneration") == item["metadata"].get("generation")
+
+
+def _kube_get(sandbox: Sandbox, path: str) -> dict[str, Any]:
+    config = yaml.safe_load(sandbox.kubeconfig.read_text())
+    server = config["clusters"][0]["cluster"]["server"]
+    with urllib.request.urlopen(server + path, timeout=30) as answer:  # loopback kubesim
+        return dict(json.loads(answer.read()))
+
+
+def _peak_rss_kib(pid: int) -> int:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def plot(results: list[dict[str, Any]], path: pathlib.Path) -> None:
+    import matplotlib  # noqa: PLC0415 - only the plot needs it
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot  # noqa: PLC0415
+
+    sizes = [item["n"] for item in results]
+    figure, (calls, converge) = pyplot.subplots(1, 2, figsize=(11, 4.2))
+    calls.plot(sizes, [item["aws_calls_total"] for item in results], "o-", label="operator (measured)")
+    calls.plot(sizes, [item["lower_bound_total"] for item in results], "s--", label="lower bound")
+    calls.plot(sizes, [item["per_grant_design_calls"] for item in results], "^:", label="per-grant design")
+    calls.set(xscale="log", yscale="log", xlabel="grants (N)", ylabel="AWS calls to converge",
+              title="AWS calls, cold start")
+    calls.legend()
+    converge.plot(sizes, [item["converge_s"] for item in results], "o-")
+    converge.set(xscale="log", xlabel="grants (N)", ylabel="seconds", title="Time until every grant is Ready")
+    for axis in (calls, converge):
+        axis.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.harness", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10,100,1000", help="comma-separated N values")
+    parser.add_argument("--resync", type=float, default=10.0, help="operator resync interval (seconds)")
+    parser.add_argument("--steady-intervals", type=int, default=3)
+    parser.add_argument("--drift-samples", type=int, default=3)
+    parser.add_argument("--out", type=pathlib.Path, default=None, help="results JSON (default bench/results/)")
+    parser.add_argument("--no-plot", action="store_true")
+    args = parser.parse_args(argv)
+    sizes = [int(item) for item in args.sizes.split(",") if item]
+    results = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{n}-") as workdir:
+            bench = Bench(Scenario.sized(n), args.resync, args.steady_intervals, args.drift_samples,
+                          pathlib.Path(workdir))
+            result = bench.run()
+        results.append(result)
+        print(json.dumps({key: result[key] for key in ("n", "converge_s", "aws_calls_total", "lower_bound_total",
+                                                       "ratio_to_lower_bound", "peak_rss_mib")}), flush=True)
+        print(f"  steady: {result['steady']}; drift repair: {result['drift_repair_s']}", flush=True)
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
+    out = args.out or RESULTS / f"{stamp}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
+               "kubectl": subprocess.run(["kubectl", "version", "--client", "-o", "json"], capture_output=True,
+                                         text=True, check=False).stdout and "1.32"}
+    out.write_text(json.dumps({"date": stamp, "machine": machine, "results": results}, indent=2) + "\n")
+    if not args.no_plot:
+        plot(results, out.with_suffix(".png"))
+    print(f"wrote {out}" + ("" if args.no_plot else f" and {out.with_suffix('.png')}"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
