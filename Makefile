@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test lint typecheck importlint unit integration kubesim e2e run demo deploy lock clean
+.PHONY: help venv test lint typecheck importlint unit integration kubesim e2e run demo deploy bench bench-quick lock clean
 
 help:
 	@echo "make demo   - run the operator end to end on the embedded sandbox (kubesim + moto)"
@@ -41,6 +41,15 @@ kubesim: $(STAMP)
 
 e2e: $(STAMP)
 	$(BIN)/pytest tests/e2e
+
+# The benchmark (not a test): N = 10, 100, 1000 grants; results in bench/results/<date>.{json,png}.
+bench: $(STAMP)
+	$(BIN)/python -m bench.harness --sizes 10,100,1000 --resync 20
+
+# A small run of the same harness, under a minute.
+bench-quick: $(STAMP)
+	$(BIN)/python -m bench.harness --sizes 10 --resync 3 --steady-intervals 2 --drift-samples 2 \
+		--out $${TMPDIR:-/tmp}/ecr-access-bench-quick.json
 
 demo: $(STAMP)
 	BIN=$(BIN) scripts/demo.sh

@@ -22,6 +22,7 @@ import datetime
 import json
 import os
 import pathlib
+import signal
 import subprocess
 import sys
 import tempfile
@@ -253,7 +254,12 @@ def plot(results: list[dict[str, Any]], path: pathlib.Path) -> None:
     figure.savefig(path, dpi=110)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt  # so that the sandbox's context manager stops its processes
+
+
 def main(argv: list[str] | None = None) -> int:
+    signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(prog="python -m bench.harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="10,100,1000", help="comma-separated N values")

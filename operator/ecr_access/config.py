@@ -33,24 +33,25 @@ class Config:
     # so that a restart does not re-check every grant at once.
     resync_jitter: float = 0.5
     # Seconds a resolved role ARN is reused by other grants naming the same role.
-    role_cache_ttl: float = 30.0
+    role_cache_ttl: float = 60.0
     # Seconds an AWS answer (a role, its attached policies, a repository policy already holding what
     # the grants want) is reused by applies after a spec change; the drift check reads afresh about
     # once per resync interval. A policy that needs a write is always read first.
-    cache_ttl: float = 5.0
+    cache_ttl: float = 60.0
     # A repository's sync waits until no grant asked for it for this many seconds, so that a burst
     # (a GitOps sync creating many grants) shares one read and one write...
-    coalesce_window: float = 0.2
+    coalesce_window: float = 0.5
     # ...but waits no longer than this.
-    coalesce_longest: float = 5.0
+    coalesce_longest: float = 60.0
     # Seconds during which ECR refusing a principal counts as IAM propagation of a new role
     # (Reconciling); after that the grant is Stalled.
     propagation_window: float = 120.0
     # Seconds between sweeps for this cluster's statements in repositories no live grant names
     # (left behind while the operator was down); 0 disables the sweep. It also runs at start.
     sweep_interval: float = 3600.0
-    # AWS requests per second across the whole operator (retries included), and the burst allowed
-    # above it; 0 disables the limit. Keeps a cold start of many grants under AWS's throttling.
+    # AWS requests per second per service and region (IAM; ECR in each region), retries included,
+    # and the burst allowed above it; 0 disables the limit. Keeps a cold start of many grants under
+    # AWS's throttling, which is also per service and region.
     aws_rate_limit: float = 20.0
     aws_burst: float = 40.0
     # Seconds to wait before retrying a transient AWS failure.

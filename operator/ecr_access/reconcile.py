@@ -122,9 +122,9 @@ class Tuning:
     role_cache_ttl: float = 30.0  # other grants' role lookups may be this old
     # A change-triggered apply reuses an AWS answer (its role, the attached policies, a policy it
     # already holds) this old; the drift timer passes its own, about one resync interval.
-    fresh_age: float = 5.0
+    fresh_age: float = 60.0
     coalesce_window: float = 0.0  # a burst's first sync starts once no request came for this long...
-    coalesce_longest: float = 5.0  # ...or after this long (coroutine handlers only)
+    coalesce_longest: float = 60.0  # ...or after this long (coroutine handlers only)
     write_attempts: int = 4  # verify-after-write rounds against a concurrent writer
     propagation_window: float = 120.0  # how long "principal not accepted" counts as IAM propagation
     retry_jitter: tuple[float, float] = (0.05, 0.5)
@@ -231,10 +231,9 @@ class Reconciler:
             hit, found = cached()  # a lookup that finished while we queued for this one will do
             if hit:
                 return found
-            when = self._clock()
             info = self.iam.get_role(role.name)
-            with self._guard:
-                self._roles[role.key] = (when, info)
+            with self._guard:  # aged from the answer, not the request: the request may have queued
+                self._roles[role.key] = (self._clock(), info)
             return info
 
         info: RoleInfo | None = self.flights.run(("role", role.key), look_up)
@@ -256,10 +255,9 @@ class Reconciler:
             again = cached()  # a listing that finished while we queued for this one will do
             if again is not None:
                 return again
-            when = self._clock()
             found = self.iam.list_attached_role_policies(role.name)
             with self._guard:
-                self._attached[role.key] = (when, found)
+                self._attached[role.key] = (self._clock(), found)
             return found
 
         found: frozenset[str] = self.flights.run(("attached", role.key), list_attached)
@@ -631,10 +629,9 @@ class Reconciler:
 
     def _read(self, repo: RepositoryRef) -> policy.Document | None:
         """Read a repository's policy and remember it (see `_cached_sync`)."""
-        when = self._clock()
         document = policy.parse(self.ecr.get_repository_policy(repo))
         with self._guard:
-            self._documents[repo] = (when, document)
+            self._documents[repo] = (self._clock(), document)
         return document
 
     def _bounded_propagation(

@@ -6,9 +6,10 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 from botocore.stub import Stubber
 
-from ecr_access.aws import errors
+from ecr_access.aws import errors, ratelimit
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
+from ecr_access.aws.session import AwsSession
 from ecr_access.model import RepositoryRef
 from ecr_access.ports import FaultKind
 from tests.integration.conftest import ACCOUNT, NODE_ROLE, READ_ONLY, REGION, World
@@ -99,3 +100,21 @@ def test_errors_are_classified_in_one_place(error: Exception, kind: FaultKind) -
     assert fault.kind is kind
     assert fault.operation == "SetRepositoryPolicy"
     assert kind.transient == (kind in {FaultKind.THROTTLED, FaultKind.UNAVAILABLE, FaultKind.PROPAGATING})
+
+
+def test_every_request_takes_a_token_from_its_service_and_regions_bucket(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    taken: list[int] = []
+    monkeypatch.setattr(ratelimit.TokenBucket, "acquire", lambda self: taken.append(id(self)) or 0.0)
+    session = AwsSession.create(REGION, rate=5, burst=1)
+    world.create_role()
+
+    IamAdapter(session).get_role(NODE_ROLE)
+    IamAdapter(session).list_attached_role_policies(NODE_ROLE)
+    for region in (REGION, "us-east-1"):
+        list(EcrAdapter(session).describe_repositories(region, ACCOUNT))
+
+    assert len(taken) == 4, "one token per request"
+    assert len(set(taken)) == 3, "IAM, ECR in us-west-2 and ECR in us-east-1 each have their own bucket"
+    assert taken[0] == taken[1]

@@ -31,17 +31,21 @@ class AwsSession:
 
     session: boto3.session.Session
     config: BotoConfig = RETRY_CONFIG
+    rate: float = 0.0  # requests per second per service and region (AWS throttles that way); 0: unlimited
+    burst: float = 1.0
     _ecr: dict[str, Any] = dataclasses.field(default_factory=dict)
     _iam: Any = None
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
     @classmethod
     def create(cls, region: str | None = None, rate: float = 0.0, burst: float = 1.0) -> AwsSession:
-        """A session whose every request first takes a token from one process-wide bucket."""
-        session = boto3.session.Session(region_name=region)
-        if rate > 0:
-            session.events.register("before-send", TokenBucket(rate, burst).before_send)
-        return cls(session)
+        """A session whose clients take a token from their (service, region) bucket before each request."""
+        return cls(boto3.session.Session(region_name=region), rate=rate, burst=burst)
+
+    def _limited(self, client: Any) -> Any:
+        if self.rate > 0:
+            client.meta.events.register("before-send", TokenBucket(self.rate, self.burst).before_send)
+        return client
 
     @property
     def region(self) -> str | None:
@@ -50,14 +54,14 @@ class AwsSession:
     def iam(self) -> IAMClient:
         with self._lock:
             if self._iam is None:
-                self._iam = self.session.client("iam", config=self.config)
+                self._iam = self._limited(self.session.client("iam", config=self.config))
             client: IAMClient = self._iam
             return client
 
     def ecr(self, region: str) -> ECRClient:
         with self._lock:
             if region not in self._ecr:
-                self._ecr[region] = self.session.client("ecr", region_name=region, config=self.config)
+                self._ecr[region] = self._limited(self.session.client("ecr", region_name=region, config=self.config))
             client: ECRClient = self._ecr[region]
             return client
 

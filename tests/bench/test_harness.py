@@ -1,0 +1,36 @@
+"""The benchmark harness itself runs (a benchmark is not a test: nothing here asserts a duration)."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import pytest
+
+from bench import harness
+
+pytestmark = pytest.mark.e2e
+
+
+def test_lower_bound_counts_each_role_and_repository_once() -> None:
+    scenario = harness.Scenario(grants=6, repositories=2, roles=2)
+    floor = scenario.lower_bound()
+    assert floor == {"GetRole": 2, "ListAttachedRolePolicies": 2, "AttachRolePolicy": 2,
+                     "GetRepositoryPolicy": 4, "SetRepositoryPolicy": 2}
+    assert scenario.per_grant_design() > sum(floor.values())
+
+
+def test_a_small_run_produces_every_measurement(tmp_path: pathlib.Path) -> None:
+    out = tmp_path / "result.json"
+
+    assert harness.main(["--sizes", "4", "--resync", "2", "--steady-intervals", "1", "--drift-samples", "1",
+                         "--out", str(out)]) == 0
+
+    [result] = json.loads(out.read_text())["results"]
+    assert result["n"] == 4
+    assert result["aws_calls_total"] >= result["lower_bound_total"] > 0
+    assert result["steady"]["aws_writes"] == 0, "a quiet steady state writes nothing to AWS"
+    assert result["steady"]["k8s_writes"] == 0, "nor to Kubernetes"
+    assert len(result["drift_repair_s"]) == 1
+    assert result["peak_rss_mib"] > 0
+    assert out.with_suffix(".png").stat().st_size > 0
