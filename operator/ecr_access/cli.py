@@ -21,6 +21,7 @@ from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
 from ecr_access.config import Config
+from ecr_access.model import GrantKey
 from ecr_access.reconcile import Reconciler, Registry, Tuning
 from ecr_access.sweeper import Sweeper
 
@@ -46,8 +47,9 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
     defaults = session.defaults(cfg.region)
     cluster_id = cfg.cluster_id or cluster_id_from_kube(cfg.effective_namespaces)
     reconciler = Reconciler(
-        IamAdapter(session),
-        EcrAdapter(session),
+        record_attachment=record_attachment,
+        iam=IamAdapter(session),
+        ecr=EcrAdapter(session),
         cluster_id=cluster_id,
         account=defaults.account,
         tuning=Tuning(
@@ -70,6 +72,17 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
         sweeper=Sweeper(reconciler, home, cfg.sweep_interval),
         count_grants=lambda: count_grants(cfg.effective_namespaces),
     )
+
+
+def record_attachment(grant: GrantKey, role_arn: str, policy_arn: str) -> None:
+    """Persist "the operator attached this policy to this role" in the grant's status right away."""
+    group, version, plural = handlers.RESOURCE
+    body = {"status": {"roleArn": role_arn, "managedPolicyArn": policy_arn, "managedPolicyOwned": True}}
+    try:
+        client.CustomObjectsApi().patch_namespaced_custom_object_status(
+            group, version, grant.namespace, plural, grant.name, body)
+    except Exception as error:  # the record also goes out with the apply's own status patch
+        logging.getLogger(__name__).warning("Could not record the attachment on %s yet: %s", grant, error)
 
 
 def count_grants(namespaces: Sequence[str]) -> int:

@@ -170,7 +170,13 @@ class Reconciler:
         tuning: Tuning | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        record_attachment: Callable[[GrantKey, str, str], None] | None = None,
     ) -> None:
+        """`record_attachment(grant, role_arn, policy_arn)` is called right after this operator attaches
+        a managed policy, to persist the ownership record at once (the grant's status is otherwise
+        written only when the whole apply is done: a crash in between would lose the record, and the
+        policy would then never be detached)."""
+        self.record_attachment = record_attachment
         self.iam = iam
         self.ecr = ecr
         self.cluster_id = cluster_id
@@ -461,6 +467,8 @@ class Reconciler:
                 with self._guard:
                     self._attached_here.add((spec.role.key, wanted))
                 logger.info("Attached %s to %s for %s", wanted, info.arn, key)
+                if self.record_attachment is not None:
+                    self.record_attachment(key, info.arn, wanted)
                 return wanted, True
         # Already attached: ours only if the record says so, ours or another live grant's on this role
         # (its status), or this process attached it moments ago (its status may not be written yet).

@@ -317,3 +317,22 @@ def test_role_path_in_arn_is_used_as_principal(world: World, grants: Grants) -> 
     outcome = world.reconciler.apply(key, spec, Prior(), grants)
     assert outcome.role.severity is Severity.OK
     assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": [role_arn]}
+
+
+def test_an_attachment_is_recorded_the_moment_it_is_made(world: World, grants: Grants) -> None:
+    role_arn = world.create_role()
+    world.create_repository("ml/trainer")
+    recorded: list[tuple[object, str, str, list[str]]] = []
+    reconciler = Reconciler(
+        world.reconciler.iam, world.reconciler.ecr, cluster_id=CLUSTER_ID, account=ACCOUNT,
+        tuning=Tuning(fresh_age=0.0),
+        record_attachment=lambda key, role, arn: recorded.append((key, role, arn, list(world.calls.made))),
+    )
+    key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
+
+    reconciler.apply(key, spec, Prior(), grants)
+    reconciler.apply(key, spec, Prior(), grants)
+
+    [(grant, role, arn, calls_before)] = recorded
+    assert (grant, role, arn) == (key, role_arn, READ_ONLY)
+    assert calls_before[-1] == "AttachRolePolicy", "recorded before any repository is touched"
