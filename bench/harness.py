@@ -150,7 +150,8 @@ class Bench:
                 "k8s_writes": k8s_writes,
             },
             "drift_repair_s": [round(value, 3) for value in repair],
-            "peak_rss_mib": round(_peak_rss_kib(sandbox.operator.pid) / 1024, 1),
+            "peak_rss_mib": round(_status_kib(sandbox.operator.pid, "VmHWM") / 1024, 1),
+            "rss_after_mib": round(_status_kib(sandbox.operator.pid, "VmRSS") / 1024, 1),
             "operator_restarts": sandbox.operator_restarts,
         }
 
@@ -225,9 +226,10 @@ def _kube_get(sandbox: Sandbox, path: str) -> dict[str, Any]:
         return dict(json.loads(answer.read()))
 
 
-def _peak_rss_kib(pid: int) -> int:
+def _status_kib(pid: int, field: str) -> int:
+    """A memory figure of /proc/PID/status: VmHWM is the peak resident set, VmRSS the current one."""
     for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1])
     return 0
 

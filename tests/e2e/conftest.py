@@ -7,6 +7,7 @@ it dies, as a Deployment would, which is what the crash test relies on.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -129,16 +130,17 @@ def grant(name: str, *repos: str, role: dict[str, str] | None = None, **spec: An
     }
 
 
-@pytest.fixture(scope="package")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
-    directory = tmp_path_factory.mktemp("sandbox")
-    with Sandbox(directory, seed=True, apply_examples=False, resync_interval=RESYNC, cluster_id=CLUSTER_ID) as sb:
-        failure: list[BaseException] = []
+@contextlib.contextmanager
+def running(sb: Sandbox) -> Iterator[Sandbox]:
+    """Start a sandbox and supervise it in a thread (restarting its operator when it dies); stop it
+    on exit, and fail if kubesim or the moto server died meanwhile."""
+    failure: list[BaseException] = []
+    with sb:
 
         def supervise() -> None:
             try:
                 sb.supervise()
-            except BaseException as error:  # reported by the fixture's teardown
+            except BaseException as error:  # reported when the sandbox stops
                 failure.append(error)
 
         thread = threading.Thread(target=supervise, name="sandbox-supervisor", daemon=True)
@@ -146,6 +148,14 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
         yield sb
     thread.join(timeout=5)
     assert not failure, f"the sandbox failed: {failure[0]}"
+
+
+@pytest.fixture(scope="package")
+def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
+    directory = tmp_path_factory.mktemp("sandbox")
+    with running(Sandbox(directory, seed=True, apply_examples=False, resync_interval=RESYNC,
+                         cluster_id=CLUSTER_ID)) as sb:
+        yield sb
 
 
 @pytest.fixture

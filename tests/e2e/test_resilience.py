@@ -30,7 +30,7 @@ from awsproxy.faults import FaultConfig, Rates
 from awsproxy.proxy import ProxyThread, run_in_thread
 from ecr_access import policy
 from ecr_access.sandbox import Sandbox
-from tests.e2e.conftest import ACCOUNT, READ_ONLY, Driver, eventually
+from tests.e2e.conftest import ACCOUNT, READ_ONLY, Driver, eventually, running
 
 pytestmark = pytest.mark.e2e
 
@@ -253,21 +253,8 @@ def proxy() -> Iterator[ProxyThread]:
 @pytest.fixture(scope="module")
 def proxied_sandbox(tmp_path_factory: pytest.TempPathFactory, proxy: ProxyThread) -> Iterator[ProxiedSandbox]:
     print(f"\nresilience tests: RESILIENCE_SEED={SEED}")
-    sb = ProxiedSandbox(tmp_path_factory.mktemp("resilience"), proxy)
-    with sb:
-        failure: list[BaseException] = []
-
-        def supervise() -> None:
-            try:
-                sb.supervise()
-            except BaseException as error:  # reported by the fixture's teardown
-                failure.append(error)
-
-        thread = threading.Thread(target=supervise, name="resilience-supervisor", daemon=True)
-        thread.start()
+    with running(ProxiedSandbox(tmp_path_factory.mktemp("resilience"), proxy)) as sb:
         yield sb
-    thread.join(timeout=5)
-    assert not failure, f"the sandbox failed: {failure[0]}"
 
 
 @pytest.fixture
