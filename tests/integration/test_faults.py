@@ -261,3 +261,22 @@ def test_a_foreign_write_between_our_write_and_its_verification_is_merged_not_lo
     assert len(world.ours("ml/trainer")) == 1, "and ours was written again on top of it"
     assert world.calls.count("SetRepositoryPolicy") == 2
     assert len(outcome.notes) == 1 and "someone else changed the policy" in outcome.notes[0]
+
+
+def test_a_role_in_another_account_cannot_get_a_managed_policy(world: World, grants: Grants) -> None:
+    world.create_repository("ml/trainer")
+    other = "arn:aws:iam::210987654321:role/cld_other-cluster_node_role"
+    key, spec = grants.add("g", {"role": {"arn": other}, "repositories": [{"name": "ml/trainer"}]})
+
+    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+
+    stalled = conditions_of(outcome)["Stalled"]
+    assert stalled["reason"] == "CrossAccountRole"
+    assert "managedPolicy" in str(stalled["message"])
+    assert world.calls.writes() == []
+    key, spec = grants.add("g", {"role": {"arn": other}, "repositories": [{"name": "ml/trainer"}],
+                                 "managedPolicy": "None"})
+    applied = world.reconciler.apply(key, spec, Prior(), grants)
+    assert conditions_of(applied)["Ready"]["status"] == "True"
+    assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": [other]}
+    assert "GetRole" not in world.calls.made, "a role in another account cannot be looked up from here"
