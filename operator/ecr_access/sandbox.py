@@ -10,7 +10,8 @@ already holding someone else's statement) and applies `examples/`. Like a Deploy
 the operator if the operator dies, which is what lets end-to-end tests kill it at random.
 
 The contract others script against (keep it stable): `--dir DIR` receives `kubeconfig`, `aws.env`
-(KEY=VALUE lines: AWS_ENDPOINT_URL, fake credentials, AWS_DEFAULT_REGION), `operator.pid`, and last of
+(KEY=VALUE lines: AWS_ENDPOINT_URL, fake credentials, AWS_DEFAULT_REGION), `operator.pid` (and
+`kubesim.pid`, `moto.pid`), and last of
 all `ready`, once everything is up and the operator is watching.
 """
 
@@ -120,7 +121,7 @@ class Sandbox:
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        for name in ("ready", "operator.pid", "kubeconfig", "aws.env"):
+        for name in ("ready", "operator.pid", "kubesim.pid", "moto.pid", "kubeconfig", "aws.env"):
             (self.dir / name).unlink(missing_ok=True)
         self._say("starting kubesim (emulated Kubernetes API)")
         self._start_kubesim()
@@ -142,13 +143,17 @@ class Sandbox:
         (self.dir / "ready").write_text(f"{time.time()}\n")
 
     def stop(self) -> None:
-        """Stop the operator first (so it never sees its servers vanish mid-write), then the servers."""
+        """Stop the operator first (so it never sees its servers vanish mid-write), then both servers
+        together; anything still running after STOP_TIMEOUT in all is killed."""
         self._stopping.set()
-        for proc in (self.operator, self.kubesim, self.moto):
-            if proc is not None and proc.poll() is None:
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for group in ((self.operator,), (self.kubesim, self.moto)):
+            running = [proc for proc in group if proc is not None and proc.poll() is None]
+            for proc in running:
                 proc.send_signal(signal.SIGTERM)
+            for proc in running:
                 try:
-                    proc.wait(timeout=STOP_TIMEOUT / 2)
+                    proc.wait(timeout=max(0.1, min(deadline - time.monotonic(), STOP_TIMEOUT / 2)))
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
@@ -177,6 +182,7 @@ class Sandbox:
         if "listening on" not in line:
             raise RuntimeError(f"kubesim did not start: {line.strip() or 'no output'}")
         self._drain(self.kubesim, "kubesim")
+        (self.dir / "kubesim.pid").write_text(f"{self.kubesim.pid}\n")
 
     def _start_moto(self) -> None:
         port = free_port()
@@ -186,6 +192,7 @@ class Sandbox:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
         )
         self._drain(self.moto, "moto", quiet=True)
+        (self.dir / "moto.pid").write_text(f"{self.moto.pid}\n")
         url = f"http://127.0.0.1:{port}"
         _wait_for("moto server", lambda: _http_ok(f"{url}/moto-api/"))
         self.aws_env = {

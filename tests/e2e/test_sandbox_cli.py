@@ -1,0 +1,60 @@
+"""`ecr-access-operator sandbox` as others script against it: its files, and a prompt, clean stop."""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ecr_access.sandbox import read_env_file
+
+pytestmark = pytest.mark.e2e
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return pathlib.Path(f"/proc/{pid}/status").exists() and "zombie" not in pathlib.Path(
+        f"/proc/{pid}/status").read_text()
+
+
+def test_the_sandbox_writes_its_contract_files_and_stops_everything_within_10_seconds(tmp_path: pathlib.Path) -> None:
+    directory = tmp_path / "sb"
+    proc = subprocess.Popen([sys.executable, "-m", "ecr_access.cli", "sandbox", "--empty", "--dir", str(directory),
+                             "--resync-interval", "5", "--cluster-id", "cli-test"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while not (directory / "ready").exists():
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "the sandbox did not become ready"
+            time.sleep(0.2)
+        env = read_env_file(directory / "aws.env")
+        assert env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+        assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"} <= set(env)
+        kubeconfig = (directory / "kubeconfig").read_text()
+        assert "http://127.0.0.1:" in kubeconfig
+        get = subprocess.run(["kubectl", "--kubeconfig", str(directory / "kubeconfig"), "get", "ecrgrants"],
+                             capture_output=True, text=True, timeout=30, check=False)
+        assert get.returncode == 0, get.stderr  # the CRD is installed; --empty applied no grants
+        pids = [int((directory / f"{name}.pid").read_text()) for name in ("operator", "kubesim", "moto")]
+        assert all(alive(pid) for pid in pids)
+
+        stopping = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=15)
+        assert time.monotonic() - stopping < 10
+        assert proc.returncode == 0
+        assert not any(alive(pid) for pid in pids), "every process the sandbox started is gone"
+        assert not (directory / "ready").exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
