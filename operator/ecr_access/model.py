@@ -139,6 +139,12 @@ class RepositoryRef:
     def arn(self) -> str:
         return f"arn:{self.partition}:ecr:{self.region}:{self.registry_id}:repository/{self.name}"
 
+    @classmethod
+    def from_arn(cls, arn: object) -> RepositoryRef | None:
+        """The repository an ECR repository ARN names, or None if it is not one."""
+        match = REPO_ARN_RE.fullmatch(arn) if isinstance(arn, str) else None
+        return None if match is None else cls(match["partition"], match["region"], match["registry"], match["name"])
+
 
 @dataclasses.dataclass(frozen=True)
 class GrantKey:
@@ -249,13 +255,13 @@ def _parse_repository(item: Any, field: str, defaults: Defaults) -> RepositoryRe
         if item.get("region") or item.get("registryId"):
             raise SpecError(field, "region and registryId come from the arn; do not set them with arn")
         arn = item["arn"]
-        match = REPO_ARN_RE.fullmatch(arn) if isinstance(arn, str) else None
-        if not match:
+        repo = RepositoryRef.from_arn(arn)
+        if repo is None:
             raise SpecError(
                 f"{field}.arn",
                 f"{arn!r} is not an ECR repository ARN (arn:aws:ecr:<region>:<account>:repository/<name>)",
             )
-        return RepositoryRef(match["partition"], match["region"], match["registry"], match["name"])
+        return repo
     name, region, registry = item["name"], item.get("region"), item.get("registryId")
     if not isinstance(name, str) or not 2 <= len(name) <= 256 or not REPO_NAME_RE.fullmatch(name):
         raise SpecError(f"{field}.name", f"{name!r} is not a valid ECR repository name")

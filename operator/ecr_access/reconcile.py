@@ -31,7 +31,6 @@ from ecr_access.conditions import (
     finding_for_fault,
 )
 from ecr_access.model import (
-    REPO_ARN_RE,
     ROLE_ARN_RE,
     DeletionPolicy,
     GrantKey,
@@ -83,11 +82,8 @@ class Prior:
     @classmethod
     def from_status(cls, status: Mapping[str, Any] | None) -> Prior:
         status = status or {}
-        repos = []
-        for entry in status.get("repositories") or []:
-            match = REPO_ARN_RE.fullmatch(str(entry.get("arn", ""))) if isinstance(entry, Mapping) else None
-            if match:
-                repos.append(RepositoryRef(match["partition"], match["region"], match["registry"], match["name"]))
+        entries = [entry for entry in status.get("repositories") or [] if isinstance(entry, Mapping)]
+        repos = [repo for repo in map(RepositoryRef.from_arn, (entry.get("arn") for entry in entries)) if repo]
         return cls(
             role_arn=status.get("roleArn") or None,
             managed_policy_arn=status.get("managedPolicyArn") or None,
@@ -102,7 +98,6 @@ class Synced:
 
     document: policy.Document | None
     rejected: Mapping[str, frozenset[str]]
-    wrote: bool
     foreign_edits: int = 0  # times a concurrent writer changed the policy between our write and re-read
 
 
@@ -427,7 +422,7 @@ class Reconciler:
         result = policy.fit(cached[1], self.prefix, self._desired(repo, live, overrides), [])
         if not policy.equivalent(cached[1], result.document):
             return None
-        return Synced(cached[1], result.rejected, wrote=False)
+        return Synced(cached[1], result.rejected)
 
     def _blocked(
         self, spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding, prior: Prior
@@ -491,22 +486,21 @@ class Reconciler:
             return
         self._detach_if_unwanted(key, prior.role_arn, owned, live)
 
-    def _detach_if_unwanted(self, key: GrantKey, role_arn: str, policy_arn: str, live: LiveGrants) -> bool:
+    def _detach_if_unwanted(self, key: GrantKey, role_arn: str, policy_arn: str, live: LiveGrants) -> None:
         """Detach a policy the operator attached, unless another live grant on the role wants it."""
         match = ROLE_ARN_RE.fullmatch(role_arn)
         if not match or match["account"] != self.account:
-            return False
+            return
         role_key = RoleKey(match["account"], match["name"])
         with self._locked(role_key):
             for grant in live.on_role(role_key):
                 if grant.key != key and grant.spec.managed_policy.arn(match["partition"]) == policy_arn:
-                    return False
+                    return
             self.iam.detach_role_policy(match["name"], policy_arn)
             self._note_attachment(role_key, policy_arn, attached=False)
             with self._guard:
                 self._attached_here.discard((role_key, policy_arn))
         logger.info("Detached %s from %s (attached by the operator, wanted by no live grant)", policy_arn, role_arn)
-        return True
 
     # -- repositories -----------------------------------------------------------------------------
 
@@ -604,13 +598,12 @@ class Reconciler:
         if stale:
             logger.info("Repository %s names deleted roles %s; rewriting from live grants", repo.arn, stale)
         foreign_edits = 0
-        wrote = False
         for attempt in range(self.tuning.write_attempts):
             result = policy.fit(document, self.prefix, desired, extras)
             if policy.equivalent(document, result.document):
                 with self._guard:
                     self._propagating.pop(repo, None)
-                return Synced(document, result.rejected, wrote=wrote, foreign_edits=foreign_edits)
+                return Synced(document, result.rejected, foreign_edits=foreign_edits)
             try:
                 if result.document is None:
                     self.ecr.delete_repository_policy(repo)
@@ -618,12 +611,11 @@ class Reconciler:
                     self.ecr.set_repository_policy(repo, policy.serialize(result.document))
             except AwsFault as fault:
                 raise self._bounded_propagation(repo, desired, fault) from fault
-            wrote = True
             check = self._read(repo)
             if policy.equivalent(check, result.document):
                 with self._guard:
                     self._propagating.pop(repo, None)
-                return Synced(result.document, result.rejected, wrote=True, foreign_edits=foreign_edits)
+                return Synced(result.document, result.rejected, foreign_edits=foreign_edits)
             foreign_edits += 1
             logger.warning(
                 "Repository %s policy changed while we wrote it (attempt %d): merging again", repo.arn, attempt + 1
@@ -684,7 +676,7 @@ class Reconciler:
                 if any(True for _ in live.naming_repository(repo)):
                     continue  # its grants' own syncs keep it right
                 try:
-                    document = policy.parse(self.ecr.get_repository_policy(repo))
+                    document = self._read(repo)
                 except (AwsFault, policy.PolicyDocumentError) as problem:
                     logger.warning("Sweep skipped %s: %s", repo.arn, problem)
                     continue
