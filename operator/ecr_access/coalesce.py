@@ -86,6 +86,7 @@ class Coalescer(Generic[T]):
 class _AsyncFlight:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
     requested: int = 0
+    bursting: int = 0  # requests that extend the debounce (a periodic check joins a run but never delays it)
     completed: int = 0
     value: Any = None
     error: BaseException | None = None
@@ -107,15 +108,22 @@ class AsyncCoalescer:
         self._clock = clock
         self._guard = threading.Lock()  # tickets may be taken from worker threads
 
-    def request(self, key: Hashable) -> int:
+    def request(self, key: Hashable, *, burst: bool = True) -> int:
+        """Take a ticket. Only `burst` requests (changes) keep the first waiter debouncing: a steady
+        stream of periodic checks must not hold a run back for `longest` seconds."""
         with self._guard:
             flight = self._flights.setdefault(key, _AsyncFlight())
             flight.requested += 1
+            flight.bursting += burst
             return flight.requested
 
     def _requested(self, flight: _AsyncFlight) -> int:
         with self._guard:
             return flight.requested
+
+    def _bursting(self, flight: _AsyncFlight) -> int:
+        with self._guard:
+            return flight.bursting
 
     async def run(
         self, key: Hashable, fn: Callable[[], T], *, ticket: int | None = None, quiet: float = 0.0,
@@ -129,9 +137,9 @@ class AsyncCoalescer:
             if flight.completed < ticket:
                 started = self._clock()
                 while quiet > 0:
-                    seen = self._requested(flight)
+                    seen = self._bursting(flight)
                     await asyncio.sleep(quiet)
-                    if self._requested(flight) == seen or self._clock() - started >= longest:
+                    if self._bursting(flight) == seen or self._clock() - started >= longest:
                         break
                 start = self._requested(flight)
                 try:

@@ -300,6 +300,9 @@ class Reconciler:
     ) -> Outcome | _Plan:
         """The role side (resolve, managed policy), then a place in each repository's next sync."""
         age = self.tuning.fresh_age if max_age is None else max_age
+        # A change may be one of a burst (a GitOps sync); a drift check, which passes its own max_age,
+        # joins a burst's repository sync but never prolongs its debounce.
+        burst = max_age is None
         sid = self.sid_for(spec)
         role_label = f"IAM role {spec.role.describe()}"
         try:
@@ -313,7 +316,7 @@ class Reconciler:
                 f"{role_label} was not found in account {spec.role.account}: create it or fix spec.role.",
                 Severity.TERMINAL,
             )
-            return self._plan(key, spec, sid, prior, None, missing, None, False, age, asynchronous)
+            return self._plan(key, spec, sid, prior, None, missing, None, False, age, asynchronous, burst)
         try:
             self._release_stale_policy(key, spec, prior, info, live)
             policy_arn, owned = self._ensure_managed_policy(key, spec, prior, info, live, age)
@@ -321,7 +324,7 @@ class Reconciler:
             return self._blocked(spec, sid, info.arn, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
         except _CrossAccountError as error:
             return self._blocked(spec, sid, info.arn, error.finding, prior)
-        return self._plan(key, spec, sid, prior, info.arn, APPLIED, policy_arn, owned, age, asynchronous)
+        return self._plan(key, spec, sid, prior, info.arn, APPLIED, policy_arn, owned, age, asynchronous, burst)
 
     def _plan(
         self,
@@ -335,13 +338,15 @@ class Reconciler:
         owned: bool,
         max_age: float,
         asynchronous: bool,
+        burst: bool,
     ) -> _Plan:
         me = LiveGrant(key, spec, policy_arn if owned else None)
-        tickets = {repo: self.request_sync(repo, include=me, asynchronous=asynchronous) for repo in spec.repositories}
+        tickets = {repo: self.request_sync(repo, include=me, asynchronous=asynchronous, burst=burst)
+                   for repo in spec.repositories}
         # A repository dropped from the spec is recomputed without this grant.
         for repo in prior.repositories:
             if repo not in tickets:
-                tickets[repo] = self.request_sync(repo, exclude=key, asynchronous=asynchronous)
+                tickets[repo] = self.request_sync(repo, exclude=key, asynchronous=asynchronous, burst=burst)
         return _Plan(spec, sid, role_arn, role_finding, policy_arn, owned, tickets, max_age)
 
     def finish_apply(self, plan: _Plan, synced: Mapping[RepositoryRef, Synced | Exception]) -> Outcome:
@@ -535,6 +540,7 @@ class Reconciler:
         exclude: GrantKey | None = None,
         extra: Iterable[policy.Statement] = (),
         asynchronous: bool = False,
+        burst: bool = True,
     ) -> int:
         """Take a place in the next sync of `repo` (see `Coalescer.request`); `asynchronous` for a
         sync that will be awaited (`AsyncCoalescer`) rather than run in this thread.
@@ -550,7 +556,9 @@ class Reconciler:
             if exclude is not None:
                 self._overrides.setdefault(repo, {})[exclude] = (self._sequence, None)
             self._extras.setdefault(repo, []).extend((self._sequence, item) for item in extra)
-        return (self.async_flights if asynchronous else self.flights).request(("repo", repo))
+        if asynchronous:
+            return self.async_flights.request(("repo", repo), burst=burst)
+        return self.flights.request(("repo", repo))
 
     def _sync_now(self, repo: RepositoryRef, live: LiveGrants) -> Synced:
         with self._guard:

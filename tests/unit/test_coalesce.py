@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import pytest
 
-from ecr_access.coalesce import Coalescer
+from ecr_access.coalesce import AsyncCoalescer, Coalescer
 
 
 def test_a_burst_of_concurrent_requests_shares_one_run() -> None:
@@ -92,3 +93,23 @@ def test_keys_are_independent() -> None:
     assert coalescer.run("a", lambda: "A") == "A"
     assert coalescer.run("b", lambda: "B") == "B"
     assert (coalescer.runs("a"), coalescer.runs("b"), coalescer.runs("c")) == (1, 1, 0)
+
+
+def test_periodic_requests_join_a_run_without_prolonging_its_debounce() -> None:
+    async def scenario() -> tuple[int, bool]:
+        coalescer = AsyncCoalescer()
+        runs: list[int] = []
+        ticket = coalescer.request("repo")  # a change: its run waits for a quiet period
+
+        async def steady_checks() -> None:
+            for _ in range(40):  # periodic checks more often than the quiet period, for a while
+                coalescer.request("repo", burst=False)
+                await asyncio.sleep(0.05)
+
+        checks = asyncio.create_task(steady_checks())
+        await coalescer.run("repo", lambda: runs.append(1) or 1, ticket=ticket, quiet=0.2, longest=30.0)
+        started_during_checks = not checks.done()
+        await checks
+        return len(runs), started_during_checks
+
+    assert asyncio.run(scenario()) == (1, True), "the run did not wait for the periodic checks to stop"
