@@ -20,10 +20,13 @@ RUN groupadd --system --gid 65532 operator \
  && useradd --system --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin operator
 COPY --from=build /opt/venv /opt/venv
 # MALLOC_ARENA_MAX=2: glibc gives each thread its own malloc arena, which inflates the RSS of a
-# threaded Python process; two arenas cut the operator's peak RSS by about 18 MiB at 1,000 grants.
+# threaded Python process. PYTHONOPTIMIZE=2 drops docstrings (the kubernetes client's alone are about
+# 15 MiB) and asserts; the operator relies on neither. Measured with `make bench` at 1,000 grants, it cuts
+# peak RSS by 17 MiB (install.sh compiles the bytecode it needs).
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
+    PYTHONOPTIMIZE=2 \
     MALLOC_ARENA_MAX=2
 USER 65532:65532
 # kopf's liveness endpoint, when started with --liveness=http://0.0.0.0:8080/healthz (the Deployment does).

@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
 	$(BIN)/python -c "import ecr_access, kopf, boto3, moto, celpy"
+	@# The operator runs with PYTHONOPTIMIZE=2, as in the image (see Dockerfile): give it compiled
+	@# bytecode, since PYTHONDONTWRITEBYTECODE machines would otherwise compile it at every start.
+	@# A few test fixtures inside third-party packages do not compile; they are never imported.
+	-$(BIN)/python -OO -m compileall -q -j 0 $(VENV)/lib operator >/dev/null 2>&1
 	touch $(STAMP)
 
 venv: $(STAMP)

@@ -10,7 +10,8 @@ import argparse
 import logging
 import pathlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import kopf
 from kubernetes import client, config
@@ -21,9 +22,12 @@ from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
 from ecr_access.config import Config
+from ecr_access.drift import DriftChecker, jittered
 from ecr_access.model import GrantKey
-from ecr_access.reconcile import Reconciler, Registry, Tuning
+from ecr_access.reconcile import LiveGrant, Reconciler, Registry, Tuning
 from ecr_access.sweeper import Sweeper
+
+DESCRIPTION = "Grant Anyscale cluster nodes pull access to private Amazon ECR repositories (EcrAccessGrant)."
 
 
 def load_kube_client_config() -> None:
@@ -70,19 +74,41 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
         defaults=defaults,
         reconciler=reconciler,
         sweeper=Sweeper(reconciler, home, cfg.sweep_interval),
+        drift=DriftChecker(
+            reconciler,
+            interval=cfg.resync_interval,
+            retry_delay=cfg.retry_delay,
+            write_status=write_status,
+            warn=handlers.warn,
+            now=handlers.now,
+            first_delay=jittered(cfg.resync_interval, cfg.resync_jitter),
+        ),
         count_grants=lambda: count_grants(cfg.effective_namespaces),
     )
 
 
+def _patch_status(grant: GrantKey, status: Mapping[str, Any]) -> None:
+    """A JSON merge patch of the grant's status subresource (None values delete keys)."""
+    group, version, plural = handlers.RESOURCE
+    client.CustomObjectsApi().patch_namespaced_custom_object_status(
+        group, version, grant.namespace, plural, grant.name, {"status": dict(status)})
+
+
 def record_attachment(grant: GrantKey, role_arn: str, policy_arn: str) -> None:
     """Persist "the operator attached this policy to this role" in the grant's status right away."""
-    group, version, plural = handlers.RESOURCE
-    body = {"status": {"roleArn": role_arn, "managedPolicyArn": policy_arn, "managedPolicyOwned": True}}
     try:
-        client.CustomObjectsApi().patch_namespaced_custom_object_status(
-            group, version, grant.namespace, plural, grant.name, body)
+        _patch_status(grant, {"roleArn": role_arn, "managedPolicyArn": policy_arn, "managedPolicyOwned": True})
     except Exception as error:  # the record also goes out with the apply's own status patch
         logging.getLogger(__name__).warning("Could not record the attachment on %s yet: %s", grant, error)
+
+
+def write_status(grant: LiveGrant, status: Mapping[str, Any]) -> None:
+    """The drift check's status write. A grant deleted meanwhile (404) has nothing left to report."""
+    try:
+        _patch_status(grant.key, status)
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
 
 
 def count_grants(namespaces: Sequence[str]) -> int:
@@ -130,7 +156,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="ecr-access-operator", description=__doc__)
+    # Not __doc__: the image runs with PYTHONOPTIMIZE=2, which drops docstrings.
+    parser = argparse.ArgumentParser(prog="ecr-access-operator", description=DESCRIPTION)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run the operator against the current kubeconfig and AWS credentials")
     _add_settings(run)

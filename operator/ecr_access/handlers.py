@@ -7,15 +7,15 @@ Decisions that belong to kopf live here:
   handler ids, none of which may change later (they key state stored in etcd);
 - the one place where a reconcile outcome becomes a status patch and a kopf retry: transient
   failures raise `kopf.TemporaryError`; failures that need a person are reported as `Stalled` and
-  re-checked by the drift timer.
+  re-checked by the drift check (`drift`, one loop for all grants, started here at start-up).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import datetime
 import logging
-import random
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -23,6 +23,7 @@ import kopf
 
 from ecr_access import conditions
 from ecr_access.config import Config
+from ecr_access.drift import DriftChecker
 from ecr_access.model import Defaults, GrantKey, RepositoryRef, RoleKey, SpecError, parse_spec
 from ecr_access.reconcile import LiveGrant, Prior, Reconciler
 from ecr_access.sweeper import Sweeper
@@ -49,6 +50,7 @@ class Runtime:
     defaults: Defaults
     reconciler: Reconciler
     sweeper: Sweeper
+    drift: DriftChecker | None = None
     # How many grants exist (a cheap list with limit=1 is enough): zero means the (empty) indexes are
     # already complete at start-up, so the orphan sweep need not wait for a first handler call.
     count_grants: Callable[[], int] = lambda: 1
@@ -101,8 +103,10 @@ def _live_grant(body: Mapping[str, Any], memo: Any) -> LiveGrant | None:
         spec = parse_spec(body.get("spec"), runtime.defaults)
     except SpecError:
         return None
-    prior = Prior.from_status(body.get("status"))
-    return LiveGrant(GrantKey(meta.get("namespace", ""), meta.get("name", "")), spec, prior.owned_policy_arn)
+    status = body.get("status") or {}
+    return LiveGrant(GrantKey(meta.get("namespace", ""), meta.get("name", "")), spec,
+                     Prior.from_status(status).owned_policy_arn, generation=int(meta.get("generation") or 0),
+                     status=status, uid=str(meta.get("uid", "")))
 
 
 def index_by_repository(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RepositoryRef, LiveGrant]:
@@ -135,18 +139,10 @@ async def on_grant_resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     await _apply(body, patch, memo, kwargs)
 
 
-async def on_grant_timer(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
-    """The drift check: whatever differs from the live grants is repaired. AWS answers up to about
-    one interval old are reused, so each role and repository is read about once per interval, not
-    once per grant."""
-    runtime: Runtime = memo.runtime
-    await _apply(body, patch, memo, kwargs, max_age=runtime.config.resync_interval * 0.9)
-
-
 async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     runtime: Runtime = memo.runtime
     live = _live(kwargs)
-    runtime.sweeper.indexes_ready(live)
+    _indexes_ready(runtime, live)
     meta = body.get("metadata", {})
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
     try:
@@ -157,38 +153,55 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     status = dict(body.get("status") or {})
     outcome = await runtime.reconciler.release_async(key, spec, Prior.from_status(status), live)
     if outcome.transient or outcome.terminal:
-        new = conditions.build_status(outcome, meta.get("generation", 0), status, _now())
+        new = conditions.build_status(outcome, meta.get("generation", 0), status, now())
         _write_status(patch, status, new)
         delay = runtime.config.retry_delay if outcome.transient else runtime.config.stalled_retry_delay
         raise kopf.TemporaryError(new["conditions"][0]["message"], delay=delay)
 
 
-async def _apply(
-    body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any], max_age: float | None = None
-) -> None:
+async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
     runtime: Runtime = memo.runtime
     live = _live(kwargs)
-    runtime.sweeper.indexes_ready(live)
+    _indexes_ready(runtime, live)
     meta = body.get("metadata", {})
     generation = int(meta.get("generation") or 0)
     status = dict(body.get("status") or {})
     try:
         spec = parse_spec(body.get("spec"), runtime.defaults)
     except SpecError as error:
-        _write_status(patch, status, conditions.invalid_spec_status(str(error), generation, status, _now()))
+        _write_status(patch, status, conditions.invalid_spec_status(str(error), generation, status, now()))
         return
     if spec.suspend:
         # Observe nothing, change nothing; only acknowledge that this generation was seen.
         _write_status(patch, status, {**_ours(status), "observedGeneration": generation})
         return
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
-    outcome = await runtime.reconciler.apply_async(key, spec, Prior.from_status(status), live, max_age=max_age)
-    new = conditions.build_status(outcome, generation, status, _now())
+    outcome = await runtime.reconciler.apply_async(key, spec, Prior.from_status(status), live)
+    new = conditions.build_status(outcome, generation, status, now())
     _write_status(patch, status, new)
     for note in outcome.notes:
         kopf.warn(body, reason="ConcurrentPolicyEdit", message=note)
     if outcome.transient:
         raise kopf.TemporaryError(new["conditions"][0]["message"], delay=runtime.config.retry_delay)
+
+
+def _indexes_ready(runtime: Runtime, live: IndexedGrants) -> None:
+    """kopf runs no resource handler before its indexes are complete: the first call is the signal
+    that the orphan sweep and the drift check may start."""
+    runtime.sweeper.indexes_ready(live)
+    if runtime.drift is not None:
+        runtime.drift.indexes_ready(live)
+
+
+def warn(grant: LiveGrant, message: str) -> None:
+    """A Warning Event on a grant known only from the index (the drift check has no body)."""
+    group, version, _ = RESOURCE
+    ref: kopf.RawBody = {"apiVersion": f"{group}/{version}", "kind": "EcrAccessGrant",
+                         "metadata": {"namespace": grant.key.namespace, "name": grant.key.name, "uid": grant.uid}}
+    try:
+        kopf.warn(kopf.Body(ref), reason="ConcurrentPolicyEdit", message=message)
+    except LookupError:  # outside a running operator (kopf's event queue is per operator)
+        logger.warning("%s: %s", grant.key, message)
 
 
 def _live(kwargs: Mapping[str, Any]) -> IndexedGrants:
@@ -205,7 +218,7 @@ def _write_status(patch: kopf.Patch, old: Mapping[str, Any], new: Mapping[str, A
         patch.status[key] = value
 
 
-def _now() -> str:
+def now() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -219,21 +232,22 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
     or the cluster is reported by kopf and stops the operator before any grant is touched.
     """
 
-    def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+    async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
         configure(settings)
-        runtime: Runtime = build_runtime(config)
+        runtime: Runtime = await asyncio.to_thread(build_runtime, config)
         memo.runtime = runtime
         runtime.sweeper.start()
-        if runtime.sweeper.enabled and runtime.count_grants() == 0:
-            runtime.sweeper.indexes_ready(_live(kwargs))
+        if runtime.drift is not None:
+            runtime.drift.start()
+        if await asyncio.to_thread(runtime.count_grants) == 0:
+            _indexes_ready(runtime, _live(kwargs))
 
-    def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
+    async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime | None = getattr(memo, "runtime", None)
         if runtime is not None:
-            runtime.sweeper.stop()
-
-    def jitter(**_: Any) -> float:
-        return random.uniform(0, config.resync_jitter * config.resync_interval)
+            if runtime.drift is not None:
+                await runtime.drift.stop()
+            await asyncio.to_thread(runtime.sweeper.stop)
 
     def on_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A custom registry gets none of kopf's default login handlers: in a pod, the service
@@ -250,6 +264,4 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
     kopf.on.create(*RESOURCE, registry=registry, id="apply-on-create")(on_grant_create)
     kopf.on.update(*RESOURCE, registry=registry, id="apply-on-update")(on_grant_update)
     kopf.on.resume(*RESOURCE, registry=registry, id="apply-on-resume")(on_grant_resume)
-    kopf.timer(*RESOURCE, registry=registry, id="drift-check", interval=config.resync_interval,
-               initial_delay=jitter)(on_grant_timer)
     kopf.on.delete(*RESOURCE, registry=registry, id="release")(on_grant_delete)

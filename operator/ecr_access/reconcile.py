@@ -52,6 +52,13 @@ class LiveGrant:
     spec: GrantSpec
     # The managed-policy ownership record from the grant's status (see `Prior`).
     owned_policy_arn: str | None = None
+    # What the drift check needs to write status and Events without the object's body: the
+    # generation the spec is from, the status as last seen, and the object's uid.
+    generation: int = 0
+    # Compared (kopf keeps an index entry that compares equal to the new one, stale status and all),
+    # but not hashed (a dict).
+    status: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, repr=False)
+    uid: str = ""
 
 
 class LiveGrants(Protocol):
@@ -116,7 +123,7 @@ class Tuning:
 
     role_cache_ttl: float = 30.0  # other grants' role lookups may be this old
     # A change-triggered apply reuses an AWS answer (its role, the attached policies, a policy it
-    # already holds) this old; the drift timer passes its own, about one resync interval.
+    # already holds) this old; the drift check passes its own, about one resync interval.
     fresh_age: float = 60.0
     coalesce_window: float = 0.0  # a burst's first sync starts once no request came for this long...
     coalesce_longest: float = 60.0  # ...or after this long (coroutine handlers only)
@@ -276,7 +283,7 @@ class Reconciler:
     ) -> Outcome:
         """Make AWS hold what this grant asks for, alongside every other live grant (DESIGN §2.1-4).
 
-        `max_age`: how old a cached AWS answer may be (default `Tuning.fresh_age`); the drift timer
+        `max_age`: how old a cached AWS answer may be (default `Tuning.fresh_age`); the drift check
         passes about one resync interval, so that each role and repository is read once per interval.
         """
         plan = self.begin_apply(key, spec, prior, live, max_age=max_age)
@@ -286,17 +293,24 @@ class Reconciler:
                                         for repo, ticket in plan.tickets.items()})
 
     async def apply_async(
-        self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants, *, max_age: float | None = None
+        self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants, *, max_age: float | None = None,
+        from_index: bool = False,
     ) -> Outcome:
-        """`apply` for kopf's coroutine handlers: waiting for a repository's burst holds no thread."""
-        plan = await asyncio.to_thread(self.begin_apply, key, spec, prior, live, max_age=max_age, asynchronous=True)
+        """`apply` for kopf's coroutine handlers: waiting for a repository's burst holds no thread.
+
+        `from_index`: the grant is the live index's own entry (the drift check). Its statements then
+        come from the index alone, and if it leaves the index before its managed policy is attached
+        (it began deleting), `GrantGone` is raised instead: a release may be undoing that very work.
+        """
+        plan = await asyncio.to_thread(self.begin_apply, key, spec, prior, live, max_age=max_age, asynchronous=True,
+                                       from_index=from_index)
         if isinstance(plan, Outcome):
             return plan
         return self.finish_apply(plan, await self._sync_all_async(plan.tickets, live, plan.max_age))
 
     def begin_apply(
         self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants, *, max_age: float | None = None,
-        asynchronous: bool = False,
+        asynchronous: bool = False, from_index: bool = False,
     ) -> Outcome | _Plan:
         """The role side (resolve, managed policy), then a place in each repository's next sync."""
         age = self.tuning.fresh_age if max_age is None else max_age
@@ -316,15 +330,16 @@ class Reconciler:
                 f"{role_label} was not found in account {spec.role.account}: create it or fix spec.role.",
                 Severity.TERMINAL,
             )
-            return self._plan(key, spec, sid, prior, None, missing, None, False, age, asynchronous, burst)
+            return self._plan(key, spec, sid, prior, None, missing, None, False, age, asynchronous, burst, from_index)
         try:
             self._release_stale_policy(key, spec, prior, info, live)
-            policy_arn, owned = self._ensure_managed_policy(key, spec, prior, info, live, age)
+            policy_arn, owned = self._ensure_managed_policy(key, spec, prior, info, live, age, from_index)
         except AwsFault as fault:
             return self._blocked(spec, sid, info.arn, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
         except _CrossAccountError as error:
             return self._blocked(spec, sid, info.arn, error.finding, prior)
-        return self._plan(key, spec, sid, prior, info.arn, APPLIED, policy_arn, owned, age, asynchronous, burst)
+        return self._plan(key, spec, sid, prior, info.arn, APPLIED, policy_arn, owned, age, asynchronous, burst,
+                          from_index)
 
     def _plan(
         self,
@@ -339,8 +354,11 @@ class Reconciler:
         max_age: float,
         asynchronous: bool,
         burst: bool,
+        from_index: bool = False,
     ) -> _Plan:
-        me = LiveGrant(key, spec, policy_arn if owned else None)
+        # A change handler's grant may be newer than its index entry: it rides along in the sync. The
+        # drift check's grant is the index entry, and must not outlive it in a sync (see apply_async).
+        me = None if from_index else LiveGrant(key, spec, policy_arn if owned else None)
         tickets = {repo: self.request_sync(repo, include=me, asynchronous=asynchronous, burst=burst)
                    for repo in spec.repositories}
         # A repository dropped from the spec is recomputed without this grant.
@@ -445,7 +463,8 @@ class Reconciler:
     # -- the managed policy -----------------------------------------------------------------------
 
     def _ensure_managed_policy(
-        self, key: GrantKey, spec: GrantSpec, prior: Prior, info: RoleInfo, live: LiveGrants, max_age: float
+        self, key: GrantKey, spec: GrantSpec, prior: Prior, info: RoleInfo, live: LiveGrants, max_age: float,
+        from_index: bool = False,
     ) -> tuple[str | None, bool]:
         partition = info.arn.split(":")[1]
         wanted = spec.managed_policy.arn(partition)
@@ -461,6 +480,8 @@ class Reconciler:
                 )
             )
         with self._locked(spec.role.key):
+            if from_index and not any(grant.key == key for grant in live.on_role(spec.role.key)):
+                raise GrantGone(key)  # under the role lock: a release's detach cannot be undone by us
             if wanted not in self._attached_policies(spec.role, max_age):
                 self.iam.attach_role_policy(spec.role.name, wanted)
                 self._note_attachment(spec.role.key, wanted, attached=True)
@@ -767,6 +788,10 @@ class Reconciler:
                     role_finding = finding_for_fault(fault, f"IAM role {plan.spec.role.describe()}")
         return Outcome(plan.role_arn, prior.managed_policy_arn, prior.managed_policy_owned, role_finding,
                        tuple(results))
+
+
+class GrantGone(Exception):
+    """The drift check's grant left the live index (it began deleting) while being applied."""
 
 
 class _CrossAccountError(Exception):

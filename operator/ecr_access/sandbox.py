@@ -226,7 +226,7 @@ class Sandbox:
     def operator_env(self) -> dict[str, str]:
         """The operator's environment: the sandbox's kubeconfig and AWS, plus any overrides (tests use
         them to route the operator's AWS traffic through a fault-injecting proxy)."""
-        image = {"MALLOC_ARENA_MAX": "2"}  # as the Dockerfile sets it, so the sandbox runs like the image
+        image = {"MALLOC_ARENA_MAX": "2", "PYTHONOPTIMIZE": "2"}  # as in the Dockerfile: run like the image
         return {"KUBECONFIG": str(self.kubeconfig), **image, **self.aws_env, **self.operator_env_overrides}
 
     # -- helpers -------------------------------------------------------------------------------------

@@ -14,11 +14,18 @@ import pytest
 
 from ecr_access import handlers
 from ecr_access.config import Config
-from ecr_access.reconcile import Registry
+from ecr_access.drift import DriftChecker
+from ecr_access.model import GrantKey
+from ecr_access.reconcile import LiveGrant, Registry
 from ecr_access.sweeper import Sweeper
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, DEFAULTS, NODE_ROLE, READ_ONLY, REGION, World
 
 TRAINER_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/ml/trainer"
+
+
+class Warnings(list[tuple[str, str]]):
+    def append_pair(self, grant: LiveGrant, message: str) -> None:
+        self.append((grant.key.name, message))
 
 
 class Cluster:
@@ -33,6 +40,8 @@ class Cluster:
         self.memo = kopf.Memo(runtime=handlers.Runtime(self.config, DEFAULTS, world.reconciler, sweeper))
         self.patches: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
+        self.warnings = Warnings()
+        self.last_pass: Any = None
 
     def put(self, name: str, spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
         old = self.bodies.get(name, {})
@@ -70,6 +79,27 @@ class Cluster:
                     body["status"][key] = value
         return raw
 
+    def drift(self, name: str, interval: float | None = None) -> dict[str, Any]:
+        """One drift-check pass over this grant, its status write applied to the body; the patch."""
+        written: dict[str, Any] = {}
+
+        def write_status(grant: LiveGrant, status: Any) -> None:
+            assert grant.key == GrantKey("default", name)
+            written.update(status)
+
+        checker = DriftChecker(self.world.reconciler, interval=interval or self.config.resync_interval,
+                               retry_delay=15, write_status=write_status, warn=self.warnings.append_pair,
+                               now=lambda: handlers.now())  # noqa: PLW0108 - the test's clock is patched in later
+        indexes = self.indexes()
+        checker.indexes_ready(handlers.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
+        self.last_pass = self.loop.run_until_complete(checker.check(only=[GrantKey("default", name)]))
+        for key, value in written.items():
+            if value is None:
+                self.bodies[name]["status"].pop(key, None)
+            else:
+                self.bodies[name]["status"][key] = value
+        return {"status": written} if written else {}
+
     def conditions(self, name: str) -> dict[str, dict[str, Any]]:
         return {item["type"]: item for item in self.bodies[name]["status"].get("conditions", [])}
 
@@ -77,7 +107,7 @@ class Cluster:
 @pytest.fixture
 def cluster(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     clock = (f"2026-01-01T00:00:{second:02d}Z" for second in itertools.count())
-    monkeypatch.setattr(handlers, "_now", lambda: next(clock))
+    monkeypatch.setattr(handlers, "now", lambda: next(clock))
     cluster = Cluster(world)
     yield cluster
     cluster.loop.close()
@@ -118,7 +148,7 @@ def test_nothing_changed_means_no_patch_at_all(world: World, cluster: Cluster) -
     cluster.call(handlers.on_grant_create, "g")
     world.calls.clear()
 
-    assert cluster.call(handlers.on_grant_timer, "g") == {}
+    assert cluster.drift("g") == {}
     assert cluster.call(handlers.on_grant_resume, "g") == {}
     assert world.calls.writes() == []
 
@@ -128,12 +158,9 @@ def test_drift_checks_within_an_interval_reuse_what_was_read(world: World, clust
     world.create_repository("ml/trainer")
     cluster.put("g", spec("ml/trainer"))
     cluster.call(handlers.on_grant_create, "g")
-    runtime = cluster.memo.runtime
-    cluster.memo.runtime = handlers.Runtime(Config(resync_interval=300), runtime.defaults, runtime.reconciler,
-                                            runtime.sweeper)
     world.calls.clear()
 
-    cluster.call(handlers.on_grant_timer, "g")
+    cluster.drift("g", interval=300)
 
     assert world.calls.made == [], "the role, its policies and the repository were read moments ago"
 
@@ -163,7 +190,7 @@ def test_condition_transitions_when_the_role_disappears_and_returns(world: World
     cluster.call(handlers.on_grant_create, "g")
     world.iam.delete_role(RoleName=NODE_ROLE)
 
-    cluster.call(handlers.on_grant_timer, "g")
+    cluster.drift("g")
     broken = cluster.conditions("g")
     assert broken["Ready"]["status"] == "False"
     assert broken["Ready"]["reason"] == "RoleNotFound"
@@ -173,7 +200,7 @@ def test_condition_transitions_when_the_role_disappears_and_returns(world: World
     assert world.ours("ml/trainer") == [], "the role no longer resolves, so it is left out"
 
     world.create_role()
-    cluster.call(handlers.on_grant_timer, "g")
+    cluster.drift("g")
     healed = cluster.conditions("g")
     assert healed["Ready"]["status"] == "True"
     assert healed["Ready"]["lastTransitionTime"] == "2026-01-01T00:00:02Z"
@@ -287,10 +314,25 @@ def test_register_uses_our_fixed_ids_and_finalizer() -> None:
     ids = {handler.id for handler in registry._spawning.get_all_handlers()}
     ids |= {handler.id for handler in registry._changing.get_all_handlers()}
     ids |= {handler.id for handler in registry._indexing.get_all_handlers()}
-    assert {"apply-on-create", "apply-on-update", "apply-on-resume", "drift-check", "release",
+    assert {"apply-on-create", "apply-on-update", "apply-on-resume", "release",
             handlers.BY_REPOSITORY, handlers.BY_ROLE} <= ids
-    [timer] = registry._spawning.get_all_handlers()
-    assert timer.interval == 42
+    assert registry._spawning.get_all_handlers() == [], "no per-grant timers: one drift loop checks them all"
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
     assert settings.persistence.finalizer == "ecraccess.io/finalizer"
+
+
+def test_an_index_entry_changes_when_only_the_status_does(cluster: Cluster) -> None:
+    """kopf replaces an index entry only if the new one compares unequal, and the drift check reads a
+    grant's status from its entry: a status-only change must make a different entry, or the drift
+    check would keep "repairing" a status that is already right (a Kubernetes write every pass)."""
+    before = cluster.put("g", spec("ml/trainer"))
+    after = copy.deepcopy(before)
+    after["status"] = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}
+
+    [(_, old)] = handlers.index_by_role(kopf.Body(before), cluster.memo).items()
+    [(_, new)] = handlers.index_by_role(kopf.Body(after), cluster.memo).items()
+
+    assert old != new
+    assert new.status["observedGeneration"] == 1 and new.generation == 1 and new.uid == "uid-g"
+    assert hash(old) == hash(new), "still hashable, the status left out of the hash"
