@@ -14,7 +14,7 @@ from ecr_access.aws.iam import IamAdapter
 from ecr_access.drift import DriftChecker
 from ecr_access.model import GrantKey, RepositoryRef, RoleKey, parse_spec
 from ecr_access.reconcile import LiveGrant, Prior, Reconciler, Tuning
-from tests.integration.conftest import ACCOUNT, CLOUD_ID, CLUSTER_ID, DEFAULTS, WRITES, World
+from tests.integration.conftest import ACCOUNT, CLOUD_ID, CLUSTER_ID, DEFAULTS, World
 
 INTERVAL = 300.0
 NOW = "2026-01-01T00:00:00Z"
@@ -89,11 +89,9 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-def checker(reconciler: Reconciler, cluster: Cluster, warnings: list[str] | None = None, **kwargs: Any) -> DriftChecker:
+def checker(reconciler: Reconciler, cluster: Cluster, **kwargs: Any) -> DriftChecker:
     drift = DriftChecker(reconciler, **{"interval": INTERVAL, "retry_delay": 15.0, **kwargs},
-                         write_status=cluster.write_status,
-                         warn=lambda grant, message: (warnings if warnings is not None else []).append(message),
-                         now=lambda: NOW)
+                         write_status=cluster.write_status, warn=lambda grant, message: None, now=lambda: NOW)
     drift.indexes_ready(cluster)
     return drift
 
@@ -183,7 +181,7 @@ def test_suspended_grants_are_left_alone_and_a_failed_write_is_retried(
     report = loop.run_until_complete(drift.check())
 
     assert (report.checked, report.failed) == (1, 1)
-    assert [statement["Principal"] for statement in world.ours("ml/a")] != []
+    assert len(world.ours("ml/a")) == 1, "the live grant's statement is written even though its status is not"
     assert drift.due_for_retry() == {key}
     cluster.fail_writes = False
     report = loop.run_until_complete(drift.check(drift.due_for_retry()))
@@ -219,18 +217,3 @@ def test_a_grant_that_leaves_the_index_mid_pass_is_not_applied(
     assert (report.patched, report.failed, report.retrying) == (0, 0, 0)
     assert world.calls.writes() == [] and world.ours("ml/a") == [] and world.attached() == set()
     assert cluster.writes == []
-
-
-def test_writes_are_only_aws_writes_when_needed(world: World, reconciler: Reconciler, clock: Clock,
-                                                loop: asyncio.AbstractEventLoop) -> None:
-    world.create_role()
-    world.create_repository("ml/a")
-    cluster = Cluster()
-    cluster.put("g", "ml/a")
-    drift = checker(reconciler, cluster)
-    loop.run_until_complete(drift.check())
-    world.calls.clear()
-    for _ in range(3):
-        clock.now += INTERVAL
-        loop.run_until_complete(drift.check())
-    assert not set(world.calls.made) & WRITES

@@ -23,11 +23,6 @@ from tests.integration.conftest import ACCOUNT, CLOUD_ID, DEFAULTS, NODE_ROLE, R
 TRAINER_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/ml/trainer"
 
 
-class Warnings(list[tuple[str, str]]):
-    def append_pair(self, grant: LiveGrant, message: str) -> None:
-        self.append((grant.key.name, message))
-
-
 class Cluster:
     """Just enough of a cluster for handlers: bodies, kopf-shaped indexes, and applying patches."""
 
@@ -40,8 +35,6 @@ class Cluster:
         self.memo = kopf.Memo(runtime=handlers.Runtime(self.config, DEFAULTS, world.reconciler, sweeper))
         self.patches: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
-        self.warnings = Warnings()
-        self.last_pass: Any = None
 
     def put(self, name: str, spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
         old = self.bodies.get(name, {})
@@ -88,11 +81,11 @@ class Cluster:
             written.update(status)
 
         checker = DriftChecker(self.world.reconciler, interval=interval or self.config.resync_interval,
-                               retry_delay=15, write_status=write_status, warn=self.warnings.append_pair,
+                               retry_delay=15, write_status=write_status, warn=lambda grant, message: None,
                                now=lambda: handlers.now())  # noqa: PLW0108 - the test's clock is patched in later
         indexes = self.indexes()
         checker.indexes_ready(handlers.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
-        self.last_pass = self.loop.run_until_complete(checker.check(only=[GrantKey("default", name)]))
+        self.loop.run_until_complete(checker.check(only=[GrantKey("default", name)]))
         for key, value in written.items():
             if value is None:
                 self.bodies[name]["status"].pop(key, None)

@@ -23,25 +23,13 @@ import jsonschema
 import pytest
 import yaml
 
+# The 12 pull actions of the reference procedure, pinned against the procedure itself in test_model.
+from ecr_access.model import REFERENCE_ACTIONS
+
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "ecraccessgrants.yaml"
 EXAMPLE_PATHS = sorted((ROOT / "examples").glob("*.yaml"))
 
-# The 12 pull actions of the reference procedure ("Access Amazon ECR"): the default for an empty spec.actions.
-REFERENCE_ACTIONS = (
-    "ecr:BatchCheckLayerAvailability",
-    "ecr:BatchGetImage",
-    "ecr:DescribeImageScanFindings",
-    "ecr:DescribeImages",
-    "ecr:DescribeRepositories",
-    "ecr:GetAuthorizationToken",
-    "ecr:GetDownloadUrlForLayer",
-    "ecr:GetLifecyclePolicy",
-    "ecr:GetLifecyclePolicyPreview",
-    "ecr:GetRepositoryPolicy",
-    "ecr:ListImages",
-    "ecr:ListTagsForResource",
-)
 
 Schema = dict[str, Any]
 
