@@ -51,7 +51,6 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
     defaults = session.defaults(cfg.region)
     cluster_id = cfg.cluster_id or cluster_id_from_kube(cfg.effective_namespaces)
     reconciler = Reconciler(
-        record_attachment=record_attachment,
         iam=IamAdapter(session),
         ecr=EcrAdapter(session),
         cluster_id=cluster_id,
@@ -84,6 +83,7 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
             first_delay=jittered(cfg.resync_interval, cfg.resync_jitter),
         ),
         count_grants=lambda: count_grants(cfg.effective_namespaces),
+        patch_status=_patch_status,
     )
 
 
@@ -92,14 +92,6 @@ def _patch_status(grant: GrantKey, status: Mapping[str, Any]) -> None:
     group, version, plural = handlers.RESOURCE
     client.CustomObjectsApi().patch_namespaced_custom_object_status(
         group, version, grant.namespace, plural, grant.name, {"status": dict(status)})
-
-
-def record_attachment(grant: GrantKey, role_arn: str, policy_arn: str) -> None:
-    """Persist "the operator attached this policy to this role" in the grant's status right away."""
-    try:
-        _patch_status(grant, {"roleArn": role_arn, "managedPolicyArn": policy_arn, "managedPolicyOwned": True})
-    except Exception as error:  # the record also goes out with the apply's own status patch
-        logging.getLogger(__name__).warning("Could not record the attachment on %s yet: %s", grant, error)
 
 
 def write_status(grant: LiveGrant, status: Mapping[str, Any]) -> None:

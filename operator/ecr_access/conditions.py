@@ -69,7 +69,9 @@ class Outcome:
 
     role_arn: str | None
     managed_policy_arn: str | None
-    managed_policy_owned: bool
+    # A mirror of the role's ledger tag (`attachments`), for people to read. None: not learned this
+    # time (the role step failed, or a release), so the report keeps its last answer.
+    managed_policy_owned: bool | None
     role: Finding
     repositories: tuple[RepositoryResult, ...]
     # Things worth a Kubernetes Event but not a status change (status must stay deterministic),
@@ -138,11 +140,10 @@ def build_status(
         ready = ("False", first.reason, message)
     else:
         ready = ("True", "Reconciled", _ready_message(outcome))
+    report = _role_report(outcome, previous)
     status: dict[str, Any] = {
         "observedGeneration": generation,
-        "roleArn": outcome.role_arn or "",
-        "managedPolicyArn": outcome.managed_policy_arn or "",
-        "managedPolicyOwned": outcome.managed_policy_owned,
+        **report,
         "readyRepositories": f"{ready_count}/{len(outcome.repositories)}",
         "repositories": [
             {
@@ -157,6 +158,18 @@ def build_status(
     }
     status["conditions"] = _conditions(ready, problems, generation, previous, now)
     return status
+
+
+def _role_report(outcome: Outcome, previous: Mapping[str, Any] | None) -> dict[str, Any]:
+    """roleArn, managedPolicyArn and managedPolicyOwned. These only report: nothing the operator
+    writes to AWS or detaches is decided from them (the role's tags decide, see `attachments`)."""
+    if outcome.managed_policy_owned is None:
+        previous = previous or {}
+        return {"roleArn": outcome.role_arn or previous.get("roleArn", ""),
+                "managedPolicyArn": previous.get("managedPolicyArn", ""),
+                "managedPolicyOwned": bool(previous.get("managedPolicyOwned", False))}
+    return {"roleArn": outcome.role_arn or "", "managedPolicyArn": outcome.managed_policy_arn or "",
+            "managedPolicyOwned": outcome.managed_policy_owned}
 
 
 def invalid_spec_status(

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ecr_access import conditions
-from ecr_access.reconcile import GrantGone, LiveGrant, LiveGrants, Prior, Reconciler
+from ecr_access.reconcile import GrantGone, LiveGrant, LiveGrants, Reconciler
 
 logger = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ class DriftChecker:
             self._retry.clear()
         report = PassReport()
         for start in range(0, len(grants), CONCURRENCY):
-            batch = [grant for grant in grants[start:start + CONCURRENCY] if not grant.spec.suspend]
+            batch = [grant for grant in grants[start:start + CONCURRENCY] if grant.active]
             results = await asyncio.gather(*(self._check_one(grant, live) for grant in batch),
                                            return_exceptions=True)
             for grant, result in zip(batch, results, strict=True):
@@ -163,11 +163,11 @@ class DriftChecker:
         # The index entry as it is now: the grant may have changed, or begun deleting, since the pass
         # began (a deleting grant is not in the index, and must not be applied again).
         grant = next((entry for entry in live.on_role(snapshot.spec.role.key) if entry.key == snapshot.key), None)
-        if grant is None or grant.spec.suspend:
+        if grant is None or not grant.active:  # suspended, invalid or deleting: its handlers are in charge
             return "gone"
         status = grant.status
         try:
-            outcome = await self.reconciler.apply_async(grant.key, grant.spec, Prior.from_status(status), live,
+            outcome = await self.reconciler.apply_async(grant.key, grant.spec, grant.applied, live,
                                                         max_age=self.max_age, from_index=True)
         except GrantGone:
             return "gone"

@@ -21,11 +21,11 @@ from typing import Any
 
 import kopf
 
-from ecr_access import conditions
+from ecr_access import conditions, grants
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
 from ecr_access.model import Defaults, GrantKey, RepositoryRef, RoleKey, SpecError, parse_spec
-from ecr_access.reconcile import LiveGrant, Prior, Reconciler
+from ecr_access.reconcile import LiveGrant, Reconciler
 from ecr_access.sweeper import Sweeper
 
 GROUP = "ecraccess.io"
@@ -54,6 +54,9 @@ class Runtime:
     # How many grants exist (a cheap list with limit=1 is enough): zero means the (empty) indexes are
     # already complete at start-up, so the orphan sweep need not wait for a first handler call.
     count_grants: Callable[[], int] = lambda: 1
+    # A merge patch of one grant's status, written at once (blocking). The release handler uses it to
+    # report a stuck hand-over while it waits for a person (kopf writes its own patch only at the end).
+    patch_status: Callable[[GrantKey, Mapping[str, Any]], None] = lambda key, status: None
 
 
 class IndexedGrants:
@@ -94,19 +97,9 @@ def configure(settings: kopf.OperatorSettings) -> None:
 
 
 def _live_grant(body: Mapping[str, Any], memo: Any) -> LiveGrant | None:
-    """A grant as the indexes hold it; None for one being deleted or one whose spec is invalid."""
-    meta = body.get("metadata", {})
-    if meta.get("deletionTimestamp"):
-        return None
+    """A grant as the indexes hold it (see `grants.from_body`: what each grant contributes)."""
     runtime: Runtime = memo.runtime
-    try:
-        spec = parse_spec(body.get("spec"), runtime.defaults)
-    except SpecError:
-        return None
-    status = body.get("status") or {}
-    return LiveGrant(GrantKey(meta.get("namespace", ""), meta.get("name", "")), spec,
-                     Prior.from_status(status).owned_policy_arn, generation=int(meta.get("generation") or 0),
-                     status=status, uid=str(meta.get("uid", "")))
+    return grants.from_body(body, runtime.defaults, FINALIZER)
 
 
 def index_by_repository(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RepositoryRef, LiveGrant]:
@@ -145,18 +138,45 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     _indexes_ready(runtime, live)
     meta = body.get("metadata", {})
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
-    try:
-        spec = parse_spec(body.get("spec"), runtime.defaults)
-    except SpecError as error:
-        logger.warning("Grant %s has an invalid spec (%s): nothing to release", key, error)
+    # What to release comes from the spec and from what the grant last applied, never from status:
+    # a spec made invalid before the delete still releases what was applied.
+    spec = grants.parse_own_spec(body.get("spec"), runtime.defaults)
+    applied = grants.parse_applied((meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION), runtime.defaults)
+    if spec is None and applied is None:
+        logger.info("Grant %s never applied anything: nothing to release", key)
         return
     status = dict(body.get("status") or {})
-    outcome = await runtime.reconciler.release_async(key, spec, Prior.from_status(status), live)
-    if outcome.transient or outcome.terminal:
-        new = conditions.build_status(outcome, meta.get("generation", 0), status, now())
+    outcome = await runtime.reconciler.release_async(key, spec, applied, live, str(meta.get("uid", "")))
+    if not (outcome.transient or outcome.terminal):
+        return
+    new = conditions.build_status(outcome, meta.get("generation", 0), status, now())
+    message = new["conditions"][0]["message"]
+    if outcome.transient:
         _write_status(patch, status, new)
-        delay = runtime.config.retry_delay if outcome.transient else runtime.config.stalled_retry_delay
-        raise kopf.TemporaryError(new["conditions"][0]["message"], delay=delay)
+        raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
+    # Stalled, e.g. a Retain hand-over that does not fit. Report it now, then wait for a person: a
+    # change to the grant (deletionPolicy: Delete, a smaller spec) is acted on at once, not after a
+    # kopf delay; otherwise it is re-checked after stalled_retry_delay.
+    changes = conditions.status_patch(status, new)
+    if changes:
+        await asyncio.to_thread(runtime.patch_status, key, changes)
+    await _wait_for_change(live, key, runtime.config.stalled_retry_delay)
+    raise kopf.TemporaryError(message, delay=0)
+
+
+async def _wait_for_change(live: IndexedGrants, key: GrantKey, timeout: float, poll: float = 1.0) -> None:
+    """Sleep until the grant's index entry contributes something else (or is gone), or `timeout`."""
+    def entry() -> tuple[Any, bool] | None:
+        found = next((grant for grant in live.everything() if grant.key == key), None)
+        return None if found is None else (found.spec, found.handing_over)
+
+    before = entry()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+        if entry() != before:
+            return
 
 
 async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
@@ -169,6 +189,7 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     try:
         spec = parse_spec(body.get("spec"), runtime.defaults)
     except SpecError as error:
+        # Nothing changes in AWS: the grant's last applied contribution stays (see `grants`).
         _write_status(patch, status, conditions.invalid_spec_status(str(error), generation, status, now()))
         return
     if spec.suspend:
@@ -176,9 +197,15 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
         _write_status(patch, status, {**_ours(status), "observedGeneration": generation})
         return
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
-    outcome = await runtime.reconciler.apply_async(key, spec, Prior.from_status(status), live)
+    annotations = meta.get("annotations") or {}
+    recorded = annotations.get(grants.APPLIED_ANNOTATION)
+    applied = grants.parse_applied(recorded, runtime.defaults)
+    outcome = await runtime.reconciler.apply_async(key, spec, applied, live)
     new = conditions.build_status(outcome, generation, status, now())
     _write_status(patch, status, new)
+    record = grants.applied_annotation(spec)
+    if recorded != record:  # what a suspend freezes and a delete releases (metadata, judged like the spec)
+        patch.metadata.annotations[grants.APPLIED_ANNOTATION] = record
     for note in outcome.notes:
         kopf.warn(body, reason="ConcurrentPolicyEdit", message=note)
     if outcome.transient:

@@ -103,10 +103,16 @@ class Defaults:
 
 @dataclasses.dataclass(frozen=True, order=True)
 class RoleKey:
-    """Identifies one IAM role: role names are unique within an account."""
+    """Identifies one IAM role: role names are unique within an account, ignoring case (IAM treats
+    `MyRole` and `myrole` as one role), so `name` is always lower case here. Build it with
+    `RoleKey.of`, or from a `RoleRef`, so that two spellings of one role share one record."""
 
     account: str
     name: str
+
+    @classmethod
+    def of(cls, account: str, name: str) -> RoleKey:
+        return cls(account, name.lower())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,10 +126,26 @@ class RoleRef:
 
     @property
     def key(self) -> RoleKey:
-        return RoleKey(self.account, self.name)
+        return RoleKey.of(self.account, self.name)
 
     def describe(self) -> str:
         return self.arn or f"role {self.name}"
+
+    def matches(self, resolved_arn: str) -> bool:
+        """Whether the role IAM returned for this name is the one the spec names.
+
+        A name (or cloud id) matches any role of that name in the operator's account. An ARN must
+        match in partition, account and path exactly, and in name ignoring case (IAM role names
+        are case-insensitive): `role/a/x` in the spec is not the role `role/b/x` that GetRole
+        finds for the name `x`.
+        """
+        if self.arn is None:
+            return True
+        wanted, found = ROLE_ARN_RE.fullmatch(self.arn), ROLE_ARN_RE.fullmatch(resolved_arn)
+        if wanted is None or found is None:
+            return False
+        same = all(wanted[part] == found[part] for part in ("partition", "account", "path"))
+        return same and wanted["name"].lower() == found["name"].lower()
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -167,6 +189,23 @@ class GrantSpec:
     actions: tuple[str, ...]  # sorted, de-duplicated; never empty
     deletion_policy: DeletionPolicy
     suspend: bool
+
+
+def to_raw(spec: GrantSpec) -> dict[str, Any]:
+    """A spec in the API's own shape that `parse_spec` reads back to an equal `GrantSpec`.
+
+    It records what a grant last applied (see `grants.APPLIED_ANNOTATION`): repositories by ARN and
+    actions spelled out, so that reading it back does not depend on the operator's defaults of the
+    day it was written. `suspend` is never recorded: what was applied was not suspended.
+    """
+    role = {"arn": spec.role.arn} if spec.role.arn else {"name": spec.role.name}
+    return {
+        "role": role,
+        "managedPolicy": spec.managed_policy.value,
+        "repositories": [{"arn": repo.arn} for repo in spec.repositories],
+        "actions": list(spec.actions),
+        "deletionPolicy": spec.deletion_policy.value,
+    }
 
 
 def parse_spec(spec: Mapping[str, Any] | None, defaults: Defaults) -> GrantSpec:

@@ -38,9 +38,14 @@ def _digest(text: str, length: int) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:length]
 
 
+def cluster_digest(cluster_id: str) -> str:
+    """8 hex digits that name this cluster in Sids and in the role tags (`attachments`)."""
+    return _digest(cluster_id, 8)
+
+
 def cluster_prefix(cluster_id: str) -> str:
     """The Sid prefix of every statement this cluster owns: `EcrAccessGrant` + 8 hex digits."""
-    return GRANT_SID_PREFIX + _digest(cluster_id, 8)
+    return GRANT_SID_PREFIX + cluster_digest(cluster_id)
 
 
 def statement_sid(cluster_id: str, actions: Iterable[str]) -> str:
@@ -48,9 +53,13 @@ def statement_sid(cluster_id: str, actions: Iterable[str]) -> str:
     return cluster_prefix(cluster_id) + _digest(",".join(sorted(set(actions))), 16)
 
 
-def retained_sid(cluster_id: str, namespace: str, name: str) -> str:
-    """The Sid of the statement a `Retain` grant hands its access over to."""
-    return RETAINED_SID_PREFIX + _digest(f"{cluster_id}/{namespace}/{name}", 16)
+def retained_sid(cluster_id: str, namespace: str, name: str, uid: str) -> str:
+    """The Sid of the statement a `Retain` grant hands its access over to.
+
+    The grant's UID is part of it: a later grant that reuses the name is another object, and its
+    hand-over must be a statement of its own, not silently dropped because the Sid exists.
+    """
+    return RETAINED_SID_PREFIX + _digest(f"{cluster_id}/{namespace}/{name}/{uid}", 16)
 
 
 def is_valid_sid(sid: str) -> bool:

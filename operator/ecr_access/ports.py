@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from ecr_access.model import RepositoryRef
@@ -45,10 +45,12 @@ class AwsFault(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class RoleInfo:
-    """What GetRole tells us: the ARN to use as a principal, and the role's unique id."""
+    """What GetRole tells us: the ARN to use as a principal, the role's unique id, and its tags
+    (where the managed-policy ledger lives, see `attachments`)."""
 
     arn: str
     role_id: str
+    tags: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
 
 
 class IamPort(Protocol):
@@ -61,6 +63,10 @@ class IamPort(Protocol):
     def detach_role_policy(self, role_name: str, policy_arn: str) -> None:
         """Detach; a policy that is no longer attached is not an error (cleanup is idempotent)."""
         ...
+
+    def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None: ...
+
+    def untag_role(self, role_name: str, keys: Iterable[str]) -> None: ...
 
 
 class EcrPort(Protocol):

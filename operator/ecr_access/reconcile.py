@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from ecr_access import policy
+from ecr_access import attachments, handover, policy
 from ecr_access.coalesce import AsyncCoalescer, Coalescer
 from ecr_access.conditions import (
     APPLIED,
@@ -30,11 +30,12 @@ from ecr_access.conditions import (
     Severity,
     finding_for_fault,
 )
+from ecr_access.grants import LiveGrant, contribution
 from ecr_access.model import (
-    ROLE_ARN_RE,
     DeletionPolicy,
     GrantKey,
     GrantSpec,
+    ManagedPolicy,
     RepositoryRef,
     RoleKey,
     RoleRef,
@@ -43,22 +44,7 @@ from ecr_access.ports import AwsFault, EcrPort, FaultKind, IamPort, RoleInfo
 
 logger = logging.getLogger(__name__)
 
-
-@dataclasses.dataclass(frozen=True)
-class LiveGrant:
-    """What the cluster-wide index holds about one live (not deleting) grant."""
-
-    key: GrantKey
-    spec: GrantSpec
-    # The managed-policy ownership record from the grant's status (see `Prior`).
-    owned_policy_arn: str | None = None
-    # What the drift check needs to write status and Events without the object's body: the
-    # generation the spec is from, the status as last seen, and the object's uid.
-    generation: int = 0
-    # Compared (kopf keeps an index entry that compares equal to the new one, stale status and all),
-    # but not hashed (a dict).
-    status: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, repr=False)
-    uid: str = ""
+__all__ = ["GrantGone", "LiveGrant", "LiveGrants", "Reconciler", "Registry", "Synced", "Tuning"]
 
 
 class LiveGrants(Protocol):
@@ -72,40 +58,22 @@ class LiveGrants(Protocol):
 
 
 @dataclasses.dataclass(frozen=True)
-class Prior:
-    """What the grant's status says the operator did last time. It survives restarts (it is in etcd),
-    which is what lets the operator undo only its own work: a dropped repository, an old role, or a
-    managed policy that it attached (and only that one)."""
-
-    role_arn: str | None = None
-    managed_policy_arn: str | None = None
-    managed_policy_owned: bool = False
-    repositories: tuple[RepositoryRef, ...] = ()
-
-    @property
-    def owned_policy_arn(self) -> str | None:
-        return self.managed_policy_arn if self.managed_policy_owned else None
-
-    @classmethod
-    def from_status(cls, status: Mapping[str, Any] | None) -> Prior:
-        status = status or {}
-        entries = [entry for entry in status.get("repositories") or [] if isinstance(entry, Mapping)]
-        repos = [repo for repo in map(RepositoryRef.from_arn, (entry.get("arn") for entry in entries)) if repo]
-        return cls(
-            role_arn=status.get("roleArn") or None,
-            managed_policy_arn=status.get("managedPolicyArn") or None,
-            managed_policy_owned=bool(status.get("managedPolicyOwned")),
-            repositories=tuple(repos),
-        )
-
-
-@dataclasses.dataclass(frozen=True)
 class Synced:
     """The result of one repository sync: the document now in AWS and who did not fit in it."""
 
     document: policy.Document | None
     rejected: Mapping[str, frozenset[str]]
     foreign_edits: int = 0  # times a concurrent writer changed the policy between our write and re-read
+    pending: frozenset[str] = frozenset()  # Retain hand-over Sids that did not fit (see `handover`)
+
+
+@dataclasses.dataclass(frozen=True)
+class RoleState:
+    """A role after its ledger sync (`Reconciler.sync_role`): who it is, and what its tags say now."""
+
+    info: RoleInfo
+    attached: frozenset[str]  # the ledger's managed policies attached to it, by short name
+    ledger: attachments.Ledger
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -148,14 +116,13 @@ class _Plan:
 
 @dataclasses.dataclass(frozen=True)
 class _Release:
-    """A release between its role lookup and its repositories' syncs."""
+    """A release between its repositories' syncs and its roles' syncs."""
 
     key: GrantKey
-    spec: GrantSpec
-    prior: Prior
+    given: GrantSpec | None  # what the grant contributed (`grants.contribution`)
     sid: str
-    role_arn: str | None
-    retained_sid: str | None  # set when a Retain hand-over statement is to be written
+    handover_sid: str | None  # set when the grant hands its access over (Retain)
+    roles: tuple[RoleRef, ...]  # every role the spec or the applied record names
     tickets: dict[RepositoryRef, int]
 
 
@@ -172,17 +139,12 @@ class Reconciler:
         tuning: Tuning | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
-        record_attachment: Callable[[GrantKey, str, str], None] | None = None,
     ) -> None:
-        """`record_attachment(grant, role_arn, policy_arn)` is called right after this operator attaches
-        a managed policy, to persist the ownership record at once (the grant's status is otherwise
-        written only when the whole apply is done: a crash in between would lose the record, and the
-        policy would then never be detached)."""
-        self.record_attachment = record_attachment
         self.iam = iam
         self.ecr = ecr
         self.cluster_id = cluster_id
         self.prefix = policy.cluster_prefix(cluster_id)
+        self.cluster_tag = attachments.cluster_tag(cluster_id)
         self.account = account
         self.tuning = tuning or Tuning()
         self._clock = clock
@@ -192,11 +154,9 @@ class Reconciler:
         self._roles: dict[RoleKey, tuple[float, RoleInfo | None]] = {}  # when looked up, and the answer
         self._attached: dict[RoleKey, tuple[float, frozenset[str]]] = {}
         self._overrides: dict[RepositoryRef, dict[GrantKey, tuple[int, LiveGrant | None]]] = {}
-        self._extras: dict[RepositoryRef, list[tuple[int, policy.Statement]]] = {}
         self._sequence = 0
         self._propagating: dict[RepositoryRef, float] = {}  # first "principal not accepted" per repository
         self._documents: dict[RepositoryRef, tuple[float, policy.Document | None]] = {}
-        self._attached_here: set[tuple[RoleKey, str]] = set()  # managed policies this process attached
         self.flights: Coalescer[Any] = Coalescer(sleep=sleep)
         self.async_flights = AsyncCoalescer(clock=clock)
 
@@ -214,17 +174,21 @@ class Reconciler:
         return policy.statement_sid(self.cluster_id, spec.actions)
 
     def resolve_role(self, role: RoleRef, *, max_age: float | None = None) -> RoleInfo | None:
-        """The role's ARN, or None when it does not exist.
+        """The role the spec names, or None when it does not exist.
 
         Lookups are cached and coalesced, so N grants on one role cost one GetRole per burst. Other
         grants' roles may be `role_cache_ttl` old; a grant's own apply passes a `max_age` (by default
-        `fresh_age`) so that a deleted role is noticed soon.
+        `fresh_age`) so that a deleted role is noticed soon. Every answer, cached or not, is checked
+        against the ARN the spec gives (`RoleRef.matches`): GetRole looks a role up by name only.
         """
+        info = self._lookup(role, self.tuning.role_cache_ttl if max_age is None else max_age)
+        return info if info is not None and role.matches(info.arn) else None
+
+    def _lookup(self, role: RoleRef, max_age: float) -> RoleInfo | None:
+        """GetRole by name, cached per `RoleKey` (so `MyRole` and `myrole` share one answer)."""
         if role.account != self.account and role.arn:
             # A role in another account cannot be looked up from here; ECR itself checks it exists.
             return RoleInfo(arn=role.arn, role_id="")
-        if max_age is None:
-            max_age = self.tuning.role_cache_ttl
 
         def cached() -> tuple[bool, RoleInfo | None]:
             with self._guard:
@@ -245,8 +209,6 @@ class Reconciler:
             return info
 
         info: RoleInfo | None = self.flights.run(("role", role.key), look_up)
-        if info is not None and role.arn and info.arn != role.arn:
-            return None  # same name, different path: not the role the spec names
         return info
 
     def _attached_policies(self, role: RoleRef, max_age: float) -> frozenset[str]:
@@ -271,46 +233,146 @@ class Reconciler:
         found: frozenset[str] = self.flights.run(("attached", role.key), list_attached)
         return found
 
-    def _note_attachment(self, role: RoleKey, policy_arn: str, attached: bool) -> None:
+    def _forget_role(self, role: RoleKey) -> None:
         with self._guard:
-            when, found = self._attached.get(role, (self._clock(), frozenset()))
-            self._attached[role] = (when, found | {policy_arn} if attached else found - {policy_arn})
+            self._roles.pop(role, None)
+            self._attached.pop(role, None)
+
+    # -- the role side: the managed policy and its ledger -----------------------------------------
+
+    def sync_role(
+        self,
+        role: RoleRef,
+        live: LiveGrants,
+        *,
+        include: LiveGrant | None = None,
+        exclude: GrantKey | None = None,
+        hand_over: frozenset[str] = frozenset(),
+        max_age: float | None = None,
+        require: GrantKey | None = None,
+    ) -> RoleState | None:
+        """Make one role's managed policies and ledger tags match this cluster's live grants on it.
+
+        Like a repository's statements, what the role should have is derived from every live grant
+        on it (`include`/`exclude` override the index for the grant being handled), never from one
+        grant or its status, and the ledger on the role decides any detach (`attachments`).
+        `hand_over`: short names a Retain grant hands over. `require`: raise `GrantGone` if that
+        grant is no longer on the role (the drift check must not act for a grant being deleted).
+        Returns None for a role that does not exist or is in another account (not ours to tag).
+        """
+        if role.account != self.account:
+            return None
+        age = self.tuning.fresh_age if max_age is None else max_age
+        with self._locked(role.key):
+            if require is not None and not any(grant.key == require for grant in live.on_role(role.key)):
+                raise GrantGone(require)
+            info = self._lookup(role, age)
+            if info is None:
+                return None
+            partition = info.arn.split(":")[1]
+            for fresh in (False, True):
+                attached = attachments.short_names(self._attached_policies(role, 0.0 if fresh else age), partition)
+                ledger = attachments.Ledger.from_tags(info.tags, self.cluster_tag)
+                wanted = self._wanted(role.key, info.arn, live, include, exclude)
+                steps = attachments.plan(ledger, self.cluster_tag, attached, wanted, hand_over)
+                if fresh or not attachments.detaches(steps):
+                    break
+                # A detach depends on what other clusters want now: decide it on tags read just now.
+                info = self._lookup(role, 0.0)
+                if info is None:
+                    return None
+            try:
+                tags = attachments.execute(self.iam, role.name, partition, info.tags, steps)
+            except AwsFault:
+                self._forget_role(role.key)  # some steps may have landed: read the role afresh next time
+                raise
+            for step in steps:
+                if step.kind != "tag":
+                    logger.info("%s %s %s (ledger: %s)", "Attached" if step.kind == "attach" else "Detached",
+                                attachments.arn_of(step.key, partition), info.arn, attachments.ATTACHED_TAG)
+            attached = (attached | {s.key for s in steps if s.kind == "attach"}) - {
+                s.key for s in steps if s.kind == "detach"}
+            info = RoleInfo(info.arn, info.role_id, tags)
+            with self._guard:
+                when = self._roles.get(role.key, (self._clock(), None))[0]
+                self._roles[role.key] = (when, info)
+                when = self._attached.get(role.key, (self._clock(), frozenset()))[0]
+                others = self._attached.get(role.key, (0.0, frozenset()))[1] - {
+                    attachments.arn_of(name, partition) for name in attachments.KNOWN}
+                self._attached[role.key] = (when, others | {attachments.arn_of(name, partition) for name in attached})
+            return RoleState(info, attached, attachments.Ledger.from_tags(tags, self.cluster_tag))
+
+    def _wanted(
+        self, role: RoleKey, arn: str, live: LiveGrants, include: LiveGrant | None, exclude: GrantKey | None
+    ) -> frozenset[str]:
+        """The managed policies this cluster's live grants on `role` want, by short name."""
+        overrides = _overrides(include, exclude)
+        grants = _overridden(live.on_role(role), overrides, lambda grant: grant.spec.role.key == role)
+        wanted = set()
+        for grant in grants:
+            if grant.spec.managed_policy is ManagedPolicy.NONE:
+                continue
+            found = self.resolve_role(grant.spec.role)
+            if found is not None and found.arn == arn:
+                wanted.add(grant.spec.managed_policy.value)
+        return frozenset(wanted)
+
+    def _sync_roles(
+        self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, me: LiveGrant | None,
+        age: float, from_index: bool,
+    ) -> RoleState | None:
+        """The grant's role, and the role it applied before if that was another (a role edit)."""
+        if applied is not None and applied.role.key != spec.role.key:
+            self.sync_role(applied.role, live, include=me, max_age=age)
+        if spec.role.account != self.account:
+            if spec.managed_policy is not ManagedPolicy.NONE:
+                raise _CrossAccountError(Finding(
+                    "CrossAccountRole",
+                    f"IAM role {spec.role.describe()} is in another account, so the operator cannot attach "
+                    f"{spec.managed_policy.value} to it: set spec.managedPolicy to None and attach it in that account.",
+                    Severity.TERMINAL,
+                ))
+            return None
+        return self.sync_role(spec.role, live, include=me, max_age=age, require=key if from_index else None)
 
     # -- apply ------------------------------------------------------------------------------------
 
     def apply(
-        self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants, *, max_age: float | None = None
+        self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, *,
+        max_age: float | None = None,
     ) -> Outcome:
         """Make AWS hold what this grant asks for, alongside every other live grant (DESIGN §2.1-4).
 
-        `max_age`: how old a cached AWS answer may be (default `Tuning.fresh_age`); the drift check
-        passes about one resync interval, so that each role and repository is read once per interval.
+        `applied`: what the grant applied last (`grants.APPLIED_ANNOTATION`), so that a role or a
+        repository it dropped is recomputed without it. `max_age`: how old a cached AWS answer may
+        be (default `Tuning.fresh_age`); the drift check passes about one resync interval, so that
+        each role and repository is read once per interval.
         """
-        plan = self.begin_apply(key, spec, prior, live, max_age=max_age)
+        plan = self.begin_apply(key, spec, applied, live, max_age=max_age)
         if isinstance(plan, Outcome):
             return plan
         return self.finish_apply(plan, {repo: self._sync_result(repo, live, ticket, plan.max_age)
                                         for repo, ticket in plan.tickets.items()})
 
     async def apply_async(
-        self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants, *, max_age: float | None = None,
-        from_index: bool = False,
+        self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, *,
+        max_age: float | None = None, from_index: bool = False,
     ) -> Outcome:
         """`apply` for kopf's coroutine handlers: waiting for a repository's burst holds no thread.
 
         `from_index`: the grant is the live index's own entry (the drift check). Its statements then
-        come from the index alone, and if it leaves the index before its managed policy is attached
-        (it began deleting), `GrantGone` is raised instead: a release may be undoing that very work.
+        come from the index alone, and if it leaves the index before its role is synced (it began
+        deleting), `GrantGone` is raised instead: a release may be undoing that very work.
         """
-        plan = await asyncio.to_thread(self.begin_apply, key, spec, prior, live, max_age=max_age, asynchronous=True,
-                                       from_index=from_index)
+        plan = await asyncio.to_thread(self.begin_apply, key, spec, applied, live, max_age=max_age,
+                                       asynchronous=True, from_index=from_index)
         if isinstance(plan, Outcome):
             return plan
         return self.finish_apply(plan, await self._sync_all_async(plan.tickets, live, plan.max_age))
 
     def begin_apply(
-        self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants, *, max_age: float | None = None,
-        asynchronous: bool = False, from_index: bool = False,
+        self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, *,
+        max_age: float | None = None, asynchronous: bool = False, from_index: bool = False,
     ) -> Outcome | _Plan:
         """The role side (resolve, managed policy), then a place in each repository's next sync."""
         age = self.tuning.fresh_age if max_age is None else max_age
@@ -319,10 +381,18 @@ class Reconciler:
         burst = max_age is None
         sid = self.sid_for(spec)
         role_label = f"IAM role {spec.role.describe()}"
+        # A change handler's grant may be newer than its index entry: it rides along in the syncs. The
+        # drift check's grant is the index entry, and must not outlive it in a sync (see apply_async).
+        me = None if from_index else LiveGrant(key, spec, applied=applied)
+        info = None
         try:
             info = self.resolve_role(spec.role, max_age=age)
+            state = self._sync_roles(key, spec, applied, live, me, age, from_index)
         except AwsFault as fault:
-            return self._blocked(spec, sid, None, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
+            return self._blocked(spec, sid, info.arn if info else None,
+                                 finding_for_fault(fault, role_label, "RoleNotFound"))
+        except _CrossAccountError as error:
+            return self._blocked(spec, sid, info.arn if info else None, error.finding)
         if info is None:
             # The role is left out of the statements; syncing drops it where it was (DESIGN §2.3).
             missing = Finding(
@@ -330,39 +400,22 @@ class Reconciler:
                 f"{role_label} was not found in account {spec.role.account}: create it or fix spec.role.",
                 Severity.TERMINAL,
             )
-            return self._plan(key, spec, sid, prior, None, missing, None, False, age, asynchronous, burst, from_index)
-        try:
-            self._release_stale_policy(key, spec, prior, info, live)
-            policy_arn, owned = self._ensure_managed_policy(key, spec, prior, info, live, age, from_index)
-        except AwsFault as fault:
-            return self._blocked(spec, sid, info.arn, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
-        except _CrossAccountError as error:
-            return self._blocked(spec, sid, info.arn, error.finding, prior)
-        return self._plan(key, spec, sid, prior, info.arn, APPLIED, policy_arn, owned, age, asynchronous, burst,
-                          from_index)
+            return self._plan(key, me, spec, applied, sid, None, missing, None, False, age, asynchronous, burst)
+        wanted = spec.managed_policy.value
+        attached = state is not None and wanted in state.attached
+        policy_arn = spec.managed_policy.arn(info.arn.split(":")[1]) if attached else None
+        owned = state is not None and wanted in state.ledger.attached
+        return self._plan(key, me, spec, applied, sid, info.arn, APPLIED, policy_arn, owned, age, asynchronous, burst)
 
     def _plan(
-        self,
-        key: GrantKey,
-        spec: GrantSpec,
-        sid: str,
-        prior: Prior,
-        role_arn: str | None,
-        role_finding: Finding,
-        policy_arn: str | None,
-        owned: bool,
-        max_age: float,
-        asynchronous: bool,
-        burst: bool,
-        from_index: bool = False,
+        self, key: GrantKey, me: LiveGrant | None, spec: GrantSpec, applied: GrantSpec | None, sid: str,
+        role_arn: str | None, role_finding: Finding, policy_arn: str | None, owned: bool, max_age: float,
+        asynchronous: bool, burst: bool,
     ) -> _Plan:
-        # A change handler's grant may be newer than its index entry: it rides along in the sync. The
-        # drift check's grant is the index entry, and must not outlive it in a sync (see apply_async).
-        me = None if from_index else LiveGrant(key, spec, policy_arn if owned else None)
         tickets = {repo: self.request_sync(repo, include=me, asynchronous=asynchronous, burst=burst)
                    for repo in spec.repositories}
         # A repository dropped from the spec is recomputed without this grant.
-        for repo in prior.repositories:
+        for repo in applied.repositories if applied is not None else ():
             if repo not in tickets:
                 tickets[repo] = self.request_sync(repo, exclude=key, asynchronous=asynchronous, burst=burst)
         return _Plan(spec, sid, role_arn, role_finding, policy_arn, owned, tickets, max_age)
@@ -442,91 +495,20 @@ class Reconciler:
             overrides = {key: grant for key, (_, grant) in self._overrides.get(repo, {}).items()}
         if cached is None or self._clock() - cached[0] > max_age:
             return None
-        result = policy.fit(cached[1], self.prefix, self._desired(repo, live, overrides), [])
+        result = handover.fit(cached[1], self.prefix, *self._desired(repo, live, overrides))
         if not policy.equivalent(cached[1], result.document):
             return None
-        return Synced(cached[1], result.rejected)
+        return Synced(cached[1], result.rejected, pending=result.pending)
 
-    def _blocked(
-        self, spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding, prior: Prior
-    ) -> Outcome:
-        """The role side failed: nothing is written for this grant's repositories."""
+    def _blocked(self, spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding) -> Outcome:
+        """The role side failed: nothing is written for this grant's repositories. What the role has
+        attached was not learned, so the report keeps its last answer (`managed_policy_owned=None`)."""
         repos = tuple(
             RepositoryResult(repo.arn, sid, Finding(finding.reason, "Not applied: the role step failed.",
                                                     finding.severity))
             for repo in spec.repositories
         )
-        kept_policy = prior.managed_policy_arn if prior.role_arn == role_arn else None
-        owned = prior.managed_policy_owned and kept_policy is not None
-        return Outcome(role_arn, kept_policy, owned, finding, repos)
-
-    # -- the managed policy -----------------------------------------------------------------------
-
-    def _ensure_managed_policy(
-        self, key: GrantKey, spec: GrantSpec, prior: Prior, info: RoleInfo, live: LiveGrants, max_age: float,
-        from_index: bool = False,
-    ) -> tuple[str | None, bool]:
-        partition = info.arn.split(":")[1]
-        wanted = spec.managed_policy.arn(partition)
-        if wanted is None:
-            return None, False
-        if spec.role.account != self.account:
-            raise _CrossAccountError(
-                Finding(
-                    "CrossAccountRole",
-                    f"IAM role {info.arn} is in another account, so the operator cannot attach {wanted} to it: "
-                    "set spec.managedPolicy to None and attach it in that account.",
-                    Severity.TERMINAL,
-                )
-            )
-        with self._locked(spec.role.key):
-            if from_index and not any(grant.key == key for grant in live.on_role(spec.role.key)):
-                raise GrantGone(key)  # under the role lock: a release's detach cannot be undone by us
-            if wanted not in self._attached_policies(spec.role, max_age):
-                self.iam.attach_role_policy(spec.role.name, wanted)
-                self._note_attachment(spec.role.key, wanted, attached=True)
-                with self._guard:
-                    self._attached_here.add((spec.role.key, wanted))
-                logger.info("Attached %s to %s for %s", wanted, info.arn, key)
-                if self.record_attachment is not None:
-                    self.record_attachment(key, info.arn, wanted)
-                return wanted, True
-        # Already attached: ours only if the record says so, ours or another live grant's on this role
-        # (its status), or this process attached it moments ago (its status may not be written yet).
-        with self._guard:
-            attached_here = (spec.role.key, wanted) in self._attached_here
-        owned = attached_here or (prior.owned_policy_arn == wanted and prior.role_arn == info.arn) or any(
-            grant.owned_policy_arn == wanted for grant in live.on_role(spec.role.key) if grant.key != key
-        )
-        return wanted, owned
-
-    def _release_stale_policy(
-        self, key: GrantKey, spec: GrantSpec, prior: Prior, info: RoleInfo, live: LiveGrants
-    ) -> None:
-        """Undo an attachment this grant owns but no longer asks for (role or managedPolicy changed)."""
-        owned = prior.owned_policy_arn
-        if owned is None or prior.role_arn is None:
-            return
-        wanted = spec.managed_policy.arn(info.arn.split(":")[1])
-        if prior.role_arn == info.arn and owned == wanted:
-            return
-        self._detach_if_unwanted(key, prior.role_arn, owned, live)
-
-    def _detach_if_unwanted(self, key: GrantKey, role_arn: str, policy_arn: str, live: LiveGrants) -> None:
-        """Detach a policy the operator attached, unless another live grant on the role wants it."""
-        match = ROLE_ARN_RE.fullmatch(role_arn)
-        if not match or match["account"] != self.account:
-            return
-        role_key = RoleKey(match["account"], match["name"])
-        with self._locked(role_key):
-            for grant in live.on_role(role_key):
-                if grant.key != key and grant.spec.managed_policy.arn(match["partition"]) == policy_arn:
-                    return
-            self.iam.detach_role_policy(match["name"], policy_arn)
-            self._note_attachment(role_key, policy_arn, attached=False)
-            with self._guard:
-                self._attached_here.discard((role_key, policy_arn))
-        logger.info("Detached %s from %s (attached by the operator, wanted by no live grant)", policy_arn, role_arn)
+        return Outcome(role_arn, None, None, finding, repos)
 
     # -- repositories -----------------------------------------------------------------------------
 
@@ -537,17 +519,16 @@ class Reconciler:
         *,
         include: LiveGrant | None = None,
         exclude: GrantKey | None = None,
-        extra: Iterable[policy.Statement] = (),
         ticket: int | None = None,
     ) -> Synced:
         """Rewrite this cluster's statements in one repository's policy from the live grants.
 
         Concurrent requests for one repository share a single read-merge-write (see `coalesce`).
-        Pass a `ticket` from `request_sync` (which then carries include/exclude/extra), or let this
+        Pass a `ticket` from `request_sync` (which then carries include/exclude), or let this
         call take one.
         """
         if ticket is None:
-            ticket = self.request_sync(repo, include=include, exclude=exclude, extra=extra)
+            ticket = self.request_sync(repo, include=include, exclude=exclude)
         synced: Synced = self.flights.run(
             ("repo", repo), lambda: self._sync_now(repo, live), window=self.tuning.coalesce_window, ticket=ticket
         )
@@ -559,7 +540,6 @@ class Reconciler:
         *,
         include: LiveGrant | None = None,
         exclude: GrantKey | None = None,
-        extra: Iterable[policy.Statement] = (),
         asynchronous: bool = False,
         burst: bool = True,
     ) -> int:
@@ -567,8 +547,7 @@ class Reconciler:
         sync that will be awaited (`AsyncCoalescer`) rather than run in this thread.
 
         `include` is a grant being applied (its latest spec wins over a possibly older index
-        entry); `exclude` is a grant being released or one that dropped the repository; `extra`
-        statements (Retain hand-overs) are written once if no statement has their Sid.
+        entry); `exclude` is a grant being released or one that dropped the repository.
         """
         with self._guard:
             self._sequence += 1
@@ -576,7 +555,6 @@ class Reconciler:
                 self._overrides.setdefault(repo, {})[include.key] = (self._sequence, include)
             if exclude is not None:
                 self._overrides.setdefault(repo, {})[exclude] = (self._sequence, None)
-            self._extras.setdefault(repo, []).extend((self._sequence, item) for item in extra)
         if asynchronous:
             return self.async_flights.request(("repo", repo), burst=burst)
         return self.flights.request(("repo", repo))
@@ -585,37 +563,39 @@ class Reconciler:
         with self._guard:
             upto = self._sequence
             overrides = {key: grant for key, (_, grant) in self._overrides.get(repo, {}).items()}
-            extras = [item for _, item in self._extras.get(repo, [])]
         try:
             with self._locked(repo):
-                return self._read_merge_write(repo, self._desired(repo, live, overrides), extras)
+                return self._read_merge_write(repo, *self._desired(repo, live, overrides))
         finally:
             with self._guard:  # what this run used is done with; later requests stay for the next run
                 kept = {k: v for k, v in self._overrides.get(repo, {}).items() if v[0] > upto}
                 self._overrides[repo] = kept
-                self._extras[repo] = [entry for entry in self._extras.get(repo, []) if entry[0] > upto]
 
     def _desired(
         self, repo: RepositoryRef, live: LiveGrants, overrides: Mapping[GrantKey, LiveGrant | None]
-    ) -> list[policy.DesiredStatement]:
-        grants = {grant.key: grant for grant in live.naming_repository(repo)}
-        for key, override in overrides.items():
-            if override is None:
-                grants.pop(key, None)
-            else:
-                grants[key] = override
+    ) -> tuple[list[policy.DesiredStatement], list[handover.Handover]]:
+        """This cluster's statements for `repo`, from every live grant naming it, and the Retain
+        hand-overs in flight (their roles are not in the shared statements unless they do not fit)."""
+        grants = _overridden(live.naming_repository(repo), overrides, lambda grant: repo in grant.spec.repositories)
         wanted: dict[str, tuple[tuple[str, ...], set[str]]] = {}
-        for grant in sorted(grants.values(), key=lambda item: (item.key.namespace, item.key.name)):
-            if repo not in grant.spec.repositories:
-                continue
-            entry = wanted.setdefault(self.sid_for(grant.spec), (grant.spec.actions, set()))
+        handovers = []
+        for grant in grants:
+            sid = self.sid_for(grant.spec)
+            entry = wanted.setdefault(sid, (grant.spec.actions, set()))
             info = self.resolve_role(grant.spec.role)
-            if info is not None:
+            if info is None:
+                continue
+            if grant.handing_over:
+                handovers.append(handover.Handover(
+                    policy.retained_sid(self.cluster_id, grant.key.namespace, grant.key.name, grant.uid), sid,
+                    info.arn, grant.spec.actions))
+            else:
                 entry[1].add(info.arn)
-        return [policy.DesiredStatement(sid, actions, frozenset(arns)) for sid, (actions, arns) in wanted.items()]
+        desired = [policy.DesiredStatement(sid, actions, frozenset(arns)) for sid, (actions, arns) in wanted.items()]
+        return desired, handovers
 
     def _read_merge_write(
-        self, repo: RepositoryRef, desired: list[policy.DesiredStatement], extras: list[policy.Statement]
+        self, repo: RepositoryRef, desired: list[policy.DesiredStatement], handovers: list[handover.Handover]
     ) -> Synced:
         """Read, merge, write only if different, then re-read to verify (ECR has no conditional write).
 
@@ -628,11 +608,11 @@ class Reconciler:
             logger.info("Repository %s names deleted roles %s; rewriting from live grants", repo.arn, stale)
         foreign_edits = 0
         for attempt in range(self.tuning.write_attempts):
-            result = policy.fit(document, self.prefix, desired, extras)
+            result = handover.fit(document, self.prefix, desired, handovers)
             if policy.equivalent(document, result.document):
                 with self._guard:
                     self._propagating.pop(repo, None)
-                return Synced(document, result.rejected, foreign_edits=foreign_edits)
+                return Synced(document, result.rejected, foreign_edits=foreign_edits, pending=result.pending)
             try:
                 if result.document is None:
                     self.ecr.delete_repository_policy(repo)
@@ -644,7 +624,7 @@ class Reconciler:
             if policy.equivalent(check, result.document):
                 with self._guard:
                     self._propagating.pop(repo, None)
-                return Synced(result.document, result.rejected, foreign_edits=foreign_edits)
+                return Synced(result.document, result.rejected, foreign_edits=foreign_edits, pending=result.pending)
             foreign_edits += 1
             logger.warning(
                 "Repository %s policy changed while we wrote it (attempt %d): merging again", repo.arn, attempt + 1
@@ -718,76 +698,117 @@ class Reconciler:
 
     # -- release ----------------------------------------------------------------------------------
 
-    def release(self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants) -> Outcome:
+    def release(
+        self, key: GrantKey, spec: GrantSpec | None, applied: GrantSpec | None, live: LiveGrants, uid: str = ""
+    ) -> Outcome:
         """Undo this grant's work (Delete), or hand its access over (Retain), as DESIGN §2.5 says.
 
-        The grant must already be out of `live` (a deleting grant is not indexed); it is excluded
-        again here so that a stale index cannot keep it.
+        Works from what the operator recorded, never from status: every repository and role that the
+        spec (if it is valid) or the applied record names is recomputed from the live grants without
+        this one, which is always safe, and the role's ledger tags decide any detach. A Delete grant
+        must already be out of `live` (a deleting grant is not indexed); it is excluded again here
+        so that a stale index cannot keep it. A Retain grant stays in `live` until its hand-over is
+        written (`handover`); `uid` names its hand-over statement.
         """
-        plan = self.begin_release(key, spec, prior)
+        plan = self.begin_release(key, spec, applied, uid)
         if isinstance(plan, Outcome):
             return plan
         synced = {repo: self._sync_result(repo, live, ticket) for repo, ticket in plan.tickets.items()}
         return self.finish_release(plan, synced, live)
 
-    async def release_async(self, key: GrantKey, spec: GrantSpec, prior: Prior, live: LiveGrants) -> Outcome:
+    async def release_async(
+        self, key: GrantKey, spec: GrantSpec | None, applied: GrantSpec | None, live: LiveGrants, uid: str = ""
+    ) -> Outcome:
         """`release` for kopf's coroutine handlers (a GitOps prune deletes many grants at once)."""
-        plan = await asyncio.to_thread(self.begin_release, key, spec, prior, True)
+        plan = self.begin_release(key, spec, applied, uid, asynchronous=True)
         if isinstance(plan, Outcome):
             return plan
         synced = await self._sync_all_async(plan.tickets, live)
         return await asyncio.to_thread(self.finish_release, plan, synced, live)
 
     def begin_release(
-        self, key: GrantKey, spec: GrantSpec, prior: Prior, asynchronous: bool = False
+        self, key: GrantKey, spec: GrantSpec | None, applied: GrantSpec | None, uid: str, *,
+        asynchronous: bool = False,
     ) -> Outcome | _Release:
-        sid = self.sid_for(spec)
-        role_label = f"IAM role {spec.role.describe()}"
-        try:
-            info = self.resolve_role(spec.role, max_age=self.tuning.fresh_age)
-        except AwsFault as fault:
-            return self._blocked(spec, sid, None, finding_for_fault(fault, role_label, "RoleNotFound"), prior)
-        extra: list[policy.Statement] = []
-        retained = policy.retained_sid(self.cluster_id, key.namespace, key.name)
-        if spec.deletion_policy is DeletionPolicy.RETAIN and info is not None:
-            extra.append(policy.build_retained_statement(retained, info.arn, spec.actions))
-        repos = list(dict.fromkeys(spec.repositories + prior.repositories))
-        tickets = {repo: self.request_sync(repo, exclude=key, extra=extra, asynchronous=asynchronous) for repo in repos}
-        return _Release(key, spec, prior, sid, info.arn if info else None, retained if extra else None, tickets)
+        known = [item for item in (spec, applied) if item is not None]
+        if not known:
+            return Outcome(None, None, False, APPLIED, ())  # never valid, never applied: nothing of ours
+        given = contribution(spec, applied)
+        retain = given is not None and (spec or given).deletion_policy is DeletionPolicy.RETAIN
+        me = LiveGrant(key, given, active=False, handing_over=True, uid=uid) if retain and given else None
+        repos = dict.fromkeys(repo for item in known for repo in item.repositories)
+        tickets = {repo: self.request_sync(repo, include=me, exclude=None if me else key, asynchronous=asynchronous)
+                   for repo in repos}
+        roles = tuple({item.role.key: item.role for item in known}.values())
+        handover_sid = policy.retained_sid(self.cluster_id, key.namespace, key.name, uid) if me else None
+        return _Release(key, given, self.sid_for(given or known[0]), handover_sid, roles, tickets)
 
     def finish_release(
         self, plan: _Release, synced: Mapping[RepositoryRef, Synced | Exception], live: LiveGrants
     ) -> Outcome:
         results = []
+        given_repos = plan.given.repositories if plan.given is not None else ()
+        blocked = False
         for repo, result in synced.items():
             label = f"Repository {repo.name} ({repo.arn})"
             if isinstance(result, AwsFault):
                 finding = APPLIED if result.kind is FaultKind.NOT_FOUND else finding_for_fault(result, label)
             elif isinstance(result, Exception):
                 finding = Finding("PolicyUnreadable", f"{label}: {result}", Severity.TERMINAL)
-            elif plan.retained_sid and not any(
-                item.get("Sid") == plan.retained_sid for item in policy.statements(result.document)
-            ):
+            elif plan.handover_sid in result.pending:
                 finding = Finding(
                     "PolicyTooLarge",
-                    f"{label}: the Retain hand-over statement does not fit in its policy; "
-                    "make room or set deletionPolicy: Delete.",
+                    f"{label}: the Retain hand-over statement does not fit in its policy, so the role keeps "
+                    "its access through the shared statement; make room or set deletionPolicy: Delete.",
                     Severity.TERMINAL,
                 )
             else:
                 finding = APPLIED
-            if repo in plan.spec.repositories:
+            blocked = blocked or not finding.ok
+            if repo in given_repos:
                 results.append(RepositoryResult(repo.arn, plan.sid, finding))
         role_finding = APPLIED
-        prior = plan.prior
-        if plan.spec.deletion_policy is DeletionPolicy.DELETE and prior.owned_policy_arn and prior.role_arn:
-            try:
-                self._detach_if_unwanted(plan.key, prior.role_arn, prior.owned_policy_arn, live)
-            except AwsFault as fault:
-                if fault.kind is not FaultKind.NOT_FOUND:
-                    role_finding = finding_for_fault(fault, f"IAM role {plan.spec.role.describe()}")
-        return Outcome(plan.role_arn, prior.managed_policy_arn, prior.managed_policy_owned, role_finding,
-                       tuple(results))
+        # A Retain grant hands its managed policy over only once its repositories are handed over:
+        # until then a switch to Delete must still be able to detach it.
+        if plan.handover_sid is None or not blocked:
+            for role in plan.roles:
+                given = plan.given
+                hand_over = frozenset({given.managed_policy.value}) if (
+                    plan.handover_sid and given is not None and role.key == given.role.key
+                    and given.managed_policy is not ManagedPolicy.NONE) else frozenset()
+                try:
+                    self.sync_role(role, live, exclude=plan.key, hand_over=hand_over)
+                except AwsFault as fault:
+                    if fault.kind is not FaultKind.NOT_FOUND:
+                        role_finding = finding_for_fault(fault, f"IAM role {role.describe()}")
+        role_arn = None
+        if plan.given is not None:
+            info = self.resolve_role(plan.given.role)
+            role_arn = info.arn if info else None
+        return Outcome(role_arn, None, None, role_finding, tuple(results))
+
+
+def _overrides(include: LiveGrant | None, exclude: GrantKey | None) -> dict[GrantKey, LiveGrant | None]:
+    found: dict[GrantKey, LiveGrant | None] = {}
+    if exclude is not None:
+        found[exclude] = None
+    if include is not None:
+        found[include.key] = include
+    return found
+
+
+def _overridden(
+    grants: Iterable[LiveGrant], overrides: Mapping[GrantKey, LiveGrant | None], belongs: Callable[[LiveGrant], bool]
+) -> list[LiveGrant]:
+    """The index's grants with the handled grants' own versions put in (None: taken out), keeping
+    only those that `belongs` to what is being synced, in a stable order."""
+    found = {grant.key: grant for grant in grants}
+    for key, override in overrides.items():
+        if override is None or not belongs(override):
+            found.pop(key, None)
+        else:
+            found[key] = override
+    return sorted(found.values(), key=lambda item: (item.key.namespace, item.key.name))
 
 
 class GrantGone(Exception):
@@ -798,4 +819,3 @@ class _CrossAccountError(Exception):
     def __init__(self, finding: Finding) -> None:
         super().__init__(finding.message)
         self.finding = finding
-

@@ -1,6 +1,9 @@
-"""IAM, as the reconcile port `IamPort` needs it: get a role, list/attach/detach managed policies."""
+"""IAM, as the reconcile port `IamPort` needs it: get a role (with its tags), list/attach/detach
+managed policies, and tag/untag the role (the managed-policy ledger, see `attachments`)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 from ecr_access.aws import errors
 from ecr_access.aws.session import AwsSession
@@ -21,7 +24,8 @@ class IamAdapter:
             if fault.kind is FaultKind.NOT_FOUND:
                 return None
             raise fault from error
-        return RoleInfo(arn=role["Arn"], role_id=role["RoleId"])
+        tags = {item["Key"]: item["Value"] for item in role.get("Tags", []) if "Key" in item and "Value" in item}
+        return RoleInfo(arn=role["Arn"], role_id=role["RoleId"], tags=tags)
 
     def list_attached_role_policies(self, role_name: str) -> frozenset[str]:
         found: set[str] = set()
@@ -46,3 +50,16 @@ class IamAdapter:
             fault: AwsFault = errors.classify(error, "DetachRolePolicy", f"IAM role {role_name}")
             if fault.kind is not FaultKind.NOT_FOUND:  # already detached (or role gone): nothing to undo
                 raise fault from error
+
+    def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None:
+        try:
+            self._session.iam().tag_role(RoleName=role_name,
+                                         Tags=[{"Key": key, "Value": value} for key, value in tags.items()])
+        except Exception as error:
+            raise errors.classify(error, "TagRole", f"IAM role {role_name}") from error
+
+    def untag_role(self, role_name: str, keys: Iterable[str]) -> None:
+        try:
+            self._session.iam().untag_role(RoleName=role_name, TagKeys=list(keys))
+        except Exception as error:
+            raise errors.classify(error, "UntagRole", f"IAM role {role_name}") from error

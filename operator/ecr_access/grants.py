@@ -1,0 +1,108 @@
+"""What one grant contributes to AWS, decided from its object as the cluster holds it.
+
+Every shared statement and every role's ledger tag is derived from the live-grant index, and this
+module decides what each grant puts into that index. The rules (DESIGN §2.5, §2.7):
+
+- An active grant (valid spec, not suspended, not deleting) contributes its spec.
+- A suspended grant, or one whose spec became invalid, contributes what it last applied, frozen:
+  "change nothing for me" must hold for the shared statements too, not only for its own handler.
+- What it last applied is the annotation `ecraccess.io/applied`, which the operator writes with
+  every apply. It is metadata, no more trusted than the spec, and it is judged exactly like a spec
+  (`model.parse_spec`). Status is never read here: status is a report, and it can be lost or forged.
+- A grant being deleted with `deletionPolicy: Retain` stays, marked `handing_over`, until its
+  finalizer goes, so that every sync keeps its access until its hand-over is written (`handover`).
+  Any other deleting grant contributes nothing.
+
+Pure: no kopf, no boto3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from ecr_access.model import Defaults, DeletionPolicy, GrantKey, GrantSpec, SpecError, parse_spec, to_raw
+
+APPLIED_ANNOTATION = "ecraccess.io/applied"
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveGrant:
+    """One grant as the live-grant index holds it."""
+
+    key: GrantKey
+    spec: GrantSpec  # what the grant contributes to AWS now (see the module docstring)
+    # True when the spec itself is being applied: the drift check checks only active grants.
+    active: bool = True
+    handing_over: bool = False  # deleting with Retain, hand-over not finished
+    # What the drift check needs without the object's body: the generation the spec is from, the
+    # status as last seen (to report, never to decide), the uid, and the applied record.
+    generation: int = 0
+    # Compared (kopf keeps an index entry that compares equal to the new one, stale status and all),
+    # but not hashed (a dict).
+    status: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, repr=False)
+    uid: str = ""
+    applied: GrantSpec | None = None
+
+
+def applied_annotation(spec: GrantSpec) -> str:
+    """The annotation value that records `spec` as applied: compact, keys sorted, stable."""
+    return json.dumps(to_raw(spec), separators=(",", ":"), sort_keys=True)
+
+
+def parse_applied(value: object, defaults: Defaults) -> GrantSpec | None:
+    """The applied record, judged like a spec; None when there is none or it is not a valid spec."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        raw = json.loads(value)
+        spec = parse_spec(raw, defaults)
+    except (ValueError, SpecError) as error:
+        logger.warning("Ignoring an unreadable %s annotation: %s", APPLIED_ANNOTATION, error)
+        return None
+    return dataclasses.replace(spec, suspend=False)
+
+
+def parse_own_spec(raw: object, defaults: Defaults) -> GrantSpec | None:
+    try:
+        return parse_spec(raw if isinstance(raw, Mapping) else None, defaults)
+    except SpecError:
+        return None
+
+
+def contribution(spec: GrantSpec | None, applied: GrantSpec | None) -> GrantSpec | None:
+    """What a grant contributes: its spec when valid and not suspended, else what it last applied."""
+    return spec if spec is not None and not spec.suspend else applied
+
+
+def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> LiveGrant | None:
+    """The index entry for one grant object, or None when it contributes nothing."""
+    meta = body.get("metadata") or {}
+    annotations = meta.get("annotations") or {}
+    spec = parse_own_spec(body.get("spec"), defaults)
+    applied = parse_applied(annotations.get(APPLIED_ANNOTATION), defaults)
+    given = contribution(spec, applied)
+    if given is None:
+        return None
+    deleting = bool(meta.get("deletionTimestamp"))
+    handing_over = False
+    if deleting:
+        policy = (spec or given).deletion_policy
+        if policy is not DeletionPolicy.RETAIN or finalizer not in (meta.get("finalizers") or ()):
+            return None
+        handing_over = True
+    return LiveGrant(
+        GrantKey(meta.get("namespace", ""), meta.get("name", "")),
+        given,
+        active=given is spec and not deleting,
+        handing_over=handing_over,
+        generation=int(meta.get("generation") or 0),
+        status=body.get("status") or {},
+        uid=str(meta.get("uid", "")),
+        applied=applied,
+    )
