@@ -131,20 +131,33 @@ def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str
         str, str]:
     """Carry out `steps` in order; returns the role's tags as they are afterwards.
 
-    An AwsFault stops it where it failed: every step is safe to repeat, so the next sync resumes.
+    Consecutive tag steps go out as one TagRole (and one UntagRole), before the attach or detach
+    that follows them, which keeps the order that makes a crash harmless. An AwsFault stops it
+    where it failed: every step is safe to repeat, so the next sync resumes.
     """
     now = dict(tags)
+    pending: dict[str, str | None] = {}
+
+    def flush() -> None:
+        setting = {key: value for key, value in pending.items() if value is not None and now.get(key) != value}
+        removing = [key for key, value in pending.items() if value is None and key in now]
+        pending.clear()
+        if setting:
+            iam.tag_role(role_name, setting)
+            now.update(setting)
+        if removing:
+            iam.untag_role(role_name, removing)
+            for key in removing:
+                del now[key]
+
     for step in steps:
         if step.kind == "tag":
-            if step.value is None:
-                if step.key in now:
-                    iam.untag_role(role_name, [step.key])
-                    del now[step.key]
-            elif now.get(step.key) != step.value:
-                iam.tag_role(role_name, {step.key: step.value})
-                now[step.key] = step.value
-        elif step.kind == "attach":
+            pending[step.key] = step.value
+            continue
+        flush()
+        if step.kind == "attach":
             iam.attach_role_policy(role_name, arn_of(step.key, partition))
         else:
             iam.detach_role_policy(role_name, arn_of(step.key, partition))
+    flush()
     return now

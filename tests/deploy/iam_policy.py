@@ -1,7 +1,8 @@
 """The operator's IAM policy (deploy/iam/operator-policy.json), loaded and evaluated for the tests.
 
 `allows` is a small evaluator for the subset of IAM that the file uses: Allow statements, Action and Resource
-lists with `*`/`?` wildcards, and ArnEquals/ArnLike/StringEquals conditions. It answers "would AWS let the operator
+lists with `*`/`?` wildcards, ArnEquals/ArnLike/StringEquals conditions, and ForAllValues:StringLike over a
+multi-valued key such as aws:TagKeys. It answers "would AWS let the operator
 make this call?", which is what a reviewer of the policy wants to know. Anything beyond that subset (Deny,
 NotAction, NotResource, other condition operators) is rejected, so that the file cannot grow past what the
 evaluator understands without a test failing.
@@ -20,7 +21,8 @@ from tests.deploy.manifests import DEPLOY
 POLICY_PATH = DEPLOY / "iam" / "operator-policy.json"
 
 SUPPORTED_KEYS = {"Sid", "Effect", "Action", "Resource", "Condition"}
-SUPPORTED_OPERATORS = {"ArnEquals", "ArnLike", "StringEquals"}
+SUPPORTED_OPERATORS = {"ArnEquals", "ArnLike", "StringEquals", "ForAllValues:StringLike"}
+Context = Mapping[str, "str | list[str]"]
 
 
 @functools.cache
@@ -36,8 +38,9 @@ def granted_actions() -> set[str]:
     return {action for statement in statements() for action in _as_list(statement["Action"])}
 
 
-def allows(action: str, resource: str, context: Mapping[str, str] | None = None) -> bool:
-    """Whether the policy allows `action` on `resource` with the given condition keys (e.g. iam:PolicyARN)."""
+def allows(action: str, resource: str, context: Context | None = None) -> bool:
+    """Whether the policy allows `action` on `resource` with the given condition keys (e.g. iam:PolicyARN;
+    aws:TagKeys is a list)."""
     context = context or {}
     for statement in statements():
         unknown = set(statement) - SUPPORTED_KEYS
@@ -52,15 +55,23 @@ def allows(action: str, resource: str, context: Mapping[str, str] | None = None)
     return False
 
 
-def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Mapping[str, str]) -> bool:
+def _conditions_hold(conditions: Mapping[str, Mapping[str, Any]], context: Context) -> bool:
     for operator, tests in conditions.items():
         if operator not in SUPPORTED_OPERATORS:
             raise ValueError(f"condition operator {operator} is not understood by this evaluator")
         for key, wanted in tests.items():
             value = context.get(key)
             if value is None:
-                return False  # a missing key never satisfies a positive condition
-            if operator == "ArnLike":
+                # A missing key never satisfies a condition here. (IAM lets ForAllValues pass on a missing
+                # key; this evaluator is stricter, so a policy that relied on that would fail its test.)
+                return False
+            if operator == "ForAllValues:StringLike":
+                values = [value] if isinstance(value, str) else value
+                if not values or not all(any(_matches(p, item) for p in _as_list(wanted)) for item in values):
+                    return False
+            elif not isinstance(value, str):
+                return False
+            elif operator == "ArnLike":
                 if not any(_matches(pattern, value) for pattern in _as_list(wanted)):
                     return False
             elif value not in _as_list(wanted):

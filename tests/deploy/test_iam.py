@@ -40,7 +40,8 @@ def test_policy_grants_exactly_the_operations_the_adapters_call() -> None:
 
 def test_statements_have_distinct_sids_and_plain_action_lists() -> None:
     sids = [statement["Sid"] for statement in iam_policy.statements()]
-    assert sids == ["ReadWriteRepositoryPolicies", "ReadRoles", "AttachOnlyEcrManagedPolicies"]
+    assert sids == ["ReadWriteRepositoryPolicies", "ReadRoles", "AttachOnlyEcrManagedPolicies",
+                    "TagRolesOnlyWithOurKeys"]
     for statement in iam_policy.statements():
         assert isinstance(statement["Action"], list)
         assert all(isinstance(action, str) and "*" not in action for action in statement["Action"])
@@ -93,6 +94,8 @@ def test_condition_lists_only_the_two_ecr_managed_policies() -> None:
     ("iam:CreateRole", ROLE, False),
     ("iam:GetRole", "arn:aws:iam::123456789012:user/alice", False),
     ("iam:PassRole", ROLE, False),
+    ("iam:TagRole", ROLE, False),  # only with ecraccess.io/ keys (see test_iam_policy)
+    ("iam:UntagRole", ROLE, False),
 ])
 def test_policy_allows_the_operators_calls_and_nothing_else(action: str, resource: str, allowed: bool) -> None:
     assert iam_policy.allows(action, resource) is allowed

@@ -22,9 +22,8 @@ from moto import mock_aws
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
-from ecr_access.conditions import build_status
 from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey, parse_spec
-from ecr_access.reconcile import LiveGrant, Prior, Reconciler, Tuning
+from ecr_access.reconcile import LiveGrant, Reconciler, Tuning
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
@@ -33,7 +32,8 @@ CLUSTER_ID = "test-cluster-uid"
 CLOUD_ID = "cld_abc123"
 NODE_ROLE = f"{CLOUD_ID}-cluster_node_role"
 READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
-WRITES = {"SetRepositoryPolicy", "DeleteRepositoryPolicy", "AttachRolePolicy", "DetachRolePolicy"}
+WRITES = {"SetRepositoryPolicy", "DeleteRepositoryPolicy", "AttachRolePolicy", "DetachRolePolicy", "TagRole",
+          "UntagRole"}
 FOREIGN = {
     "Sid": "TeamCiPush",
     "Effect": "Allow",
@@ -135,10 +135,10 @@ class Grants:
         self.live: dict[GrantKey, LiveGrant] = {}
 
     def add(self, name: str, spec: dict[str, Any] | GrantSpec, namespace: str = "default",
-            owned_policy_arn: str | None = None) -> tuple[GrantKey, GrantSpec]:
+            **fields: Any) -> tuple[GrantKey, GrantSpec]:
         parsed = spec if isinstance(spec, GrantSpec) else parse_spec(spec, DEFAULTS)
         key = GrantKey(namespace, name)
-        self.live[key] = LiveGrant(key, parsed, owned_policy_arn)
+        self.live[key] = LiveGrant(key, parsed, **fields)
         return key, parsed
 
     def remove(self, key: GrantKey) -> LiveGrant:
@@ -154,9 +154,10 @@ class Grants:
         return list(self.live.values())
 
 
-def prior_of(outcome: Any) -> Prior:
-    """What the grant's status would record after `outcome` (the operator reads it back next time)."""
-    return Prior.from_status(build_status(outcome, 1, None, "2026-01-01T00:00:00Z"))
+def ledger(world: World, role: str = NODE_ROLE) -> dict[str, str]:
+    """The role's `ecraccess.io/*` tags: the managed-policy ledger (`attachments`)."""
+    tags = world.iam.get_role(RoleName=role)["Role"].get("Tags", [])
+    return {item["Key"]: item["Value"] for item in tags if item["Key"].startswith("ecraccess.io/")}
 
 
 @pytest.fixture

@@ -2,7 +2,8 @@
 
 Handlers run concurrently in kopf's thread pool, so a burst is simulated the same way: one thread
 per grant, released together. The lower bound for the scenario below:
-- per role: one GetRole, one ListAttachedRolePolicies, one AttachRolePolicy (none was attached);
+- per role: one GetRole, one ListAttachedRolePolicies, one TagRole (the ledger: this cluster's want and
+  the attachment record, in one call, before the attach), one AttachRolePolicy (none was attached);
 - per repository: one GetRepositoryPolicy, one SetRepositoryPolicy, and the re-read that verifies it.
 """
 
@@ -16,7 +17,7 @@ import pytest
 
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
-from ecr_access.reconcile import Prior, Reconciler, Tuning
+from ecr_access.reconcile import Reconciler, Tuning
 from tests.integration.conftest import ACCOUNT, CLUSTER_ID, FOREIGN, Grants, World
 
 ROLES = ("team-a-node-role", "team-b-node-role")
@@ -37,7 +38,7 @@ def burst(reconciler: Reconciler, grants: Grants, keys: list[Any]) -> list[Any]:
 
     def apply(index: int, key: Any, spec: Any) -> None:
         barrier.wait()
-        outcomes[index] = reconciler.apply(key, spec, Prior(), grants)
+        outcomes[index] = reconciler.apply(key, spec, None, grants)
 
     threads = [threading.Thread(target=apply, args=(i, key, spec)) for i, (key, spec) in enumerate(keys)]
     for thread in threads:
@@ -69,6 +70,7 @@ def test_a_burst_makes_exactly_the_lower_bound_of_calls(world: World, grants: Gr
     assert Counter(world.calls.made) == {
         "GetRole": 2,
         "ListAttachedRolePolicies": 2,
+        "TagRole": 2,
         "AttachRolePolicy": 2,
         "GetRepositoryPolicy": 3 + 3,  # one read per repository, plus the verifying re-read
         "SetRepositoryPolicy": 3,

@@ -13,7 +13,7 @@ from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.drift import DriftChecker
 from ecr_access.model import GrantKey, RepositoryRef, RoleKey, parse_spec
-from ecr_access.reconcile import LiveGrant, Prior, Reconciler, Tuning
+from ecr_access.reconcile import LiveGrant, Reconciler, Tuning
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, CLUSTER_ID, DEFAULTS, World
 
 INTERVAL = 300.0
@@ -44,7 +44,7 @@ class Cluster:
         spec = parse_spec({"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [{"name": r} for r in repos],
                            **extra}, DEFAULTS)
         key = GrantKey("default", name)
-        self.live[key] = LiveGrant(key, spec, None, generation=1, status={}, uid=f"uid-{name}")
+        self.live[key] = LiveGrant(key, spec, active=not spec.suspend, generation=1, status={}, uid=f"uid-{name}")
         return key
 
     def status(self, key: GrantKey) -> Mapping[str, Any]:
@@ -56,8 +56,7 @@ class Cluster:
         self.writes.append((grant.key.name, dict(patch)))
         status = {**self.live[grant.key].status, **patch}
         status = {key: value for key, value in status.items() if value is not None}
-        owned = Prior.from_status(status).owned_policy_arn
-        self.live[grant.key] = dataclasses.replace(grant, status=status, owned_policy_arn=owned)
+        self.live[grant.key] = dataclasses.replace(grant, status=status)
 
     # LiveGrants
     def naming_repository(self, repo: RepositoryRef) -> list[LiveGrant]:

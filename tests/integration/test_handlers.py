@@ -6,16 +6,17 @@ import asyncio
 import copy
 import inspect
 import itertools
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import kopf
 import pytest
 
-from ecr_access import handlers
+from ecr_access import grants, handlers
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
-from ecr_access.model import GrantKey
+from ecr_access.model import REFERENCE_ACTIONS, GrantKey
 from ecr_access.reconcile import LiveGrant, Registry
 from ecr_access.sweeper import Sweeper
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, DEFAULTS, NODE_ROLE, READ_ONLY, REGION, World
@@ -31,18 +32,34 @@ class Cluster:
         self.bodies: dict[str, dict[str, Any]] = {}
         sweeper = Sweeper(world.reconciler, Registry("aws", REGION, ACCOUNT), interval=0)
         # A tiny resync interval: each drift check reads AWS afresh, as one a whole interval later would.
-        self.config = Config(resync_interval=0.01)
-        self.memo = kopf.Memo(runtime=handlers.Runtime(self.config, DEFAULTS, world.reconciler, sweeper))
+        # A tiny stalled delay: a stalled delete waits that long for a change before kopf retries it.
+        self.config = Config(resync_interval=0.01, stalled_retry_delay=0.05)
+        self.memo = kopf.Memo(runtime=handlers.Runtime(self.config, DEFAULTS, world.reconciler, sweeper,
+                                                       patch_status=self.patch_status))
         self.patches: list[dict[str, Any]] = []
         self.loop = asyncio.new_event_loop()
 
     def put(self, name: str, spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
         old = self.bodies.get(name, {})
-        body = {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessGrant",
-                "metadata": {"name": name, "namespace": "default", "generation": generation, "uid": f"uid-{name}"},
+        meta = {"name": name, "namespace": "default", "generation": generation, "uid": f"uid-{name}",
+                "annotations": old.get("metadata", {}).get("annotations", {}),
+                "finalizers": [handlers.FINALIZER]}
+        body = {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessGrant", "metadata": meta,
                 "spec": spec, "status": old.get("status", {})}
         self.bodies[name] = body
         return body
+
+    def patch_status(self, key: GrantKey, status: Any) -> None:
+        """`Runtime.patch_status`: a merge patch of the status, written at once."""
+        self._merge(self.bodies[key.name]["status"], status)
+
+    @staticmethod
+    def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+        for key, value in patch.items():
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = value
 
     def indexes(self) -> dict[str, dict[Any, list[Any]]]:
         by_repo: dict[Any, list[Any]] = {}
@@ -65,11 +82,9 @@ class Cluster:
         finally:
             raw = dict(patch)
             self.patches.append(raw)
-            for key, value in raw.get("status", {}).items():
-                if value is None:
-                    body["status"].pop(key, None)
-                else:
-                    body["status"][key] = value
+            self._merge(body["status"], raw.get("status", {}))
+            self._merge(body["metadata"].setdefault("annotations", {}),
+                        raw.get("metadata", {}).get("annotations", {}))
         return raw
 
     def drift(self, name: str, interval: float | None = None) -> dict[str, Any]:
@@ -118,6 +133,9 @@ def test_create_writes_the_exact_status(world: World, cluster: Cluster) -> None:
     patch = cluster.call(handlers.on_grant_create, "g")
 
     sid = world.ours("ml/trainer")[0]["Sid"]
+    assert patch.pop("metadata") == {"annotations": {grants.APPLIED_ANNOTATION: json.dumps(
+        {"actions": list(REFERENCE_ACTIONS), "deletionPolicy": "Delete", "managedPolicy": "ReadOnly",
+         "repositories": [{"arn": TRAINER_ARN}], "role": {"name": NODE_ROLE}}, separators=(",", ":"))}}
     assert patch == {"status": {
         "observedGeneration": 1,
         "roleArn": role_arn,
@@ -250,12 +268,29 @@ def test_suspended_grant_keeps_its_principal_when_others_recompute(world: World,
     role_arn = world.create_role()
     other_arn = world.create_role("other")
     world.create_repository("ml/trainer")
-    cluster.put("a", spec("ml/trainer", suspend=True))
+    cluster.put("a", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "a")
+    cluster.put("a", spec("ml/trainer", suspend=True), generation=2)
+    cluster.call(handlers.on_grant_update, "a")
     cluster.put("b", {"role": {"name": "other"}, "repositories": [{"name": "ml/trainer"}]})
 
     cluster.call(handlers.on_grant_create, "b")
 
     assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": sorted([role_arn, other_arn])}
+
+
+def test_a_grant_created_suspended_contributes_nothing(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    other_arn = world.create_role("other")
+    world.create_repository("ml/trainer")
+    cluster.put("a", spec("ml/trainer", suspend=True))
+    cluster.put("b", {"role": {"name": "other"}, "repositories": [{"name": "ml/trainer"}]})
+
+    cluster.call(handlers.on_grant_create, "a")
+    cluster.call(handlers.on_grant_create, "b")
+
+    assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": [other_arn]}
+    assert READ_ONLY not in world.attached(), "suspend: change nothing for me"
 
 
 def test_delete_releases_and_lets_the_finalizer_go(world: World, cluster: Cluster) -> None:

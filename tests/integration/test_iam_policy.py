@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ecr_access.reconcile import Prior, Registry
+from ecr_access.reconcile import Registry
 from tests.deploy import iam_policy
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, FOREIGN, READ_ONLY, REGION, Grants, World
 
@@ -21,18 +21,22 @@ class Recorder:
     """Records (action, resource, context) for each call, from the API parameters botocore builds."""
 
     def __init__(self) -> None:
-        self.calls: list[tuple[str, str, dict[str, str]]] = []
+        self.calls: list[tuple[str, str, dict[str, str | list[str]]]] = []
 
     def __call__(self, params: dict[str, Any], model: Any, **_: Any) -> None:
         service = model.service_model.signing_name  # "ecr" (its endpoint prefix is "api.ecr"), "iam", "sts"
         operation = model.name
         if service == "sts":
             return  # GetCallerIdentity needs no permission
-        context: dict[str, str] = {}
+        context: dict[str, str | list[str]] = {}
         if service == "iam":
             resource = f"arn:aws:iam::{ACCOUNT}:role/{params['RoleName']}"
             if "PolicyArn" in params:
                 context["iam:PolicyARN"] = params["PolicyArn"]
+            if "Tags" in params:  # aws:TagKeys: the keys a TagRole sets, or an UntagRole removes
+                context["aws:TagKeys"] = [item["Key"] for item in params["Tags"]]
+            if "TagKeys" in params:
+                context["aws:TagKeys"] = list(params["TagKeys"])
         else:
             registry = params.get("registryId", ACCOUNT)
             name = params.get("repositoryName", "*")
@@ -49,16 +53,14 @@ def run_scenarios(world: World, grants: Grants) -> None:
     a_key, a_spec = grants.add("a", {"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [{"name": "ml/a"}]})
     b_key, b_spec = grants.add("b", {"role": {"name": "puller"}, "managedPolicy": "PullOnly",
                                      "repositories": [{"name": "ml/b"}], "deletionPolicy": "Retain"})
-    a_out = world.reconciler.apply(a_key, a_spec, Prior(), grants)
-    b_out = world.reconciler.apply(b_key, b_spec, Prior(), grants)
+    world.reconciler.apply(a_key, a_spec, None, grants)
+    world.reconciler.apply(b_key, b_spec, None, grants)
     world.ecr().set_repository_policy(repositoryName="ml/b",
                                       policyText=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN]}))
-    world.reconciler.apply(b_key, b_spec, Prior(), grants)  # repairs drift
-    for key, spec, outcome in ((a_key, a_spec, a_out), (b_key, b_spec, b_out)):
+    world.reconciler.apply(b_key, b_spec, None, grants)  # repairs drift
+    for key, spec in ((a_key, a_spec), (b_key, b_spec)):
         grants.remove(key)
-        world.reconciler.release(key, spec, Prior.from_status({
-            "roleArn": outcome.role_arn, "managedPolicyArn": outcome.managed_policy_arn,
-            "managedPolicyOwned": outcome.managed_policy_owned}), grants)
+        world.reconciler.release(key, spec, spec, grants, uid=f"uid-{key.name}")
     world.reconciler.sweep(grants, Registry("aws", REGION, ACCOUNT))
 
 
@@ -69,8 +71,8 @@ def test_every_call_the_operator_makes_is_allowed_and_nothing_more_is_granted(wo
     run_scenarios(world, grants)
 
     called = {action for action, _, _ in recorder.calls}
-    assert {"iam:AttachRolePolicy", "iam:DetachRolePolicy", "ecr:DeleteRepositoryPolicy",
-            "ecr:DescribeRepositories"} <= called, "the scenarios must exercise every path"
+    assert {"iam:AttachRolePolicy", "iam:DetachRolePolicy", "iam:TagRole", "iam:UntagRole",
+            "ecr:DeleteRepositoryPolicy", "ecr:DescribeRepositories"} <= called, "the scenarios exercise every path"
     denied = [call for call in recorder.calls if not iam_policy.allows(*call)]
     assert denied == [], f"operator-policy.json does not allow: {denied}"
     assert iam_policy.granted_actions() == called, "the policy grants actions the operator never calls"
@@ -83,3 +85,13 @@ def test_the_policy_cannot_attach_any_other_managed_policy() -> None:
     assert not iam_policy.allows("iam:AttachRolePolicy", role,
                                  {"iam:PolicyARN": "arn:aws:iam::aws:policy/AdministratorAccess"})
     assert not iam_policy.allows("iam:AttachRolePolicy", role, {})
+
+
+def test_the_policy_tags_roles_only_with_our_keys() -> None:
+    role = f"arn:aws:iam::{ACCOUNT}:role/cld_x-cluster_node_role"
+    for action in ("iam:TagRole", "iam:UntagRole"):
+        assert iam_policy.allows(action, role, {"aws:TagKeys": ["ecraccess.io/attached", "ecraccess.io/0a1b2c3d"]})
+        assert not iam_policy.allows(action, role, {"aws:TagKeys": ["ecraccess.io/attached", "team"]}), \
+            "one key outside ecraccess.io/ is enough to refuse"
+        assert not iam_policy.allows(action, role, {"aws:TagKeys": ["owner"]})
+        assert not iam_policy.allows(action, role, {})

@@ -9,7 +9,7 @@ import pytest
 from ecr_access import policy
 from ecr_access.conditions import Severity, build_status
 from ecr_access.model import REFERENCE_ACTIONS
-from ecr_access.reconcile import Prior, Reconciler, Tuning
+from ecr_access.reconcile import Reconciler, Tuning
 from tests.integration.conftest import (
     ACCOUNT,
     CLOUD_ID,
@@ -20,7 +20,7 @@ from tests.integration.conftest import (
     REGION,
     Grants,
     World,
-    prior_of,
+    ledger,
 )
 
 TWO_REPOS = [{"name": "ml/trainer"}, {"arn": f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/ml/serving"}]
@@ -36,7 +36,7 @@ def test_reference_procedure_end_to_end(world: World, grants: Grants) -> None:
     world.create_repository("ml/serving", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("ml-images", cloud_grant())
 
-    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+    outcome = world.reconciler.apply(key, spec, None, grants)
 
     assert not outcome.transient and not outcome.terminal, outcome
     assert READ_ONLY in world.attached()
@@ -65,11 +65,12 @@ def test_second_apply_makes_zero_write_calls(world: World, grants: Grants) -> No
     world.create_repository("ml/trainer")
     world.create_repository("ml/serving", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("ml-images", cloud_grant())
-    first = world.reconciler.apply(key, spec, Prior(), grants)
-    assert sorted(world.calls.writes()) == ["AttachRolePolicy", "SetRepositoryPolicy", "SetRepositoryPolicy"]
+    first = world.reconciler.apply(key, spec, None, grants)
+    assert sorted(world.calls.writes()) == ["AttachRolePolicy", "SetRepositoryPolicy", "SetRepositoryPolicy",
+                                            "TagRole"]
 
     world.calls.clear()
-    second = world.reconciler.apply(key, spec, prior_of(first), grants)
+    second = world.reconciler.apply(key, spec, spec, grants)
 
     assert world.calls.writes() == []
     assert world.calls.count("GetRepositoryPolicy") == 2
@@ -80,7 +81,7 @@ def test_policy_reformatted_by_someone_else_is_not_rewritten(world: World, grant
     world.create_role()
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
     doc = world.policy("ml/trainer")
     assert doc is not None
     statement = doc["Statement"][0]
@@ -88,7 +89,7 @@ def test_policy_reformatted_by_someone_else_is_not_rewritten(world: World, grant
     world.ecr().set_repository_policy(repositoryName="ml/trainer", policyText=json.dumps(doc, indent=4))
 
     world.calls.clear()
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
 
     assert world.calls.writes() == []
 
@@ -106,7 +107,7 @@ def test_tampered_statement_is_repaired(world: World, grants: Grants, tamper: ob
     role_arn = world.create_role()
     world.create_repository("ml/trainer", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
     doc = world.policy("ml/trainer")
     assert doc is not None
     ours = next(item for item in doc["Statement"] if item["Sid"].startswith(world.reconciler.prefix))
@@ -114,7 +115,7 @@ def test_tampered_statement_is_repaired(world: World, grants: Grants, tamper: ob
     world.ecr().set_repository_policy(repositoryName="ml/trainer", policyText=json.dumps(doc))
 
     world.calls.clear()
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
 
     assert world.calls.writes() == ["SetRepositoryPolicy"]
     [repaired] = world.ours("ml/trainer")
@@ -129,10 +130,10 @@ def test_repository_dropped_from_spec_loses_its_statement(world: World, grants: 
     world.create_repository("ml/trainer")
     world.create_repository("ml/serving", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("g", cloud_grant())
-    first = world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
 
     key, narrower = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(key, narrower, prior_of(first), grants)
+    world.reconciler.apply(key, narrower, spec, grants)
 
     assert len(world.ours("ml/trainer")) == 1
     assert world.statements("ml/serving") == [FOREIGN]
@@ -144,8 +145,8 @@ def test_two_grants_on_one_role_share_one_principal(world: World, grants: Grants
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
     b_key, b_spec = grants.add("b", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/trainer"}]},
                                namespace="other")
-    world.reconciler.apply(a_key, a_spec, Prior(), grants)
-    world.reconciler.apply(b_key, b_spec, Prior(), grants)
+    world.reconciler.apply(a_key, a_spec, None, grants)
+    world.reconciler.apply(b_key, b_spec, None, grants)
 
     [ours] = world.ours("ml/trainer")
     assert ours["Principal"] == {"AWS": [role_arn]}
@@ -159,8 +160,8 @@ def test_grants_with_other_actions_get_their_own_statement(world: World, grants:
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
     b_key, b_spec = grants.add("b", {"role": {"name": "puller"}, "repositories": [{"name": "ml/trainer"}],
                                      "actions": actions, "managedPolicy": "None"})
-    world.reconciler.apply(a_key, a_spec, Prior(), grants)
-    world.reconciler.apply(b_key, b_spec, Prior(), grants)
+    world.reconciler.apply(a_key, a_spec, None, grants)
+    world.reconciler.apply(b_key, b_spec, None, grants)
 
     by_sid = {item["Sid"]: item for item in world.ours("ml/trainer")}
     assert by_sid[policy.statement_sid(CLUSTER_ID, REFERENCE_ACTIONS)]["Principal"] == {"AWS": [reader]}
@@ -177,12 +178,12 @@ def test_delete_keeps_a_principal_another_grant_still_wants(world: World, grants
     world.create_repository("ml/trainer")
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
     b_key, b_spec = grants.add("b", cloud_grant([{"name": "ml/trainer"}]))
-    a_out = world.reconciler.apply(a_key, a_spec, Prior(), grants)
-    world.reconciler.apply(b_key, b_spec, Prior(), grants)
+    world.reconciler.apply(a_key, a_spec, None, grants)
+    world.reconciler.apply(b_key, b_spec, None, grants)
 
     grants.remove(a_key)
     world.calls.clear()
-    released = world.reconciler.release(a_key, a_spec, prior_of(a_out), grants)
+    released = world.reconciler.release(a_key, a_spec, a_spec, grants)
 
     assert not released.transient and not released.terminal
     assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": [role_arn]}
@@ -195,10 +196,10 @@ def test_delete_removes_empty_statement_and_policy_and_detaches_what_it_attached
     world.create_repository("ml/trainer")
     world.create_repository("ml/serving", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("g", cloud_grant())
-    applied = world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
 
     grants.remove(key)
-    released = world.reconciler.release(key, spec, prior_of(applied), grants)
+    released = world.reconciler.release(key, spec, spec, grants, uid="uid-1")
 
     assert not released.transient and not released.terminal
     assert world.policy("ml/trainer") is None, "a policy left with no statements is deleted"
@@ -211,11 +212,11 @@ def test_delete_never_detaches_a_policy_it_did_not_attach(world: World, grants: 
     world.iam.attach_role_policy(RoleName=NODE_ROLE, PolicyArn=READ_ONLY)  # a person did step 1 by hand
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
-    applied = world.reconciler.apply(key, spec, Prior(), grants)
+    applied = world.reconciler.apply(key, spec, None, grants)
     assert applied.managed_policy_owned is False
 
     grants.remove(key)
-    world.reconciler.release(key, spec, prior_of(applied), grants)
+    world.reconciler.release(key, spec, spec, grants, uid="uid-1")
 
     assert READ_ONLY in world.attached()
     assert world.policy("ml/trainer") is None
@@ -227,17 +228,16 @@ def test_delete_keeps_managed_policy_while_another_grant_on_the_role_wants_it(wo
     world.create_repository("ml/serving")
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
     b_key, b_spec = grants.add("b", cloud_grant([{"name": "ml/serving"}]))
-    a_out = world.reconciler.apply(a_key, a_spec, Prior(), grants)
-    b_out = world.reconciler.apply(b_key, b_spec, Prior(), grants)
-    # a's status is not in the index yet, but this process attached the policy moments ago
-    assert a_out.managed_policy_owned and b_out.managed_policy_owned
+    a_out = world.reconciler.apply(a_key, a_spec, None, grants)
+    b_out = world.reconciler.apply(b_key, b_spec, None, grants)
+    assert a_out.managed_policy_owned and b_out.managed_policy_owned, "the role's ledger says the operator did"
 
     grants.remove(a_key)
-    world.reconciler.release(a_key, a_spec, prior_of(a_out), grants)
+    world.reconciler.release(a_key, a_spec, a_spec, grants)
     assert READ_ONLY in world.attached(), "b still wants it"
 
     grants.remove(b_key)
-    world.reconciler.release(b_key, b_spec, prior_of(b_out), grants)
+    world.reconciler.release(b_key, b_spec, b_spec, grants)
     assert READ_ONLY not in world.attached(), "the last grant that wanted it detaches what the operator attached"
 
 
@@ -249,25 +249,24 @@ def test_a_restarted_operator_does_not_claim_a_policy_someone_else_attached(worl
     fresh = Reconciler(world.reconciler.iam, world.reconciler.ecr, cluster_id=CLUSTER_ID, account=ACCOUNT,
                        tuning=Tuning(fresh_age=0.0))
 
-    outcome = fresh.apply(key, spec, Prior(), grants)
+    outcome = fresh.apply(key, spec, None, grants)
 
     assert outcome.managed_policy_owned is False
 
 
-def test_record_is_inherited_by_other_grants_on_the_role(world: World, grants: Grants) -> None:
+def test_a_grant_added_later_finds_the_record_on_the_role(world: World, grants: Grants) -> None:
     world.create_role()
     world.create_repository("ml/trainer")
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
-    a_out = world.reconciler.apply(a_key, a_spec, Prior(), grants)
-    grants.add("a", a_spec, owned_policy_arn=READ_ONLY)  # what the index reads from a's status
+    world.reconciler.apply(a_key, a_spec, None, grants)
     b_key, b_spec = grants.add("b", cloud_grant([{"name": "ml/trainer"}]))
-    b_out = world.reconciler.apply(b_key, b_spec, Prior(), grants)
+    b_out = world.reconciler.apply(b_key, b_spec, None, grants)
     assert b_out.managed_policy_owned is True
 
     grants.remove(a_key)
-    world.reconciler.release(a_key, a_spec, prior_of(a_out), grants)
+    world.reconciler.release(a_key, a_spec, a_spec, grants)
     grants.remove(b_key)
-    world.reconciler.release(b_key, b_spec, prior_of(b_out), grants)
+    world.reconciler.release(b_key, b_spec, b_spec, grants)
 
     assert READ_ONLY not in world.attached(), "the last grant detaches what the operator attached"
 
@@ -276,16 +275,16 @@ def test_retain_hands_access_over(world: World, grants: Grants) -> None:
     role_arn = world.create_role()
     world.create_repository("ml/trainer")
     key, spec = grants.add("keep", cloud_grant([{"name": "ml/trainer"}], deletionPolicy="Retain"))
-    applied = world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
 
     grants.remove(key)
-    released = world.reconciler.release(key, spec, prior_of(applied), grants)
+    released = world.reconciler.release(key, spec, spec, grants, uid="uid-1")
 
     assert not released.terminal and not released.transient
     assert world.ours("ml/trainer") == []
     [handed] = world.statements("ml/trainer")
     assert handed == {
-        "Sid": policy.retained_sid(CLUSTER_ID, "default", "keep"),
+        "Sid": policy.retained_sid(CLUSTER_ID, "default", "keep", "uid-1"),
         "Effect": "Allow",
         "Principal": {"AWS": [role_arn]},
         "Action": list(REFERENCE_ACTIONS),
@@ -297,15 +296,15 @@ def test_retained_statement_is_foreign_afterwards(world: World, grants: Grants) 
     world.create_role()
     world.create_repository("ml/trainer")
     key, spec = grants.add("keep", cloud_grant([{"name": "ml/trainer"}], deletionPolicy="Retain"))
-    applied = world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
     grants.remove(key)
-    world.reconciler.release(key, spec, prior_of(applied), grants)
+    world.reconciler.release(key, spec, spec, grants, uid="uid-1")
     handed_over = world.statements("ml/trainer")
 
     other_key, other_spec = grants.add("other", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(other_key, other_spec, Prior(), grants)
+    world.reconciler.apply(other_key, other_spec, None, grants)
     grants.remove(other_key)
-    world.reconciler.release(other_key, other_spec, Prior(), grants)
+    world.reconciler.release(other_key, other_spec, None, grants)
 
     assert world.statements("ml/trainer") == handed_over
 
@@ -314,25 +313,17 @@ def test_role_path_in_arn_is_used_as_principal(world: World, grants: Grants) -> 
     role_arn = world.create_role("pathed", path="/anyscale/nodes/")
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", {"role": {"arn": role_arn}, "repositories": [{"name": "ml/trainer"}]})
-    outcome = world.reconciler.apply(key, spec, Prior(), grants)
+    outcome = world.reconciler.apply(key, spec, None, grants)
     assert outcome.role.severity is Severity.OK
     assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": [role_arn]}
 
 
-def test_an_attachment_is_recorded_the_moment_it_is_made(world: World, grants: Grants) -> None:
-    role_arn = world.create_role()
+def test_an_attachment_is_recorded_on_the_role_before_it_is_made(world: World, grants: Grants) -> None:
+    world.create_role()
     world.create_repository("ml/trainer")
-    recorded: list[tuple[object, str, str, list[str]]] = []
-    reconciler = Reconciler(
-        world.reconciler.iam, world.reconciler.ecr, cluster_id=CLUSTER_ID, account=ACCOUNT,
-        tuning=Tuning(fresh_age=0.0),
-        record_attachment=lambda key, role, arn: recorded.append((key, role, arn, list(world.calls.made))),
-    )
     key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
 
-    reconciler.apply(key, spec, Prior(), grants)
-    reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
 
-    [(grant, role, arn, calls_before)] = recorded
-    assert (grant, role, arn) == (key, role_arn, READ_ONLY)
-    assert calls_before[-1] == "AttachRolePolicy", "recorded before any repository is touched"
+    assert world.calls.made.index("TagRole") < world.calls.made.index("AttachRolePolicy")
+    assert ledger(world) == {"ecraccess.io/attached": "ReadOnly", world.reconciler.cluster_tag: "ReadOnly"}

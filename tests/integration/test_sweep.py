@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 
-from ecr_access.reconcile import Prior, Reconciler, Registry, Tuning
+from ecr_access.reconcile import Reconciler, Registry, Tuning
 from ecr_access.sweeper import Sweeper
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, FOREIGN, REGION, Grants, World
 
@@ -22,7 +22,7 @@ def test_sweep_removes_statements_of_a_grant_deleted_while_the_operator_was_down
     world.create_repository("ml/a")
     world.create_repository("ml/b", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("gone", grant("ml/a", "ml/b"))
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
     grants.remove(key)  # its finalizer was forced off: release never ran
 
     cleaned = world.reconciler.sweep(grants, HOME)
@@ -37,7 +37,7 @@ def test_sweep_removes_a_repository_dropped_from_every_spec(world: World, grants
     world.create_repository("ml/kept")
     world.create_repository("ml/dropped")
     key, spec = grants.add("g", grant("ml/kept", "ml/dropped"))
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
     grants.add("g", grant("ml/kept"))  # edited while the operator was down; it never saw the old spec
 
     world.reconciler.sweep(grants, HOME)
@@ -56,7 +56,7 @@ def test_sweep_reads_only_repositories_no_live_grant_names_and_never_touches_oth
     world.create_repository("ml/other-cluster", policy={"Version": "2012-10-17", "Statement": [other]})
     world.create_repository("ml/untouched")
     key, spec = grants.add("g", grant("ml/live"))
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
     world.calls.clear()
 
     cleaned = world.reconciler.sweep(grants, HOME)
@@ -75,7 +75,7 @@ def test_sweep_covers_every_registry_the_grants_use(world: World, grants: Grants
     key, spec = grants.add("g", {**grant(), "repositories": [
         {"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east"},
         {"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east-orphan"}]})
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
     grants.add("g", {**grant(), "repositories": [{"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east"}]})
 
     cleaned = world.reconciler.sweep(grants, HOME)
@@ -88,7 +88,7 @@ def test_sweeper_waits_until_the_indexes_are_complete(world: World, grants: Gran
     world.create_role()
     world.create_repository("ml/a")
     key, spec = grants.add("g", grant("ml/a"))
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
     sweeper = Sweeper(world.reconciler, HOME, interval=3600)
     sweeper.start()
     try:
@@ -119,7 +119,7 @@ def test_sweep_of_a_policy_someone_else_rewrote_keeps_their_edit(world: World, g
     world.create_role()
     world.create_repository("ml/a")
     key, spec = grants.add("g", grant("ml/a"))
-    world.reconciler.apply(key, spec, Prior(), grants)
+    world.reconciler.apply(key, spec, None, grants)
     grants.remove(key)
     doc = world.policy("ml/a")
     assert doc is not None

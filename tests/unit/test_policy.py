@@ -96,7 +96,7 @@ OTHER_CLUSTERS = {
     "Action": sorted(REFERENCE_ACTIONS),
 }
 RETAINED = {
-    "Sid": policy.retained_sid(CLUSTER, "team-ml", "old-grant"),
+    "Sid": policy.retained_sid(CLUSTER, "team-ml", "old-grant", "3f0c9a1e-uid"),
     "Effect": "Allow",
     "Principal": {"AWS": [ROLE_C]},
     "Action": sorted(REFERENCE_ACTIONS),
@@ -332,16 +332,17 @@ def test_statement_sids_differ_per_action_set_and_per_cluster():
 
 
 @pytest.mark.parametrize(
-    ("cluster", "namespace", "name"),
+    ("cluster", "namespace", "name", "uid"),
     [
-        pytest.param(CLUSTER, "team-ml", "ml-images", id="plain"),
-        pytest.param(OTHER_CLUSTER, "default", "a.b-c", id="dotted-name"),
+        pytest.param(CLUSTER, "team-ml", "ml-images", "0b7e-uid", id="plain"),
+        pytest.param(OTHER_CLUSTER, "default", "a.b-c", "9d1f-uid", id="dotted-name"),
     ],
 )
-def test_retained_sid_is_prefix_plus_digest_of_cluster_namespace_and_name(cluster, namespace, name):
-    sid = policy.retained_sid(cluster, namespace, name)
+def test_retained_sid_is_prefix_plus_digest_of_cluster_namespace_name_and_uid(cluster, namespace, name, uid):
+    sid = policy.retained_sid(cluster, namespace, name, uid)
 
-    assert sid == "EcrAccessRetained" + sha(f"{cluster}/{namespace}/{name}")[:16]
+    assert sid == "EcrAccessRetained" + sha(f"{cluster}/{namespace}/{name}/{uid}")[:16]
+    assert sid != policy.retained_sid(cluster, namespace, name, uid + "-reused"), "a reused name gets its own"
     assert policy.is_valid_sid(sid)
     assert not policy.is_ours({"Sid": sid}, policy.cluster_prefix(cluster))
 

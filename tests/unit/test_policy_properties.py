@@ -54,7 +54,8 @@ foreign_sids = st.one_of(
     # Another cluster's statement, or a handed-over one: never ours.
     st.builds(policy.statement_sid, st.text(ALNUM, min_size=1, max_size=8).filter(lambda c: c != CLUSTER),
               st.just(REFERENCE_ACTIONS)),
-    st.builds(policy.retained_sid, st.just(CLUSTER), st.just("team-ml"), st.text(ALNUM, min_size=1, max_size=8)),
+    st.builds(policy.retained_sid, st.just(CLUSTER), st.just("team-ml"), st.text(ALNUM, min_size=1, max_size=8),
+              st.uuids().map(str)),
 )
 conditions = st.builds(
     lambda value: {"StringEquals": {"aws:PrincipalOrgID": value}},
