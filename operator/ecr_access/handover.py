@@ -54,10 +54,12 @@ def fit(
 ) -> HandoverFit:
     """Merge the shared statements and the hand-overs not yet written, within `limit`.
 
-    First try: every pending hand-over written, and its role out of the shared statement. If that
-    does not fit whole, write no hand-over and keep those roles in the shared statements, so that
-    removals and other grants' additions still land (one hand-over never blocks a repository) and
-    the Retain grant's role keeps its access until there is room.
+    First try: every pending hand-over written, and its role out of the shared statement. A
+    hand-over is access the role already has, so, as in `policy.fit`, it comes before principals
+    new to the policy (those that do not fit are `rejected`). If even that leaves a hand-over out,
+    write no hand-over and keep those roles in the shared statements instead, so that removals and
+    other changes still land (one hand-over never blocks a repository) and the Retain grant's role
+    keeps its access until there is room.
     """
     wanted = list(desired)
     pending = [item for item in handovers if not written(document, item.sid)]

@@ -1,0 +1,103 @@
+"""The role is exactly the one the spec names, and one role is one record however it is spelled.
+
+AWS is in memory at the ports (`tests.unit.fakes`), case-insensitive about role names as IAM is
+(moto is not, so this cannot be tested against moto).
+"""
+
+from __future__ import annotations
+
+from ecr_access import attachments
+from ecr_access.conditions import Severity
+from ecr_access.grants import LiveGrant
+from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey, parse_spec
+from ecr_access.reconcile import Reconciler, Tuning
+from tests.unit.fakes import FakeEcr, FakeIam
+
+ACCOUNT = "123456789012"
+DEFAULTS = Defaults("aws", "us-west-2", ACCOUNT)
+READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
+
+
+class Index:
+    def __init__(self) -> None:
+        self.live: dict[GrantKey, LiveGrant] = {}
+
+    def add(self, name: str, raw: dict[str, object]) -> tuple[GrantKey, GrantSpec]:
+        key, spec = GrantKey("default", name), parse_spec(raw, DEFAULTS)
+        self.live[key] = LiveGrant(key, spec)
+        return key, spec
+
+    def naming_repository(self, repo: RepositoryRef) -> list[LiveGrant]:
+        return [grant for grant in self.live.values() if repo in grant.spec.repositories]
+
+    def on_role(self, role: RoleKey) -> list[LiveGrant]:
+        return [grant for grant in self.live.values() if grant.spec.role.key == role]
+
+    def everything(self) -> list[LiveGrant]:
+        return list(self.live.values())
+
+
+def reconciler(iam: FakeIam, ecr: FakeEcr, **tuning: float) -> Reconciler:
+    return Reconciler(iam, ecr, cluster_id="c", account=ACCOUNT, tuning=Tuning(**tuning),  # type: ignore[arg-type]
+                      sleep=lambda _: None)
+
+
+def test_an_arn_with_another_path_is_never_the_role_even_from_the_cache() -> None:
+    iam, ecr, index = FakeIam(ACCOUNT, ["x"], paths={"x": "/team-a/"}), FakeEcr("ml/a"), Index()
+    real = iam.roles["x"].arn
+    # Caches that last: the second apply and every sync answer from the cache (where the check was missing).
+    rec = reconciler(iam, ecr, fresh_age=600.0, role_cache_ttl=600.0)
+    key, spec = index.add("g", {"role": {"arn": f"arn:aws:iam::{ACCOUNT}:role/team-b/x"},
+                                "repositories": [{"name": "ml/a"}]})
+
+    outcomes = [rec.apply(key, spec, None, index) for _ in range(3)]
+
+    assert [outcome.role.reason for outcome in outcomes] == ["RoleNotFound"] * 3, "no flapping to Ready"
+    assert all(outcome.role.severity is Severity.TERMINAL for outcome in outcomes)
+    assert ecr.policies["ml/a"] is None, f"{real} is not the role the spec names: it must not be written"
+    assert iam.roles["x"].attached == set()
+
+
+def test_an_arn_in_another_partition_is_not_the_role() -> None:
+    iam, ecr, index = FakeIam(ACCOUNT, ["x"]), FakeEcr("ml/a"), Index()
+    rec = reconciler(iam, ecr, role_cache_ttl=600.0)
+    key, spec = index.add("g", {"role": {"arn": f"arn:aws-cn:iam::{ACCOUNT}:role/x"},
+                                "repositories": [{"name": "ml/a"}]})
+
+    assert rec.apply(key, spec, None, index).role.reason == "RoleNotFound"
+    assert ecr.policies["ml/a"] is None
+
+
+def test_two_spellings_of_one_role_share_one_record() -> None:
+    iam, ecr, index = FakeIam(ACCOUNT, ["MyRole"]), FakeEcr("ml/a", "ml/b"), Index()
+    rec = reconciler(iam, ecr, fresh_age=0.0, role_cache_ttl=0.0)
+    upper = index.add("upper", {"role": {"name": "MyRole"}, "repositories": [{"name": "ml/a"}]})
+    lower = index.add("lower", {"role": {"name": "myrole"}, "repositories": [{"name": "ml/b"}]})
+    for key, spec in (upper, lower):
+        assert rec.apply(key, spec, None, index).role.ok
+    assert upper[1].role.key == lower[1].role.key
+
+    del index.live[lower[0]]
+    rec.release(lower[0], lower[1], lower[1], index)
+
+    assert READ_ONLY in iam.roles["myrole"].attached, "MyRole's grant still wants it"
+    assert iam.roles["myrole"].tags[attachments.ATTACHED_TAG] == "ReadOnly"
+
+    del index.live[upper[0]]
+    rec.release(upper[0], upper[1], upper[1], index)
+
+    assert iam.roles["myrole"].attached == set()
+    assert iam.roles["myrole"].tags == {}, "the ledger is cleared once nothing wants the policy"
+
+
+def test_a_role_edit_moves_the_want_to_the_new_role() -> None:
+    iam, ecr, index = FakeIam(ACCOUNT, ["old", "new"]), FakeEcr("ml/a"), Index()
+    rec = reconciler(iam, ecr, fresh_age=0.0, role_cache_ttl=0.0)
+    key, before = index.add("g", {"role": {"name": "old"}, "repositories": [{"name": "ml/a"}]})
+    rec.apply(key, before, None, index)
+
+    key, after = index.add("g", {"role": {"name": "new"}, "repositories": [{"name": "ml/a"}]})
+    rec.apply(key, after, before, index)  # `before` is the applied record: the old role is recomputed
+
+    assert iam.roles["old"].attached == set() and iam.roles["old"].tags == {}
+    assert READ_ONLY in iam.roles["new"].attached
