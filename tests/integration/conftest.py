@@ -10,6 +10,7 @@ never returns them.
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -180,3 +181,16 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
 @pytest.fixture
 def grants() -> Grants:
     return Grants()
+
+
+@pytest.fixture
+def cluster(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A `tests.integration.cluster.Cluster` on `world`, with a clock that ticks a second per reading."""
+    from ecr_access import handlers  # noqa: PLC0415 - only the handler tests need kopf
+    from tests.integration.cluster import Cluster  # noqa: PLC0415 - it imports this module
+
+    clock = (f"2026-01-01T00:00:{second:02d}Z" for second in itertools.count())
+    monkeypatch.setattr(handlers, "now", lambda: next(clock))
+    cluster = Cluster(world)
+    yield cluster
+    cluster.loop.close()

@@ -2,127 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import copy
-import inspect
-import itertools
 import json
-from collections.abc import Iterator
-from typing import Any
 
 import kopf
 import pytest
 
 from ecr_access import grants, handlers
 from ecr_access.config import Config
-from ecr_access.drift import DriftChecker
-from ecr_access.model import REFERENCE_ACTIONS, GrantKey
-from ecr_access.reconcile import LiveGrant, Registry
-from ecr_access.sweeper import Sweeper
-from tests.integration.conftest import ACCOUNT, CLOUD_ID, DEFAULTS, NODE_ROLE, READ_ONLY, REGION, World
-
-TRAINER_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/ml/trainer"
-
-
-class Cluster:
-    """Just enough of a cluster for handlers: bodies, kopf-shaped indexes, and applying patches."""
-
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.bodies: dict[str, dict[str, Any]] = {}
-        sweeper = Sweeper(world.reconciler, Registry("aws", REGION, ACCOUNT), interval=0)
-        # A tiny resync interval: each drift check reads AWS afresh, as one a whole interval later would.
-        # A tiny stalled delay: a stalled delete waits that long for a change before kopf retries it.
-        self.config = Config(resync_interval=0.01, stalled_retry_delay=0.05)
-        self.memo = kopf.Memo(runtime=handlers.Runtime(self.config, DEFAULTS, world.reconciler, sweeper,
-                                                       patch_status=self.patch_status))
-        self.patches: list[dict[str, Any]] = []
-        self.loop = asyncio.new_event_loop()
-
-    def put(self, name: str, spec: dict[str, Any], generation: int = 1) -> dict[str, Any]:
-        old = self.bodies.get(name, {})
-        meta = {"name": name, "namespace": "default", "generation": generation, "uid": f"uid-{name}",
-                "annotations": old.get("metadata", {}).get("annotations", {}),
-                "finalizers": [handlers.FINALIZER]}
-        body = {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessGrant", "metadata": meta,
-                "spec": spec, "status": old.get("status", {})}
-        self.bodies[name] = body
-        return body
-
-    def patch_status(self, key: GrantKey, status: Any) -> None:
-        """`Runtime.patch_status`: a merge patch of the status, written at once."""
-        self._merge(self.bodies[key.name]["status"], status)
-
-    @staticmethod
-    def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
-        for key, value in patch.items():
-            if value is None:
-                target.pop(key, None)
-            else:
-                target[key] = value
-
-    def indexes(self) -> dict[str, dict[Any, list[Any]]]:
-        by_repo: dict[Any, list[Any]] = {}
-        by_role: dict[Any, list[Any]] = {}
-        for body in self.bodies.values():
-            for key, value in handlers.index_by_repository(kopf.Body(body), self.memo).items():
-                by_repo.setdefault(key, []).append(value)
-            for key, value in handlers.index_by_role(kopf.Body(body), self.memo).items():
-                by_role.setdefault(key, []).append(value)
-        return {handlers.BY_REPOSITORY: by_repo, handlers.BY_ROLE: by_role}
-
-    def call(self, handler: Any, name: str) -> dict[str, Any]:
-        """Run a handler, apply its status patch the way a merge patch would, and return the patch."""
-        body = self.bodies[name]
-        patch = kopf.Patch()
-        try:
-            result = handler(body=kopf.Body(copy.deepcopy(body)), patch=patch, memo=self.memo, **self.indexes())
-            if inspect.iscoroutine(result):  # the resource handlers are coroutines, as kopf runs them
-                self.loop.run_until_complete(result)
-        finally:
-            raw = dict(patch)
-            self.patches.append(raw)
-            self._merge(body["status"], raw.get("status", {}))
-            self._merge(body["metadata"].setdefault("annotations", {}),
-                        raw.get("metadata", {}).get("annotations", {}))
-        return raw
-
-    def drift(self, name: str, interval: float | None = None) -> dict[str, Any]:
-        """One drift-check pass over this grant, its status write applied to the body; the patch."""
-        written: dict[str, Any] = {}
-
-        def write_status(grant: LiveGrant, status: Any) -> None:
-            assert grant.key == GrantKey("default", name)
-            written.update(status)
-
-        checker = DriftChecker(self.world.reconciler, interval=interval or self.config.resync_interval,
-                               retry_delay=15, write_status=write_status, warn=lambda grant, message: None,
-                               now=lambda: handlers.now())  # noqa: PLW0108 - the test's clock is patched in later
-        indexes = self.indexes()
-        checker.indexes_ready(handlers.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
-        self.loop.run_until_complete(checker.check(only=[GrantKey("default", name)]))
-        for key, value in written.items():
-            if value is None:
-                self.bodies[name]["status"].pop(key, None)
-            else:
-                self.bodies[name]["status"][key] = value
-        return {"status": written} if written else {}
-
-    def conditions(self, name: str) -> dict[str, dict[str, Any]]:
-        return {item["type"]: item for item in self.bodies[name]["status"].get("conditions", [])}
-
-
-@pytest.fixture
-def cluster(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    clock = (f"2026-01-01T00:00:{second:02d}Z" for second in itertools.count())
-    monkeypatch.setattr(handlers, "now", lambda: next(clock))
-    cluster = Cluster(world)
-    yield cluster
-    cluster.loop.close()
-
-
-def spec(*repos: str, **extra: Any) -> dict[str, Any]:
-    return {"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [{"name": name} for name in repos], **extra}
+from ecr_access.model import REFERENCE_ACTIONS
+from tests.integration.cluster import TRAINER_ARN, Cluster, spec
+from tests.integration.conftest import NODE_ROLE, READ_ONLY, World
 
 
 def test_create_writes_the_exact_status(world: World, cluster: Cluster) -> None:
