@@ -5,7 +5,8 @@ operator's AWS traffic going through a counting proxy (awsproxy). Then, for each
 1. seeds R repositories (every third one already holding someone else's statement) and K roles;
 2. creates N grants at once with `kubectl create -f` (grants share roles and repositories);
 3. measures the time until every grant is Ready, and the AWS calls by operation, against the
-   lower bound (one GetRole, ListAttachedRolePolicies and AttachRolePolicy per role; one read,
+   lower bound (one GetRole, ListAttachedRolePolicies, TagRole (the managed-policy ledger, written
+   before the attach) and AttachRolePolicy per role; one read,
    one write and one verifying re-read per repository) and against what a per-grant design issues;
 4. watches a steady state over several resync intervals: AWS reads and writes, Kubernetes writes;
 5. tampers with policies and measures how long the drift takes to be repaired;
@@ -70,7 +71,8 @@ class Scenario:
     def lower_bound(self) -> dict[str, int]:
         roles = {self.role_of(i) for i in range(self.grants)}
         repos = {r for i in range(self.grants) for r in self.repos_of(i)}
-        return {"GetRole": len(roles), "ListAttachedRolePolicies": len(roles), "AttachRolePolicy": len(roles),
+        return {"GetRole": len(roles), "ListAttachedRolePolicies": len(roles), "TagRole": len(roles),
+                "AttachRolePolicy": len(roles),
                 "GetRepositoryPolicy": 2 * len(repos), "SetRepositoryPolicy": len(repos)}
 
     def per_grant_design(self) -> int:
