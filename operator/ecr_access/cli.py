@@ -84,6 +84,7 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
         ),
         count_grants=lambda: count_grants(cfg.effective_namespaces),
         patch_status=_patch_status,
+        read_spec=read_spec,
     )
 
 
@@ -92,6 +93,20 @@ def _patch_status(grant: GrantKey, status: Mapping[str, Any]) -> None:
     group, version, plural = handlers.RESOURCE
     client.CustomObjectsApi().patch_namespaced_custom_object_status(
         group, version, grant.namespace, plural, grant.name, {"status": dict(status)})
+
+
+def read_spec(grant: GrantKey) -> Mapping[str, Any] | None:
+    """The grant's spec as the API server has it now; None once the grant is gone."""
+    group, version, plural = handlers.RESOURCE
+    try:
+        body = client.CustomObjectsApi().get_namespaced_custom_object(group, version, grant.namespace, plural,
+                                                                      grant.name)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    spec: Mapping[str, Any] | None = body.get("spec")
+    return spec
 
 
 def write_status(grant: LiveGrant, status: Mapping[str, Any]) -> None:

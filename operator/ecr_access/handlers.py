@@ -57,6 +57,9 @@ class Runtime:
     # A merge patch of one grant's status, written at once (blocking). The release handler uses it to
     # report a stuck hand-over while it waits for a person (kopf writes its own patch only at the end).
     patch_status: Callable[[GrantKey, Mapping[str, Any]], None] = lambda key, status: None
+    # The grant's spec as the API server has it now (blocking; None once it is gone), or None when
+    # there is no API server to ask: then a stalled delete just waits out stalled_retry_delay.
+    read_spec: Callable[[GrantKey], Mapping[str, Any] | None] | None = None
 
 
 class IndexedGrants:
@@ -160,22 +163,30 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     changes = conditions.status_patch(status, new)
     if changes:
         await asyncio.to_thread(runtime.patch_status, key, changes)
-    await _wait_for_change(live, key, runtime.config.stalled_retry_delay)
+    await _wait_for_change(runtime, key, body.get("spec"), runtime.config.stalled_retry_delay)
     raise kopf.TemporaryError(message, delay=0)
 
 
-async def _wait_for_change(live: IndexedGrants, key: GrantKey, timeout: float, poll: float = 1.0) -> None:
-    """Sleep until the grant's index entry contributes something else (or is gone), or `timeout`."""
-    def entry() -> tuple[Any, bool] | None:
-        found = next((grant for grant in live.everything() if grant.key == key), None)
-        return None if found is None else (found.spec, found.handing_over)
+# How often a stalled delete asks the API server whether the grant changed: a GET, never a write.
+CHANGE_POLL = 2.0
 
-    before = entry()
+
+async def _wait_for_change(runtime: Runtime, key: GrantKey, spec: Any, timeout: float) -> None:
+    """Sleep until the grant's spec differs from `spec` on the API server (or the grant is gone), or
+    `timeout`. Why the API server and not the index: kopf handles one object's events one at a time,
+    so while this handler runs, the object's own index entry cannot change."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while loop.time() < deadline:
-        await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
-        if entry() != before:
+        await asyncio.sleep(min(CHANGE_POLL, max(0.0, deadline - loop.time())))
+        if runtime.read_spec is None:
+            continue
+        try:
+            now = await asyncio.to_thread(runtime.read_spec, key)
+        except Exception as error:  # the API server away for a moment: keep waiting, as before
+            logger.debug("Could not read %s while waiting for a change: %s", key, error)
+            continue
+        if now != spec:
             return
 
 

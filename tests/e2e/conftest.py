@@ -150,6 +150,40 @@ def running(sb: Sandbox) -> Iterator[Sandbox]:
     assert not failure, f"the sandbox failed: {failure[0]}"
 
 
+class ProxiedSandbox(Sandbox):
+    """The sandbox, with the operator's AWS traffic (only the operator's) routed through `proxy`
+    (awsproxy: faults injected and calls counted there; the tests' own clients talk to moto).
+
+    The proxy must exist before the operator's environment is fixed, but moto picks its port only
+    inside `start()`; so the proxy starts first, and learns its upstream just before each operator
+    start, restarts included.
+    """
+
+    def __init__(self, directory: Any, proxy: Any, *, cluster_id: str, seed: bool = True,
+                 resync_interval: float = RESYNC) -> None:
+        super().__init__(
+            directory, seed=seed, apply_examples=False, resync_interval=resync_interval, cluster_id=cluster_id,
+            # Transient failures are retried after 2 s rather than 15 s, so that a test under faults
+            # takes seconds; the behaviour under test does not depend on the delay.
+            operator_env={"AWS_ENDPOINT_URL": proxy.url, "ECR_ACCESS_RETRY_DELAY": "2"},
+        )
+        self.proxy = proxy
+        self.live_pid: int | None = None  # the operator whose liveness endpoint has answered
+
+    def start_operator(self) -> None:
+        self.proxy.set_upstream(self.aws_env["AWS_ENDPOINT_URL"])
+        super().start_operator()  # returns once the operator's liveness endpoint answers
+        assert self.operator is not None
+        self.live_pid = self.operator.pid
+
+
+def restarted(sandbox: ProxiedSandbox, killed_pid: int) -> bool:
+    """A new operator is up and live (the sandbox restarts a killed one, as a Deployment would)."""
+    operator = sandbox.operator
+    return (operator is not None and operator.pid != killed_pid and operator.poll() is None
+            and sandbox.live_pid == operator.pid)
+
+
 @pytest.fixture(scope="package")
 def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     directory = tmp_path_factory.mktemp("sandbox")

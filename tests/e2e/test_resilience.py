@@ -29,8 +29,7 @@ import yaml
 from awsproxy.faults import FaultConfig, Rates
 from awsproxy.proxy import ProxyThread, run_in_thread
 from ecr_access import policy
-from ecr_access.sandbox import Sandbox
-from tests.e2e.conftest import ACCOUNT, READ_ONLY, Driver, eventually, running
+from tests.e2e.conftest import ACCOUNT, READ_ONLY, Driver, ProxiedSandbox, eventually, restarted, running
 
 pytestmark = pytest.mark.e2e
 
@@ -219,31 +218,6 @@ def apply_all(driver: Driver, manifests: list[dict[str, Any]]) -> None:
 # -- fixtures -----------------------------------------------------------------------------------------
 
 
-class ProxiedSandbox(Sandbox):
-    """The sandbox, with the operator's AWS traffic (only the operator's) routed through `proxy`.
-
-    The proxy must exist before the operator's environment is fixed, but moto picks its port only
-    inside `start()`; so the proxy starts first, and learns its upstream just before each operator
-    start, restarts included.
-    """
-
-    def __init__(self, directory: Any, proxy: ProxyThread) -> None:
-        super().__init__(
-            directory, seed=True, apply_examples=False, resync_interval=RESYNC, cluster_id=CLUSTER_ID,
-            # Transient failures are retried after 2 s rather than 15 s, so that a test under faults
-            # takes seconds; the behaviour under test does not depend on the delay.
-            operator_env={"AWS_ENDPOINT_URL": proxy.url, "ECR_ACCESS_RETRY_DELAY": "2"},
-        )
-        self.proxy = proxy
-        self.live_pid: int | None = None  # the operator whose liveness endpoint has answered
-
-    def start_operator(self) -> None:
-        self.proxy.set_upstream(self.aws_env["AWS_ENDPOINT_URL"])
-        super().start_operator()  # returns once the operator's liveness endpoint answers
-        assert self.operator is not None
-        self.live_pid = self.operator.pid
-
-
 @pytest.fixture(scope="module")
 def proxy() -> Iterator[ProxyThread]:
     with run_in_thread("http://127.0.0.1:9", seed=SEED) as handle:  # upstream set once moto is up
@@ -253,7 +227,7 @@ def proxy() -> Iterator[ProxyThread]:
 @pytest.fixture(scope="module")
 def proxied_sandbox(tmp_path_factory: pytest.TempPathFactory, proxy: ProxyThread) -> Iterator[ProxiedSandbox]:
     print(f"\nresilience tests: RESILIENCE_SEED={SEED}")
-    with running(ProxiedSandbox(tmp_path_factory.mktemp("resilience"), proxy)) as sb:
+    with running(ProxiedSandbox(tmp_path_factory.mktemp("resilience"), proxy, cluster_id=CLUSTER_ID)) as sb:
         yield sb
 
 
@@ -363,14 +337,6 @@ class CrashWorld:
         if change == "role":
             return dataclasses.replace(want, role=rng.choice([r for r in sorted(self.roles) if r != want.role]))
         return dataclasses.replace(want, actions=() if want.actions else CUSTOM_ACTIONS)
-
-
-def restarted(sandbox: ProxiedSandbox, killed_pid: int) -> bool:
-    """A new operator is up and live. Killing one that is still starting would stop the sandbox's
-    supervisor (it gives up on an operator that dies before its liveness endpoint answers)."""
-    operator = sandbox.operator
-    return (operator is not None and operator.pid != killed_pid and operator.poll() is None
-            and sandbox.live_pid == operator.pid)
 
 
 def test_operator_killed_at_random_moments_during_bursts_leaves_aws_exact(

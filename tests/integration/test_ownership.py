@@ -8,8 +8,11 @@ reaching the shared statements, a release that needed a valid spec).
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from typing import Any
 
+import kopf
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
@@ -219,3 +222,46 @@ def test_a_pending_hand_over_keeps_the_role_in_every_sync(world: World, grants: 
     handed = [item for item in world.statements("ml/trainer") if item["Sid"].startswith("EcrAccessRetained")]
     assert [item["Principal"]["AWS"] for item in handed] == [[keep_arn]]
     assert principals(world, "ml/trainer") == [other_arn]
+
+
+def test_a_stuck_retain_delete_switched_to_delete_goes_at_once(
+    world: World, cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kopf runs one object's handlers one at a time, so the stuck delete must notice the edit itself."""
+    keep_arn = world.create_role("keeper")
+    world.create_role()
+    filler = {"Sid": "Filler", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+              "Action": "ecr:ListImages", "Condition": {"StringEquals": {"aws:PrincipalTag/x": "x" * 9_200}}}
+    world.create_repository("ml/trainer", policy={"Version": "2012-10-17", "Statement": [filler]})
+    cluster.put("other", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/trainer"}],
+                          "managedPolicy": "None"})
+    keep = {"role": {"name": "keeper"}, "repositories": [{"name": "ml/trainer"}], "managedPolicy": "None",
+            "deletionPolicy": "Retain"}
+    cluster.put("keep", keep)
+    for name in ("other", "keep"):
+        cluster.call(handlers.on_grant_create, name)
+    monkeypatch.setattr(handlers, "CHANGE_POLL", 0.05)
+    cluster.runtime_config(stalled_retry_delay=3600.0)  # without noticing the edit, this test would hang
+    cluster.memo.runtime = dataclasses.replace(
+        cluster.memo.runtime, read_spec=lambda key: cluster.bodies[key.name]["spec"])
+    cluster.bodies["keep"]["metadata"]["deletionTimestamp"] = "2026-01-01T01:00:00Z"
+
+    async def switch_to_delete() -> None:
+        await asyncio.sleep(0.2)
+        cluster.bodies["keep"]["spec"] = {**keep, "deletionPolicy": "Delete"}  # kubectl patch
+
+    async def delete_and_edit() -> None:
+        edit = asyncio.ensure_future(switch_to_delete())
+        with pytest.raises(kopf.TemporaryError) as raised:
+            await asyncio.wait_for(cluster.handler_call(handlers.on_grant_delete, "keep"), timeout=30)
+        assert raised.value.delay == 0, "retried at once, not after stalled_retry_delay"
+        await edit
+
+    cluster.loop.run_until_complete(delete_and_edit())
+    assert cluster.conditions("keep")["Stalled"]["reason"] == "PolicyTooLarge"
+    assert keep_arn in principals(world, "ml/trainer"), "while stuck, the role keeps its access"
+
+    delete(cluster, "keep")  # kopf's immediate retry, with the edited spec
+
+    assert keep_arn not in principals(world, "ml/trainer")
+    assert not any(item["Sid"].startswith("EcrAccessRetained") for item in world.statements("ml/trainer"))
