@@ -15,7 +15,7 @@ pytestmark = pytest.mark.e2e
 def test_lower_bound_counts_each_role_and_repository_once() -> None:
     scenario = harness.Scenario(grants=6, repositories=2, roles=2)
     floor = scenario.lower_bound()
-    assert floor == {"GetRole": 2, "ListAttachedRolePolicies": 2, "AttachRolePolicy": 2,
+    assert floor == {"GetRole": 2, "ListAttachedRolePolicies": 2, "TagRole": 2, "AttachRolePolicy": 2,
                      "GetRepositoryPolicy": 4, "SetRepositoryPolicy": 2}
     assert scenario.per_grant_design() > sum(floor.values())
 
