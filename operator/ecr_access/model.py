@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import fnmatch
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -54,7 +55,7 @@ REPO_ARN_RE = re.compile(
 )
 REGION_RE = re.compile(rf"^{_REGION}$")
 REGISTRY_ID_RE = re.compile(r"^[0-9]{12}$")
-ACTION_RE = re.compile(r"^ecr:[A-Za-z*]{1,60}$")
+ACTION_RE = re.compile(r"^(?i:ecr):[A-Za-z*]{1,60}$")  # IAM service prefixes ignore case too
 
 ANYSCALE_ROLE_SUFFIX = "-cluster_node_role"
 
@@ -93,12 +94,32 @@ class DeletionPolicy(enum.Enum):
 
 
 @dataclasses.dataclass(frozen=True)
+class Catalog:
+    """What AWS itself knows, for judging input the schema's patterns let through: the ECR actions
+    (their canonical spelling) and the regions ECR has in each partition. The AWS adapter fills it
+    from botocore's service model and endpoint data (`aws.catalog`); the model stays pure."""
+
+    actions: frozenset[str]  # e.g. "ecr:BatchGetImage"
+    regions: Mapping[str, frozenset[str]]  # partition -> region names
+
+    def canonical_action(self, action: str) -> str | None:
+        """The action as IAM spells it, or None if ECR has no such action. A glob keeps its form,
+        lower case (IAM matches actions ignoring case), if it matches at least one action."""
+        lowered = action.lower()
+        if "*" in lowered:
+            return lowered if any(fnmatch.fnmatchcase(known.lower(), lowered) for known in self.actions) else None
+        return next((known for known in self.actions if known.lower() == lowered), None)
+
+
+@dataclasses.dataclass(frozen=True)
 class Defaults:
-    """What a spec leaves to the operator: its own partition, region and account."""
+    """What a spec leaves to the operator: its own partition, region and account, and what AWS
+    knows (`Catalog`; None only where a caller judges syntax alone, as some tests do)."""
 
     partition: str
     region: str
     account: str
+    catalog: Catalog | None = dataclasses.field(default=None, compare=False)
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -129,7 +150,8 @@ class RoleRef:
         return RoleKey.of(self.account, self.name)
 
     def describe(self) -> str:
-        return self.arn or f"role {self.name}"
+        """The role as the spec gave it, for messages that already say "IAM role"."""
+        return self.arn or self.name
 
     def matches(self, resolved_arn: str) -> bool:
         """Whether the role IAM returned for this name is the one the spec names.
@@ -224,7 +246,7 @@ def parse_spec(spec: Mapping[str, Any] | None, defaults: Defaults) -> GrantSpec:
         role=role,
         managed_policy=managed,
         repositories=_parse_repositories(spec.get("repositories"), defaults),
-        actions=_parse_actions(spec.get("actions")),
+        actions=_parse_actions(spec.get("actions"), defaults.catalog),
         deletion_policy=deletion,
         suspend=suspend,
     )
@@ -300,6 +322,7 @@ def _parse_repository(item: Any, field: str, defaults: Defaults) -> RepositoryRe
                 f"{field}.arn",
                 f"{arn!r} is not an ECR repository ARN (arn:aws:ecr:<region>:<account>:repository/<name>)",
             )
+        _check_region(repo, f"{field}.arn", defaults.catalog)
         return repo
     name, region, registry = item["name"], item.get("region"), item.get("registryId")
     if not isinstance(name, str) or not 2 <= len(name) <= 256 or not REPO_NAME_RE.fullmatch(name):
@@ -308,20 +331,42 @@ def _parse_repository(item: Any, field: str, defaults: Defaults) -> RepositoryRe
         raise SpecError(f"{field}.region", f"{region!r} is not an AWS region name")
     if registry is not None and (not isinstance(registry, str) or not REGISTRY_ID_RE.fullmatch(registry)):
         raise SpecError(f"{field}.registryId", f"{registry!r} is not a 12-digit account id (quote it in YAML)")
-    return RepositoryRef(defaults.partition, region or defaults.region, registry or defaults.account, name)
+    repo = RepositoryRef(defaults.partition, region or defaults.region, registry or defaults.account, name)
+    _check_region(repo, f"{field}.region", defaults.catalog)
+    return repo
 
 
-def _parse_actions(raw: Any) -> tuple[str, ...]:
+def _check_region(repo: RepositoryRef, field: str, catalog: Catalog | None) -> None:
+    """A region ECR does not have in the partition (`us-west-9`) would otherwise be retried forever."""
+    if catalog is None:
+        return
+    known = catalog.regions.get(repo.partition, frozenset())
+    if repo.region not in known:
+        raise SpecError(field, f"{repo.region!r} is not a region where Amazon ECR runs in partition {repo.partition} "
+                        f"(known: {', '.join(sorted(known)[:6])}, ...)")
+
+
+def _parse_actions(raw: Any, catalog: Catalog | None) -> tuple[str, ...]:
     if raw is None or raw == []:
         return REFERENCE_ACTIONS
     if not isinstance(raw, Sequence) or isinstance(raw, str | bytes):
         raise SpecError("spec.actions", "must be a list of ECR actions such as ecr:BatchGetImage")
     if len(raw) > MAX_ACTIONS:
         raise SpecError("spec.actions", f"must have at most {MAX_ACTIONS} items")
+    found = []
     for index, action in enumerate(raw):
         if not isinstance(action, str) or not ACTION_RE.fullmatch(action):
             raise SpecError(f"spec.actions[{index}]", f"{action!r} is not an ECR action (ecr:<Name>)")
-    return tuple(sorted(set(raw)))
+        if catalog is None:
+            found.append(action)
+            continue
+        canonical = catalog.canonical_action(action)
+        if canonical is None:
+            what = "matches no ECR action" if "*" in action else "is not an ECR action"
+            raise SpecError(f"spec.actions[{index}]", f"{action!r} {what} (for example ecr:BatchGetImage)")
+        found.append(canonical)
+    # Spelled as IAM spells them, so that `ecr:batchgetimage` and `ecr:BatchGetImage` share one Sid.
+    return tuple(sorted(set(found)))
 
 
 def _parse_enum(kind: type[_E], raw: Any, field: str) -> _E:

@@ -20,6 +20,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from ecr_access.aws import catalog
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
@@ -28,7 +29,7 @@ from ecr_access.reconcile import LiveGrant, Reconciler, Tuning
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
-DEFAULTS = Defaults(partition="aws", region=REGION, account=ACCOUNT)
+DEFAULTS = Defaults(partition="aws", region=REGION, account=ACCOUNT, catalog=catalog.load())
 CLUSTER_ID = "test-cluster-uid"
 CLOUD_ID = "cld_abc123"
 NODE_ROLE = f"{CLOUD_ID}-cluster_node_role"

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from ecr_access.aws import catalog
+
 from ecr_access.model import (
     REFERENCE_ACTIONS,
     Defaults,
@@ -22,7 +24,8 @@ from ecr_access.model import (
     parse_spec,
 )
 
-DEFAULTS = Defaults(partition="aws", region="us-west-2", account="123456789012")
+CATALOG = catalog.load()  # what the operator judges specs with: botocore's ECR actions and regions
+DEFAULTS = Defaults(partition="aws", region="us-west-2", account="123456789012", catalog=CATALOG)
 ACCOUNT = DEFAULTS.account
 TRAINER = RepositoryRef("aws", "us-west-2", ACCOUNT, "ml/trainer")
 CLOUD_ROLE = RoleRef("cld_abc123-cluster_node_role", ACCOUNT, "aws")
@@ -179,7 +182,7 @@ def test_the_same_repository_by_name_and_by_arn_has_one_identity():
 
 
 def test_repository_by_name_takes_the_operators_partition():
-    china = Defaults(partition="aws-cn", region="cn-north-1", account="210987654321")
+    china = Defaults(partition="aws-cn", region="cn-north-1", account="210987654321", catalog=CATALOG)
 
     parsed = parse_spec(spec(), china)
 
@@ -305,8 +308,48 @@ def test_managed_policy_arn(policy, partition, arn):
     [
         pytest.param(RoleRef("nodes", ACCOUNT, "aws", arn="arn:aws:iam::123456789012:role/p/nodes"),
                      "arn:aws:iam::123456789012:role/p/nodes", id="by-arn"),
-        pytest.param(RoleRef("nodes", ACCOUNT, "aws"), "role nodes", id="by-name"),
+        pytest.param(RoleRef("nodes", ACCOUNT, "aws"), "nodes", id="by-name"),
     ],
 )
 def test_role_describes_itself_as_the_user_spelled_it(role, described):
     assert role.describe() == described
+
+
+def test_messages_name_the_role_once() -> None:
+    role = parse_spec(spec(), DEFAULTS).role
+    assert f"IAM role {role.describe()}" == "IAM role cld_abc123-cluster_node_role"
+
+
+@pytest.mark.parametrize(("given", "expected"), [
+    pytest.param(["ecr:batchgetimage", "ecr:BatchGetImage"], ("ecr:BatchGetImage",), id="case-insensitive-one-sid"),
+    pytest.param(["ECR:GetDownloadUrlForLayer"], ("ecr:GetDownloadUrlForLayer",), id="service-prefix-too"),
+    pytest.param(["ecr:Get*", "ecr:BatchGetImage"], ("ecr:BatchGetImage", "ecr:get*"), id="a-glob-that-matches"),
+    pytest.param(["ecr:ReplicateImage"], ("ecr:ReplicateImage",), id="a-permission-only-action"),
+])
+def test_actions_are_spelled_as_iam_spells_them(given: list[str], expected: tuple[str, ...]) -> None:
+    assert parse_spec(spec(actions=given), DEFAULTS).actions == expected
+
+
+@pytest.mark.parametrize(("given", "message"), [
+    pytest.param("ecr:BatchGetImages", "is not an ECR action", id="a-typo"),
+    pytest.param("ecr:Pul*", "matches no ECR action", id="a-glob-matching-nothing"),
+    pytest.param("ecr:AssumeRole", "is not an ECR action", id="another-services-action"),
+])
+def test_an_action_ecr_does_not_have_is_refused(given: str, message: str) -> None:
+    with pytest.raises(SpecError, match=message) as raised:
+        parse_spec(spec(actions=["ecr:BatchGetImage", given]), DEFAULTS)
+    assert raised.value.field == "spec.actions[1]"
+
+
+@pytest.mark.parametrize(("item", "field"), [
+    pytest.param({"name": "ml/trainer", "region": "us-west-9"}, "spec.repositories[0].region", id="by-name"),
+    pytest.param({"name": "ml/trainer", "region": "aa-east-9"}, "spec.repositories[0].region", id="made-up"),
+    pytest.param({"arn": "arn:aws:ecr:us-west-9:123456789012:repository/ml/x"}, "spec.repositories[0].arn",
+                 id="by-arn"),
+    pytest.param({"arn": "arn:aws:ecr:cn-north-1:123456789012:repository/ml/x"}, "spec.repositories[0].arn",
+                 id="a-region-of-another-partition"),
+])
+def test_a_region_ecr_does_not_run_in_is_refused(item: dict[str, str], field: str) -> None:
+    with pytest.raises(SpecError, match="is not a region where Amazon ECR runs") as raised:
+        parse_spec(spec(repositories=[item]), DEFAULTS)
+    assert raised.value.field == field

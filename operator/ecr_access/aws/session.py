@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config as BotoConfig
 
-from ecr_access.aws import errors
+from ecr_access.aws import catalog, errors
 from ecr_access.aws.ratelimit import TokenBucket
 from ecr_access.model import Defaults
 from ecr_access.ports import AwsFault
@@ -76,7 +76,7 @@ class AwsSession:
         except Exception as error:
             raise errors.classify(error, "GetCallerIdentity", "the operator's AWS identity") from error
         arn = identity["Arn"]
-        return Defaults(partition=arn.split(":")[1], region=region, account=identity["Account"])
+        return Defaults(partition=arn.split(":")[1], region=region, account=identity["Account"], catalog=catalog.load())
 
 
 __all__ = ["RETRY_CONFIG", "AwsFault", "AwsSession"]
