@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 
 from ecr_access.aws import catalog
-
 from ecr_access.model import (
     REFERENCE_ACTIONS,
     Defaults,
