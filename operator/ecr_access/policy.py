@@ -123,9 +123,30 @@ def statements(doc: Document | None) -> list[Statement]:
     return list(raw) if isinstance(raw, list) else [raw]
 
 
+_OWNED_SUFFIX = re.compile(r"[0-9a-f]{16}")
+
+
 def is_ours(statement: Mapping[str, Any], prefix: str) -> bool:
+    """Ours exactly when the Sid is this cluster's prefix and 16 lower-case hex digits, the form
+    `statement_sid` makes. A person's `EcrAccessGrant<digest>Notes` only borrows the prefix."""
     sid = statement.get("Sid")
-    return isinstance(sid, str) and sid.startswith(prefix)
+    return isinstance(sid, str) and sid.startswith(prefix) and bool(_OWNED_SUFFIX.fullmatch(sid[len(prefix):]))
+
+
+def check_ours(doc: Document | None, prefix: str) -> None:
+    """Raise PolicyDocumentError if a statement of ours is not one the operator could have written:
+    its principals must be `{"AWS": <ARN or list of ARNs>}`. Merging into a hand-edited
+    `"Principal": {"AWS": 5}` would guess at its meaning; the repository is reported unreadable instead."""
+    for statement in statements(doc):
+        if not is_ours(statement, prefix):
+            continue
+        principal = statement.get("Principal")
+        value = principal.get("AWS") if isinstance(principal, Mapping) else None
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list) or not all(isinstance(item, str) for item in values):
+            raise PolicyDocumentError(
+                f"statement {statement.get('Sid')} has a Principal this operator never writes "
+                f"({json.dumps(principal)}): remove that statement or restore its principals")
 
 
 def owned_principals(doc: Document | None, prefix: str) -> dict[str, frozenset[str]]:

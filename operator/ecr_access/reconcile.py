@@ -639,6 +639,7 @@ class Reconciler:
     def _read(self, repo: RepositoryRef) -> policy.Document | None:
         """Read a repository's policy and remember it (see `_cached_sync`)."""
         document = policy.parse(self.ecr.get_repository_policy(repo))
+        policy.check_ours(document, self.prefix)  # a hand-broken statement of ours: PolicyUnreadable, not a crash
         with self._guard:
             self._documents[repo] = (self._clock(), document)
         return document
@@ -680,7 +681,13 @@ class Reconciler:
         }
         cleaned = []
         for registry in sorted(registries):
-            for name in self.ecr.describe_repositories(registry.region, registry.registry_id):
+            try:  # the adapter pages lazily: list the whole registry first, so a failure skips just it
+                names = list(self.ecr.describe_repositories(registry.region, registry.registry_id))
+            except AwsFault as fault:
+                logger.warning("Sweep skipped registry %s in %s (%s): %s", registry.registry_id, registry.region,
+                               fault.kind.value, fault)
+                continue
+            for name in names:
                 repo = RepositoryRef(registry.partition, registry.region, registry.registry_id, name)
                 if any(True for _ in live.naming_repository(repo)):
                     continue  # its grants' own syncs keep it right

@@ -280,3 +280,29 @@ def test_a_role_in_another_account_cannot_get_a_managed_policy(world: World, gra
     assert conditions_of(applied)["Ready"]["status"] == "True"
     assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": [other]}
     assert "GetRole" not in world.calls.made, "a role in another account cannot be looked up from here"
+
+
+def test_a_malformed_statement_of_ours_is_reported_and_blocks_nothing_else(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    world.create_repository("ml/serving")
+    key, spec = grants.add("g", {"role": {"anyscaleCloudId": CLOUD_ID},
+                                 "repositories": [{"name": "ml/trainer"}, {"name": "ml/serving"}]})
+    world.reconciler.apply(key, spec, None, grants)
+    [ours] = world.ours("ml/trainer")
+    ours["Principal"] = {"AWS": 5}  # hand-edited
+    world.ecr().set_repository_policy(repositoryName="ml/trainer",
+                                      policyText=json.dumps({"Version": "2012-10-17", "Statement": [ours]}))
+
+    outcome = world.reconciler.apply(key, spec, spec, grants)
+
+    trainer, serving = outcome.repositories
+    assert (trainer.finding.reason, trainer.finding.severity) == ("PolicyUnreadable", Severity.TERMINAL)
+    assert "Principal" in trainer.finding.message and "ml/trainer" in trainer.finding.message
+    assert serving.finding.ok
+
+    grants.remove(key)
+    released = world.reconciler.release(key, spec, spec, grants)  # must report, not crash or hang
+
+    assert [item.finding.reason for item in released.repositories] == ["PolicyUnreadable", "Applied"]
+    assert world.policy("ml/serving") is None

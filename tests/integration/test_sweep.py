@@ -131,3 +131,28 @@ def test_sweep_of_a_policy_someone_else_rewrote_keeps_their_edit(world: World, g
     reconciler.sweep(grants, HOME)
 
     assert world.statements("ml/a") == [FOREIGN]
+
+
+def test_a_registry_that_cannot_be_listed_is_skipped_and_the_sweep_goes_on(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/east", region="us-east-1")
+    world.create_repository("ml/orphan")
+    key, spec = grants.add("g", {**grant("ml/orphan"), "repositories": [
+        {"name": "ml/orphan"}, {"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east"}]})
+    world.reconciler.apply(key, spec, None, grants)
+    grants.add("g", {**grant(), "repositories": [{"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east"}]})
+    # The registries are swept in sorted order: us-east-1 first, and it cannot be listed.
+    world.calls.inject("DescribeRepositories", "AccessDeniedException", "not allowed here")
+
+    cleaned = world.reconciler.sweep(grants, HOME)
+
+    assert [repo.name for repo in cleaned] == ["ml/orphan"], "the home registry is still swept"
+
+
+def test_a_statement_that_only_borrows_our_prefix_is_never_swept(world: World, grants: Grants) -> None:
+    human = {"Sid": world.reconciler.prefix + "Notes", "Effect": "Allow",
+             "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "ecr:ListImages"}
+    world.create_repository("ml/human", policy={"Version": "2012-10-17", "Statement": [human]})
+
+    assert world.reconciler.sweep(grants, HOME) == []
+    assert world.statements("ml/human") == [human]

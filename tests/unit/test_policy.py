@@ -566,3 +566,34 @@ def test_parse_accepts_policies_aws_returns(text, expected):
 def test_parse_rejects_policies_it_cannot_merge_into_safely(text, message):
     with pytest.raises(policy.PolicyDocumentError, match=message):
         policy.parse(text)
+
+
+@pytest.mark.parametrize(("suffix", "ours"), [
+    pytest.param(policy.statement_sid(CLUSTER, REFERENCE_ACTIONS)[len(PREFIX):], True, id="prefix-and-16-hex"),
+    pytest.param("Notes", False, id="a-person-who-borrowed-the-prefix"),
+    pytest.param("0123456789ABCDEF", False, id="upper-case-hex"),
+    pytest.param("0123456789abcdef0", False, id="17-digits"),
+    pytest.param("", False, id="the-bare-prefix"),
+])
+def test_only_sids_of_the_exact_form_are_ours(suffix: str, ours: bool) -> None:
+    assert policy.is_ours({"Sid": PREFIX + suffix}, PREFIX) is ours
+
+
+def test_a_human_statement_that_starts_with_our_prefix_is_kept() -> None:
+    human = {"Sid": PREFIX + "KeepMe", "Effect": "Allow", "Principal": {"AWS": ROLE_A}, "Action": "ecr:ListImages"}
+    current = {"Version": policy.POLICY_VERSION, "Statement": [human]}
+
+    assert policy.merge(current, PREFIX, []) == current
+    assert policy.owned_principals(current, PREFIX) == {}
+
+
+@pytest.mark.parametrize("broken", [
+    pytest.param({"AWS": 5}, id="a-number"),
+    pytest.param({"AWS": [ROLE_A, 7]}, id="a-number-in-the-list"),
+    pytest.param(["arn:aws:iam::123456789012:root"], id="a-list"),
+])
+def test_a_malformed_statement_of_ours_is_unreadable(broken: object) -> None:
+    ours = {"Sid": policy.statement_sid(CLUSTER, REFERENCE_ACTIONS), "Effect": "Allow", "Principal": broken,
+            "Action": list(REFERENCE_ACTIONS)}
+    with pytest.raises(policy.PolicyDocumentError, match="Principal"):
+        policy.check_ours({"Version": policy.POLICY_VERSION, "Statement": [ours]}, PREFIX)
