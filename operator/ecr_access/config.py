@@ -25,7 +25,9 @@ class Config:
     cluster_id: str | None = None
     # Namespaces to watch; empty means the whole cluster.
     namespaces: tuple[str, ...] = ()
-    # AWS region for repositories that give no region. Default: the AWS session's region.
+    # AWS region of the operator's session, and of repositories that give no region. Read from
+    # ECR_ACCESS_REGION, then AWS_REGION (what the Deployment and the Helm chart set; boto3 alone
+    # would ignore it), then AWS_DEFAULT_REGION; unset, the AWS profile's region.
     region: str | None = None
     # Seconds between drift checks of each grant.
     resync_interval: float = 300.0
@@ -100,6 +102,10 @@ def load(overrides: Mapping[str, object | None], environ: Mapping[str, str] | No
         raw = environ.get(env_name(field))
         if raw not in (None, ""):
             values[field] = _convert(field, kind, raw)
+    if "region" not in values:
+        region = environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
+        if region:
+            values["region"] = region
     for field, value in overrides.items():
         if value is not None:
             values[field] = _convert(field, _FIELDS[field], value)

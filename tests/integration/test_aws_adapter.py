@@ -118,3 +118,15 @@ def test_every_request_takes_a_token_from_its_service_and_regions_bucket(
     assert len(taken) == 4, "one token per request"
     assert len(set(taken)) == 3, "IAM, ECR in us-west-2 and ECR in us-east-1 each have their own bucket"
     assert taken[0] == taken[1]
+
+
+def test_an_outage_is_reported_within_about_a_minute() -> None:
+    """Every AWS call gives up within about a minute, retries included, so that Reconciling says
+    AwsUnavailable while AWS is away instead of nothing for minutes."""
+    from ecr_access.aws.session import RETRY_CONFIG  # noqa: PLC0415
+
+    attempts = RETRY_CONFIG.retries["max_attempts"]
+    per_attempt = RETRY_CONFIG.connect_timeout + RETRY_CONFIG.read_timeout
+    backoff = sum(2**n for n in range(attempts - 1))  # standard mode: at most 1 s, then 2 s, ...
+    assert RETRY_CONFIG.retries["mode"] == "standard"
+    assert attempts * per_attempt + backoff <= 70
