@@ -16,6 +16,7 @@ import enum
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ecr_access.model import REFERENCE_ACTIONS
 from ecr_access.ports import AwsFault, FaultKind
 
 READY = "Ready"
@@ -77,6 +78,8 @@ class Outcome:
     # Things worth a Kubernetes Event but not a status change (status must stay deterministic),
     # e.g. a concurrent writer that changed a policy while we wrote it.
     notes: tuple[str, ...] = ()
+    # The grant's actions, for a Ready message that says what was granted; () for the reference's.
+    actions: tuple[str, ...] = ()
 
     @property
     def findings(self) -> list[Finding]:
@@ -190,7 +193,14 @@ def _ready_message(outcome: Outcome) -> str:
     policy = (
         f" and has {outcome.managed_policy_arn.rsplit('/', 1)[-1]} attached" if outcome.managed_policy_arn else ""
     )
-    return f"Role {outcome.role_arn} may pull from {count} repositor{'y' if count == 1 else 'ies'}{policy}."
+    repositories = f"{count} repositor{'y' if count == 1 else 'ies'}"
+    actions = [action for action in outcome.actions if action not in REFERENCE_ACTIONS]
+    if not actions:  # the reference's pull actions, or some of them: read-only
+        return f"Role {outcome.role_arn} may pull from {repositories}{policy}."
+    named = ", ".join(sorted(outcome.actions)[:3])
+    more = len(outcome.actions) - 3
+    named += f" and {more} more actions" if more > 0 else ""
+    return f"Role {outcome.role_arn} is allowed {named} on {repositories}{policy}."
 
 
 def _conditions(

@@ -431,7 +431,8 @@ class Reconciler:
                 continue
             finding = self._repository_finding(repo, plan, result, notes)
             results.append(RepositoryResult(repo.arn, plan.sid, finding))
-        return Outcome(plan.role_arn, plan.policy_arn, plan.owned, plan.role_finding, tuple(results), tuple(notes))
+        return Outcome(plan.role_arn, plan.policy_arn, plan.owned, plan.role_finding, tuple(results), tuple(notes),
+                       plan.spec.actions)
 
     def _repository_finding(
         self, repo: RepositoryRef, plan: _Plan, result: Synced | Exception, notes: list[str]

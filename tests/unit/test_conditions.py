@@ -6,6 +6,7 @@ only when a person must act. An unchanged world must produce an identical status
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
@@ -260,3 +261,18 @@ def test_every_fault_kind_has_a_camel_case_reason_and_a_sentence():
         assert finding.reason[:1].isupper() and finding.reason.isalnum()
         assert not finding.ok
         assert finding.message.endswith(".") or finding.message.endswith("detail")
+
+
+@pytest.mark.parametrize(("actions", "says"), [
+    pytest.param((), "may pull from 2 repositories", id="the-reference-actions"),
+    pytest.param(("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"), "may pull from 2 repositories", id="pull-only"),
+    pytest.param(("ecr:BatchGetImage", "ecr:PutImage"), "is allowed ecr:BatchGetImage, ecr:PutImage on 2 repositories",
+                 id="a-push-action-is-named"),
+    pytest.param(("ecr:get*",), "is allowed ecr:get* on 2 repositories", id="a-glob-is-named"),
+    pytest.param(tuple(f"ecr:Put{n}" for n in "ABCDE"),
+                 "is allowed ecr:PutA, ecr:PutB, ecr:PutC and 2 more actions on 2 repositories", id="many"),
+])
+def test_the_ready_message_names_what_was_granted(actions: tuple[str, ...], says: str) -> None:
+    found = dataclasses.replace(outcome(), actions=actions)
+    ready = by_type(conditions.build_status(found, generation=1, previous=None, now=T0))["Ready"]
+    assert f"Role {ROLE_ARN} {says} and has" in ready["message"]
