@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from ecr_access import attachments, handover, policy
+from ecr_access import attachments, handover, policy, refusals
 from ecr_access.coalesce import AsyncCoalescer, Coalescer
 from ecr_access.conditions import (
     APPLIED,
@@ -65,6 +65,7 @@ class Synced:
     rejected: Mapping[str, frozenset[str]]
     foreign_edits: int = 0  # times a concurrent writer changed the policy between our write and re-read
     pending: frozenset[str] = frozenset()  # Retain hand-over Sids that did not fit (see `handover`)
+    refused: Mapping[str, float] = dataclasses.field(default_factory=dict)  # principal -> first refused (`refusals`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +98,7 @@ class Tuning:
     coalesce_longest: float = 60.0  # ...or after this long (coroutine handlers only)
     write_attempts: int = 4  # verify-after-write rounds against a concurrent writer
     propagation_window: float = 120.0  # how long "principal not accepted" counts as IAM propagation
+    refused_retry: float = 60.0  # a principal ECR refused is offered again after this long (`refusals`)
     retry_jitter: tuple[float, float] = (0.05, 0.5)
 
 
@@ -157,6 +159,7 @@ class Reconciler:
         self._sequence = 0
         self._propagating: dict[RepositoryRef, float] = {}  # first "principal not accepted" per repository
         self._documents: dict[RepositoryRef, tuple[float, policy.Document | None]] = {}
+        self.refusals = refusals.Refusals()
         self.flights: Coalescer[Any] = Coalescer(sleep=sleep)
         self.async_flights = AsyncCoalescer(clock=clock)
 
@@ -448,6 +451,13 @@ class Reconciler:
         if plan.role_arn is None:
             return Finding(plan.role_finding.reason, f"{label} cannot grant a role that does not exist.",
                            plan.role_finding.severity)
+        first_refused = result.refused.get(plan.role_arn)
+        if first_refused is not None:
+            if self._clock() - first_refused < self.tuning.propagation_window:
+                return Finding("RolePropagating", f"{label}: ECR does not accept {plan.role_arn} as a principal yet "
+                               "(a new IAM role takes a while to propagate); retrying.", Severity.TRANSIENT)
+            return Finding("PrincipalRejected", f"{label}: ECR refuses {plan.role_arn} as a principal: check that "
+                           "the role exists and that spec.role names it exactly.", Severity.TERMINAL)
         if plan.role_arn in result.rejected.get(plan.sid, frozenset()):
             return Finding(
                 "PolicyTooLarge",
@@ -496,10 +506,14 @@ class Reconciler:
             overrides = {key: grant for key, (_, grant) in self._overrides.get(repo, {}).items()}
         if cached is None or self._clock() - cached[0] > max_age:
             return None
-        result = handover.fit(cached[1], self.prefix, *self._desired(repo, live, overrides))
+        desired, handovers = self._desired(repo, live, overrides)
+        with self._guard:
+            held = self.refusals.held_back(repo, self._clock())
+            refused = self.refusals.first_refused(repo)
+        result = handover.fit(cached[1], self.prefix, refusals.without(desired, held), handovers)
         if not policy.equivalent(cached[1], result.document):
             return None
-        return Synced(cached[1], result.rejected, pending=result.pending)
+        return Synced(cached[1], result.rejected, pending=result.pending, refused=refused)
 
     def _blocked(self, spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding) -> Outcome:
         """The role side failed: nothing is written for this grant's repositories. What the role has
@@ -601,41 +615,79 @@ class Reconciler:
         """Read, merge, write only if different, then re-read to verify (ECR has no conditional write).
 
         If the re-read differs from what was written, someone else wrote in between: merge into
-        what they wrote and try again after a jittered pause, a bounded number of times.
+        what they wrote and try again after a jittered pause, a bounded number of times. If ECR
+        refuses the document for a principal, the refused ones are found and held back, and the
+        rest is written (`refusals`).
         """
         document = self._read(repo)
         stale = policy.stale_principals(document, self.prefix)
         if stale:
             logger.info("Repository %s names deleted roles %s; rewriting from live grants", repo.arn, stale)
+        with self._guard:
+            held = self.refusals.held_back(repo, self._clock())
         foreign_edits = 0
         for attempt in range(self.tuning.write_attempts):
-            result = handover.fit(document, self.prefix, desired, handovers)
-            if policy.equivalent(document, result.document):
-                with self._guard:
-                    self._propagating.pop(repo, None)
-                return Synced(document, result.rejected, foreign_edits=foreign_edits, pending=result.pending)
-            try:
-                if result.document is None:
-                    self.ecr.delete_repository_policy(repo)
-                else:
-                    self.ecr.set_repository_policy(repo, policy.serialize(result.document))
-            except AwsFault as fault:
-                raise self._bounded_propagation(repo, desired, fault) from fault
-            check = self._read(repo)
-            if policy.equivalent(check, result.document):
-                with self._guard:
-                    self._propagating.pop(repo, None)
-                return Synced(result.document, result.rejected, foreign_edits=foreign_edits, pending=result.pending)
-            foreign_edits += 1
-            logger.warning(
-                "Repository %s policy changed while we wrote it (attempt %d): merging again", repo.arn, attempt + 1
-            )
-            document = check
-            self._sleep(random.uniform(*self.tuning.retry_jitter))
+            offered = refusals.without(desired, held)
+            result = handover.fit(document, self.prefix, offered, handovers)
+            if not policy.equivalent(document, result.document):
+                try:
+                    self._write(repo, result.document)
+                except AwsFault as fault:
+                    if fault.kind is not FaultKind.PROPAGATING:
+                        raise
+                    refused = self._isolate(repo, document, offered, handovers, fault)
+                    held = held | refused
+                    document = self._read(repo)
+                    continue
+                check = self._read(repo)
+                if not policy.equivalent(check, result.document):
+                    foreign_edits += 1
+                    logger.warning("Repository %s policy changed while we wrote it (attempt %d): merging again",
+                                   repo.arn, attempt + 1)
+                    document = check
+                    self._sleep(random.uniform(*self.tuning.retry_jitter))
+                    continue
+            with self._guard:
+                self._propagating.pop(repo, None)
+                # Whoever is no longer held back was accepted (or is no longer wanted): forget them.
+                self.refusals.forget(repo, held)
+                refused_now = self.refusals.first_refused(repo)
+            return Synced(result.document, result.rejected, foreign_edits=foreign_edits, pending=result.pending,
+                          refused=refused_now)
         raise AwsFault(
             FaultKind.UNAVAILABLE, "SetRepositoryPolicy", f"repository {repo.arn}",
             f"the policy kept changing under concurrent writers ({foreign_edits} times); will retry",
         )
+
+    def _write(self, repo: RepositoryRef, document: policy.Document | None) -> None:
+        if document is None:
+            self.ecr.delete_repository_policy(repo)
+        else:
+            self.ecr.set_repository_policy(repo, policy.serialize(document))
+
+    def _isolate(
+        self, repo: RepositoryRef, document: policy.Document | None, offered: list[policy.DesiredStatement],
+        handovers: list[handover.Handover], fault: AwsFault,
+    ) -> frozenset[str]:
+        """ECR refused a principal: land what it accepts, and return the refused principals."""
+        def write(candidate: policy.Document | None) -> bool:
+            try:
+                self._write(repo, candidate)
+            except AwsFault as again:
+                if again.kind is FaultKind.PROPAGATING:
+                    return False
+                raise
+            return True
+
+        found = refusals.isolate(document, self.prefix, offered, handovers, write)
+        if found is None:  # refused even without any new principal: not ours to isolate
+            raise self._bounded_propagation(repo, fault) from fault
+        accepted, refused = found
+        logger.warning("ECR refuses %s as principals of %s; applied the other %d new principals without them",
+                       sorted(refused), repo.arn, len(accepted))
+        with self._guard:
+            self.refusals.note(repo, refused, self._clock(), self.tuning.refused_retry)
+        return refused
 
     def _read(self, repo: RepositoryRef) -> policy.Document | None:
         """Read a repository's policy and remember it (see `_cached_sync`)."""
@@ -645,9 +697,7 @@ class Reconciler:
             self._documents[repo] = (self._clock(), document)
         return document
 
-    def _bounded_propagation(
-        self, repo: RepositoryRef, desired: list[policy.DesiredStatement], fault: AwsFault
-    ) -> AwsFault:
+    def _bounded_propagation(self, repo: RepositoryRef, fault: AwsFault) -> AwsFault:
         """ECR refusing a principal is normal for a role created seconds ago, but not for minutes."""
         if fault.kind is not FaultKind.PROPAGATING:
             return fault

@@ -195,3 +195,46 @@ def cluster(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     cluster = Cluster(world)
     yield cluster
     cluster.loop.close()
+
+
+class PrincipalCheck:
+    """What moto does not check and ECR does: every principal of a repository policy must exist.
+
+    Registered on `before-call.ecr.SetRepositoryPolicy`, it refuses, with ECR's own error, a policy
+    naming a role that moto's IAM does not have in this account (a role in another account counts
+    as unknown, as a typo'd ARN there would be). `refused` counts the refusals.
+    """
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.refused = 0
+
+    def __call__(self, params: dict[str, Any], **_: Any) -> Any:
+        document = json.loads(json.loads(params["body"])["policyText"])  # the request as sent
+        raw = document.get("Statement", [])
+        for statement in raw if isinstance(raw, list) else [raw]:
+            principal = statement.get("Principal", {})
+            value = principal.get("AWS", []) if isinstance(principal, dict) else []
+            for arn in [value] if isinstance(value, str) else value:
+                if not self._exists(arn):
+                    self.refused += 1
+                    return _Http(400), {"Error": {"Code": "InvalidParameterException", "Message": (
+                        "Invalid parameter at 'PolicyText' failed to satisfy constraint: "
+                        "'Invalid repository policy provided'")}, "ResponseMetadata": {"HTTPStatusCode": 400}}
+        return None
+
+    def _exists(self, arn: str) -> bool:
+        if arn == "*" or arn.endswith(":root") or not arn.startswith(f"arn:aws:iam::{ACCOUNT}:role/"):
+            return arn == "*" or arn.endswith(":root")
+        try:
+            self.world.iam.get_role(RoleName=arn.rsplit("/", 1)[1])
+        except self.world.iam.exceptions.NoSuchEntityException:
+            return False
+        return True
+
+
+@pytest.fixture
+def principal_check(world: World) -> PrincipalCheck:
+    check = PrincipalCheck(world)
+    world.session.session.events.register_first("before-call.ecr.SetRepositoryPolicy", check)
+    return check

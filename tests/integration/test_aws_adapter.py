@@ -125,7 +125,7 @@ def test_an_outage_is_reported_within_about_a_minute() -> None:
     AwsUnavailable while AWS is away instead of nothing for minutes."""
     from ecr_access.aws.session import RETRY_CONFIG  # noqa: PLC0415
 
-    attempts = RETRY_CONFIG.retries["max_attempts"]
+    attempts = RETRY_CONFIG.retries["total_max_attempts"]  # the initial request included
     per_attempt = RETRY_CONFIG.connect_timeout + RETRY_CONFIG.read_timeout
     backoff = sum(2**n for n in range(attempts - 1))  # standard mode: at most 1 s, then 2 s, ...
     assert RETRY_CONFIG.retries["mode"] == "standard"

@@ -224,10 +224,13 @@ def test_role_propagation_is_retried_for_a_bounded_window_then_stalls(world: Wor
     assert conditions_of(first)["Reconciling"]["reason"] == "RolePropagating"
     assert conditions_of(second)["Reconciling"]["reason"] == "RolePropagating"
     stalled = conditions_of(third)["Stalled"]
-    assert stalled["reason"] == "InvalidRequest"
-    assert "after 120s" in str(stalled["message"]) and "ml/trainer" in str(stalled["message"])
-    fourth = reconciler.apply(key, spec, None, grants)  # ECR accepts it now: the window resets
+    assert stalled["reason"] == "PrincipalRejected"
+    assert third.role_arn is not None
+    assert third.role_arn in str(stalled["message"]) and "ml/trainer" in str(stalled["message"])
+    now[0] += 61  # the refused principal is held back this long (Tuning.refused_retry), then offered again
+    fourth = reconciler.apply(key, spec, None, grants)  # ECR accepts it now
     assert conditions_of(fourth)["Ready"]["status"] == "True"
+    assert world.calls.count("SetRepositoryPolicy") == 4, "one refused write per offer, no more"
 
 
 def test_a_foreign_write_between_our_write_and_its_verification_is_merged_not_lost(

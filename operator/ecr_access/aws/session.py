@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 # Bounded, so that an outage is reported (Reconciling: AwsUnavailable) within about a minute:
 # 3 attempts of at most 5 s to connect and 15 s to read, plus standard mode's backoff (under 1 s,
-# then under 2 s) — about 63 s at worst, where botocore's defaults (60 s each, 3 attempts in legacy
-# mode, 5 here before) allowed minutes.
-RETRY_CONFIG = BotoConfig(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=5, read_timeout=15)
+# then under 2 s) — about 63 s at worst, where botocore's defaults (60 s each) and the 6 attempts
+# set here before (`max_attempts` counts retries, not attempts) allowed minutes.
+RETRY_CONFIG = BotoConfig(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=15)
 
 
 @dataclasses.dataclass
