@@ -5,6 +5,9 @@ operator), and its SDK retries, connection pool and error classification must al
 the way they would see AWS's. Pointing its `AWS_ENDPOINT_URL` at this proxy is the only change it
 needs, and whatever talks to the upstream directly (a test's own boto3 clients) stays unaffected.
 
+In validating mode (`validate_principals`), a SetRepositoryPolicy naming a role that does not
+exist upstream is refused the way ECR refuses it (`principals`): moto would accept it.
+
 Control endpoints, not forwarded and not counted:
 - `GET /__awsproxy__/stats`: the counts (see `stats`), as JSON;
 - `GET|POST /__awsproxy__/config`: read or replace the fault rates (a `FaultConfig` as JSON);
@@ -23,7 +26,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from awsproxy import protocol, stats
+from awsproxy import principals, protocol, stats
 from awsproxy.faults import NO_FAULTS, Decision, Fault, FaultConfig, Rates, decide
 
 logger = logging.getLogger(__name__)
@@ -43,8 +46,11 @@ _MAX_BODY = 100 * 1024 * 1024
 class AwsProxy:
     """A fault-injecting reverse proxy in front of one upstream (a moto server URL)."""
 
-    def __init__(self, upstream: str, *, faults: FaultConfig = NO_FAULTS, seed: int | None = None) -> None:
+    def __init__(self, upstream: str, *, faults: FaultConfig = NO_FAULTS, seed: int | None = None,
+                 validate_principals: bool = False, account: str = "123456789012") -> None:
         self.upstream = upstream.rstrip("/")
+        self.validate_principals = validate_principals
+        self.account = account  # the one account the upstream serves (moto's default)
         self._faults = faults
         self._seed = seed
         self._rng = random.Random(seed)
@@ -121,6 +127,13 @@ class AwsProxy:
         body = await request.read()
         call = protocol.identify(request.method, request.path, request.query_string, request.headers, body)
         decision = self._decide(call)
+        if (self.validate_principals and decision.fault in (None, Fault.DROP_AFTER)
+                and (call.service, call.operation) == ("ecr", "SetRepositoryPolicy")):
+            missing = await self._missing_roles(body)
+            if missing:  # what ECR answers; moto would have taken it
+                self._counter.add(call.service, call.operation, ["total", "refused_principal"])
+                logger.info("awsproxy: refusing SetRepositoryPolicy naming missing roles %s", missing)
+                return _error(protocol.error_answer(call, principals.REFUSAL))
         outcomes = ["total"]
         if decision.delay:
             outcomes.append("delayed")
@@ -160,6 +173,21 @@ class AwsProxy:
         for key, value in answer_headers:
             response.headers.add(key, value)
         return response
+
+    async def _missing_roles(self, body: bytes) -> list[str]:
+        """The role principals of a SetRepositoryPolicy that the upstream's IAM does not have."""
+        assert self._client is not None, "start() first"
+        missing = []
+        for arn, account, name in principals.role_principals(body):
+            if account != self.account:
+                missing.append(arn)
+                continue
+            form = {"Action": "GetRole", "RoleName": name, "Version": "2010-05-08"}
+            auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/iam/aws4_request, SignedHeaders=host"
+            async with self._client.post(f"{self.upstream}/", data=form, headers={"Authorization": auth}) as answer:
+                if answer.status != 200:
+                    missing.append(arn)
+        return missing
 
     # -- control ------------------------------------------------------------------------------------
 
@@ -251,9 +279,11 @@ def run_in_thread(
     seed: int | None = None,
     host: str = "127.0.0.1",
     port: int = 0,
+    validate_principals: bool = False,
 ) -> ProxyThread:
     """Start a proxy in a background thread and return its handle once it listens."""
-    return ProxyThread(AwsProxy(upstream, faults=faults, seed=seed), host, port)
+    return ProxyThread(AwsProxy(upstream, faults=faults, seed=seed, validate_principals=validate_principals),
+                       host, port)
 
 
 __all__ = ["AwsProxy", "Fault", "FaultConfig", "ProxyThread", "Rates", "run_in_thread"]

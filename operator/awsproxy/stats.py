@@ -19,7 +19,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-OUTCOMES = ("total", "forwarded", "throttle", "error", "drop", "drop_after", "delayed", "upstream_error")
+OUTCOMES = ("total", "forwarded", "throttle", "error", "drop", "drop_after", "delayed", "upstream_error",
+            "refused_principal")
 
 
 @dataclasses.dataclass(frozen=True)
