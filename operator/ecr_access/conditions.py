@@ -188,6 +188,18 @@ def invalid_spec_status(
     return status
 
 
+def progress_status(generation: int, previous: Mapping[str, Any] | None, now: str) -> dict[str, Any]:
+    """Status while a new generation is being applied and AWS has not answered yet: Ready=False and
+    Reconciling=True for that generation. What AWS holds is not known yet, so the fields that
+    describe it are kept as they were, observedGeneration included (it has not been acted on)."""
+    status = {key: value for key, value in (previous or {}).items() if key in STATUS_KEYS}
+    message = f"The operator is applying generation {generation}; AWS has not answered yet."
+    progressing = Finding("Progressing", message, Severity.TRANSIENT)
+    status["conditions"] = _conditions(("False", progressing.reason, message), [progressing], generation, previous,
+                                       now)
+    return status
+
+
 def _ready_message(outcome: Outcome) -> str:
     count = len(outcome.repositories)
     policy = (

@@ -60,6 +60,9 @@ class Config:
     retry_delay: float = 15.0
     # Seconds before a retry after a failure that needs a person (re-checked anyway).
     stalled_retry_delay: float = 300.0
+    # A change still being worked on after this many seconds (AWS is slow) is reported at once as
+    # Reconciling, so that a new grant is never without status; quicker work writes status once.
+    progress_after: float = 2.0
 
     @property
     def effective_namespaces(self) -> tuple[str, ...]:
@@ -82,6 +85,7 @@ _FIELDS: Mapping[str, type] = {
     "aws_burst": float,
     "retry_delay": float,
     "stalled_retry_delay": float,
+    "progress_after": float,
 }
 
 

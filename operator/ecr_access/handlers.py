@@ -211,7 +211,14 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     annotations = meta.get("annotations") or {}
     recorded = annotations.get(grants.APPLIED_ANNOTATION)
     applied = grants.parse_applied(recorded, runtime.defaults)
-    outcome = await runtime.reconciler.apply_async(key, spec, applied, live)
+    work = asyncio.ensure_future(runtime.reconciler.apply_async(key, spec, applied, live))
+    done, _ = await asyncio.wait({work}, timeout=runtime.config.progress_after)
+    if not done:  # AWS is slow: say so now rather than after the work (kopf patches only at the end)
+        progress = conditions.status_patch(status, conditions.progress_status(generation, status, now()))
+        if progress:
+            await asyncio.to_thread(runtime.patch_status, key, progress)
+            status = {key: value for key, value in {**status, **progress}.items() if value is not None}
+    outcome = await work
     new = conditions.build_status(outcome, generation, status, now())
     _write_status(patch, status, new)
     record = grants.applied_annotation(spec)

@@ -35,7 +35,13 @@ class Cluster:
         self.memo = kopf.Memo(runtime=handlers.Runtime(self.config, DEFAULTS, world.reconciler, sweeper,
                                                        patch_status=self.patch_status))
         self.patches: list[dict[str, Any]] = []
+        self.direct: list[tuple[str, dict[str, Any]]] = []  # status written at once, outside kopf's patch
         self.loop = asyncio.new_event_loop()
+
+    def runtime_config(self, **settings: Any) -> None:
+        """Change settings of the runtime the handlers see."""
+        self.config = dataclasses.replace(self.config, **settings)
+        self.memo.runtime = dataclasses.replace(self.memo.runtime, config=self.config)
 
     def put(self, name: str, spec: dict[str, Any], generation: int = 1, uid: str | None = None) -> dict[str, Any]:
         old = self.bodies.get(name, {})
@@ -48,7 +54,8 @@ class Cluster:
         return body
 
     def patch_status(self, key: GrantKey, status: Any) -> None:
-        """`Runtime.patch_status`: a merge patch of the status, written at once."""
+        """`Runtime.patch_status`: a merge patch of the status, written at once (and kept in `direct`)."""
+        self.direct.append((key.name, copy.deepcopy(dict(status))))
         self._merge(self.bodies[key.name]["status"], status)
 
     @staticmethod

@@ -254,3 +254,34 @@ def test_an_index_entry_changes_when_only_the_status_does(cluster: Cluster) -> N
     assert old != new
     assert new.status["observedGeneration"] == 1 and new.generation == 1 and new.uid == "uid-g"
     assert hash(old) == hash(new), "still hashable, the status left out of the hash"
+
+
+def test_slow_work_on_a_new_generation_says_reconciling_at_once(world: World, cluster: Cluster) -> None:
+    """While AWS is slow, a new grant must not go without status: Reconciling as soon as work starts."""
+    import time  # noqa: PLC0415
+
+    world.create_role()
+    world.create_repository("ml/trainer")
+    world.session.session.events.register("before-call.ecr.*", lambda **_: time.sleep(0.2))
+    cluster.runtime_config(progress_after=0.05)
+    cluster.put("g", spec("ml/trainer"))
+
+    cluster.call(handlers.on_grant_create, "g")
+
+    [(name, early)] = cluster.direct
+    assert name == "g"
+    by_type = {item["type"]: item for item in early["conditions"]}
+    assert (by_type["Ready"]["status"], by_type["Reconciling"]["status"]) == ("False", "True")
+    assert by_type["Reconciling"]["reason"] == "Progressing" and by_type["Reconciling"]["observedGeneration"] == 1
+    final = cluster.conditions("g")
+    assert final["Ready"]["status"] == "True" and "Reconciling" not in final
+
+
+def test_quick_work_writes_status_once(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+
+    cluster.call(handlers.on_grant_create, "g")
+
+    assert cluster.direct == [], "no progress report when the work is done within progress_after"
