@@ -32,6 +32,7 @@ STATUS_KEYS = (
     "readyRepositories",
     "repositories",
     "conditions",
+    "lastHandledReconcileAt",
 )
 
 
@@ -160,6 +161,8 @@ def build_status(
         ],
     }
     status["conditions"] = _conditions(ready, problems, generation, previous, now)
+    if (previous or {}).get("lastHandledReconcileAt"):  # the last reconcile-now request handled
+        status["lastHandledReconcileAt"] = (previous or {})["lastHandledReconcileAt"]
     return status
 
 

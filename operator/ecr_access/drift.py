@@ -10,7 +10,10 @@ What a pass does for each live grant is what the change handlers do: `Reconciler
 (which repairs whatever differs), then the status computed by `conditions.build_status`, written
 only where it differs from the grant's status (so a quiet steady state writes nothing). A grant
 whose check hit a transient failure is checked again after `retry_delay`, not a whole interval
-later. The loop waits for the live-grant indexes to be complete, like the orphan sweep.
+later. A "reconcile now" request (`request`, from the annotation `ecraccess.io/reconcile-requested-at`)
+checks that grant at once against fresh AWS reads and echoes the value in
+`status.lastHandledReconcileAt`. The loop waits for the live-grant indexes to be complete, like the
+orphan sweep.
 
 No kopf here: status writes and Events go through the callables given at construction.
 """
@@ -79,6 +82,8 @@ class DriftChecker:
         self._live: LiveGrants | None = None
         self._ready = asyncio.Event()
         self._retry: dict[Any, float] = {}  # grant key -> when to check it again
+        self._requested: dict[Any, str] = {}  # grant key -> the reconcile-now value to echo
+        self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.passes = 0
 
@@ -105,12 +110,25 @@ class DriftChecker:
                 await self._task
             self._task = None
 
+    def request(self, key: Any, value: str) -> None:
+        """Check this grant now, against fresh AWS reads, and echo `value` once done. Call from the loop."""
+        self._requested[key] = value
+        self._wakeup.set()
+
     async def run(self) -> None:
         await self._ready.wait()
         next_pass = self._clock() + self.first_delay
         while True:
             wake = min([next_pass, *self._retry.values()])
-            await asyncio.sleep(max(0.0, wake - self._clock()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, wake - self._clock()))
+            self._wakeup.clear()
+            if self._requested:
+                try:
+                    await self.check_requested()
+                except Exception:  # like a failed pass: logged, and the loop goes on
+                    logger.exception("Reconcile-now check failed")
+                continue
             if self._clock() >= next_pass:
                 next_pass = self._clock() + self.interval
                 due = None  # everything
@@ -128,7 +146,12 @@ class DriftChecker:
         """Grants whose last check failed transiently and is to be repeated before the next pass."""
         return set(self._retry)
 
-    async def check(self, only: Iterable[Any] | None = None) -> PassReport:
+    async def check_requested(self) -> PassReport:
+        """Check the grants whose reconcile-now request is pending, with no cached AWS answer."""
+        requested, self._requested = self._requested, {}
+        return await self.check(requested, handled=requested)
+
+    async def check(self, only: Iterable[Any] | None = None, handled: Mapping[Any, str] | None = None) -> PassReport:
         """One pass over the live grants (or over the keys in `only`)."""
         assert self._live is not None, "indexes_ready() first"
         live = self._live
@@ -143,8 +166,8 @@ class DriftChecker:
         report = PassReport()
         for start in range(0, len(grants), CONCURRENCY):
             batch = [grant for grant in grants[start:start + CONCURRENCY] if grant.active]
-            results = await asyncio.gather(*(self._check_one(grant, live) for grant in batch),
-                                           return_exceptions=True)
+            results = await asyncio.gather(*(self._check_one(grant, live, (handled or {}).get(grant.key))
+                                             for grant in batch), return_exceptions=True)
             for grant, result in zip(batch, results, strict=True):
                 report.checked += 1
                 if isinstance(result, BaseException):
@@ -159,7 +182,7 @@ class DriftChecker:
         self.passes += 1
         return report
 
-    async def _check_one(self, snapshot: LiveGrant, live: LiveGrants) -> str:
+    async def _check_one(self, snapshot: LiveGrant, live: LiveGrants, handled: str | None = None) -> str:
         # The index entry as it is now: the grant may have changed, or begun deleting, since the pass
         # began (a deleting grant is not in the index, and must not be applied again).
         grant = next((entry for entry in live.on_role(snapshot.spec.role.key) if entry.key == snapshot.key), None)
@@ -168,10 +191,12 @@ class DriftChecker:
         status = grant.status
         try:
             outcome = await self.reconciler.apply_async(grant.key, grant.spec, grant.applied, live,
-                                                        max_age=self.max_age, from_index=True)
+                                                        max_age=0.0 if handled else self.max_age, from_index=True)
         except GrantGone:
             return "gone"
         new = conditions.build_status(outcome, grant.generation, status, self.now())
+        if handled:
+            new["lastHandledReconcileAt"] = handled
         patch = conditions.status_patch(status, new)
         if patch:
             await asyncio.to_thread(self.write_status, grant, patch)

@@ -33,6 +33,9 @@ VERSION = "v1alpha1"
 PLURAL = "ecraccessgrants"
 FINALIZER = "ecraccess.io/finalizer"
 ANNOTATION_PREFIX = "ecraccess.io"
+# Set to any new value (as Flux's reconcile.fluxcd.io/requestedAt) to re-check a grant now, against
+# fresh AWS reads; the value handled is echoed in status.lastHandledReconcileAt.
+RECONCILE_REQUESTED = "ecraccess.io/reconcile-requested-at"
 RESOURCE = (GROUP, VERSION, PLURAL)
 
 # Index ids double as the kwarg names under which kopf passes the indexes to handlers.
@@ -230,6 +233,22 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
         raise kopf.TemporaryError(new["conditions"][0]["message"], delay=runtime.config.retry_delay)
 
 
+async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """Every watch event: a new reconcile-now value asks the drift check to check this grant now.
+
+    Our annotations do not count as changes to kopf (its diff ignores the prefix it stores state
+    under), so this cannot be an update handler. The echo in status only spares a second check of
+    a value already handled; the check itself is safe to repeat.
+    """
+    runtime: Runtime | None = getattr(memo, "runtime", None)
+    meta = body.get("metadata", {})
+    value = (meta.get("annotations") or {}).get(RECONCILE_REQUESTED)
+    if runtime is None or runtime.drift is None or not value or meta.get("deletionTimestamp"):
+        return
+    if value != (body.get("status") or {}).get("lastHandledReconcileAt"):
+        runtime.drift.request(GrantKey(meta.get("namespace", ""), meta.get("name", "")), str(value))
+
+
 def _indexes_ready(runtime: Runtime, live: IndexedGrants) -> None:
     """kopf runs no resource handler before its indexes are complete: the first call is the signal
     that the orphan sweep and the drift check may start."""
@@ -310,3 +329,4 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
     kopf.on.update(*RESOURCE, registry=registry, id="apply-on-update")(on_grant_update)
     kopf.on.resume(*RESOURCE, registry=registry, id="apply-on-resume")(on_grant_resume)
     kopf.on.delete(*RESOURCE, registry=registry, id="release")(on_grant_delete)
+    kopf.on.event(*RESOURCE, registry=registry, id="reconcile-request")(on_grant_event)

@@ -388,9 +388,11 @@ class Reconciler:
         # drift check's grant is the index entry, and must not outlive it in a sync (see apply_async).
         me = None if from_index else LiveGrant(key, spec, applied=applied)
         info = None
+        started = self._clock()
         try:
             info = self.resolve_role(spec.role, max_age=age)
-            state = self._sync_roles(key, spec, applied, live, me, age, from_index)
+            # What this apply read itself is fresh enough for the rest of it, even with max_age 0.
+            state = self._sync_roles(key, spec, applied, live, me, max(age, self._clock() - started), from_index)
         except AwsFault as fault:
             return self._blocked(spec, sid, info.arn if info else None,
                                  finding_for_fault(fault, role_label, "RoleNotFound"))

@@ -80,3 +80,18 @@ def test_a_refused_principal_blocks_no_other_namespace(hdriver: Driver, validati
 
     assert principals(driver, repo) == {roles["a"]}, "a delete in another namespace lands"
     assert condition(driver, "evil", "bad", "Stalled") is not None
+
+
+def test_a_reconcile_request_is_handled_and_echoed(hdriver: Driver) -> None:
+    driver = hdriver
+    repo = "hostile/now"
+    driver.create_repository(repo)
+    driver.create_role("hostile-now")
+    driver.apply(grant("default", "now", {"name": "hostile-now"}, repo))
+    driver.kubectl("wait", "--for=condition=Ready", "ecraccessgrant/now", "--timeout=60s")
+
+    driver.kubectl("annotate", "--overwrite", "ecraccessgrant", "now",
+                   "ecraccess.io/reconcile-requested-at=2026-12-01T10:00:00Z")
+
+    driver.kubectl("wait", "--for=jsonpath={.status.lastHandledReconcileAt}=2026-12-01T10:00:00Z",
+                   "ecraccessgrant/now", "--timeout=30s")

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
+from typing import Any
 
 import kopf
 import pytest
 
 from ecr_access import grants, handlers
 from ecr_access.config import Config
+from ecr_access.drift import DriftChecker
 from ecr_access.model import REFERENCE_ACTIONS
 from tests.integration.cluster import TRAINER_ARN, Cluster, spec
 from tests.integration.conftest import NODE_ROLE, READ_ONLY, World
@@ -232,7 +235,8 @@ def test_register_uses_our_fixed_ids_and_finalizer() -> None:
     ids = {handler.id for handler in registry._spawning.get_all_handlers()}
     ids |= {handler.id for handler in registry._changing.get_all_handlers()}
     ids |= {handler.id for handler in registry._indexing.get_all_handlers()}
-    assert {"apply-on-create", "apply-on-update", "apply-on-resume", "release",
+    ids |= {handler.id for handler in registry._watching.get_all_handlers()}
+    assert {"apply-on-create", "apply-on-update", "apply-on-resume", "release", "reconcile-request",
             handlers.BY_REPOSITORY, handlers.BY_ROLE} <= ids
     assert registry._spawning.get_all_handlers() == [], "no per-grant timers: one drift loop checks them all"
     settings = kopf.OperatorSettings()
@@ -285,3 +289,33 @@ def test_quick_work_writes_status_once(world: World, cluster: Cluster) -> None:
     cluster.call(handlers.on_grant_create, "g")
 
     assert cluster.direct == [], "no progress report when the work is done within progress_after"
+
+
+def test_a_reconcile_request_rechecks_at_once_with_fresh_reads_and_is_echoed(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "g")
+    world.ecr().delete_repository_policy(repositoryName="ml/trainer")  # drift, within every cache's age
+    written: list[dict[str, Any]] = []
+    checker = DriftChecker(world.reconciler, interval=300, retry_delay=15, now=handlers.now,
+                           write_status=lambda grant, status: written.append(dict(status)),
+                           warn=lambda grant, message: None)
+    indexes = cluster.indexes()
+    checker.indexes_ready(handlers.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
+    runtime = dataclasses.replace(cluster.memo.runtime, drift=checker)
+    body = cluster.bodies["g"]
+    body["metadata"]["annotations"][handlers.RECONCILE_REQUESTED] = "2026-12-01T10:00:00Z"
+    world.calls.clear()
+
+    cluster.loop.run_until_complete(handlers.on_grant_event(body=kopf.Body(body), memo=kopf.Memo(runtime=runtime)))
+    cluster.loop.run_until_complete(checker.check_requested())
+
+    assert world.calls.count("GetRole") == 1 and world.calls.count("GetRepositoryPolicy") >= 1, "fresh reads"
+    assert len(world.ours("ml/trainer")) == 1, "the drift is repaired at once, not at the next pass"
+    [status] = written
+    assert status["lastHandledReconcileAt"] == "2026-12-01T10:00:00Z"
+
+    body["status"].update(status)
+    cluster.loop.run_until_complete(handlers.on_grant_event(body=kopf.Body(body), memo=kopf.Memo(runtime=runtime)))
+    assert checker._requested == {}, "a value already handled is not checked again"
