@@ -35,6 +35,8 @@ from ecr_access.aws.fixtures import REGION, REPOSITORIES, ROLES, aws_client, see
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 60.0
 STOP_TIMEOUT = 8.0
+RESTART_BACKOFF = 1.0  # seconds before retrying a failed operator restart; doubles...
+RESTART_BACKOFF_MAX = 30.0  # ...up to this
 
 
 def free_port() -> int:
@@ -102,6 +104,7 @@ class Sandbox:
         self.moto: subprocess.Popen[bytes] | None = None
         self.operator: subprocess.Popen[bytes] | None = None
         self.operator_restarts = 0
+        self.operator_start_failures = 0  # restarts that failed (see `supervise`)
         self.aws_env: dict[str, str] = {}
         self._liveness_port = free_port()
         self._stopping = threading.Event()
@@ -160,15 +163,39 @@ class Sandbox:
         (self.dir / "ready").unlink(missing_ok=True)
 
     def supervise(self) -> None:
-        """Block until stopped; restart the operator whenever it dies, as a Deployment would."""
+        """Block until stopped; restart the operator whenever it dies, as a Deployment would.
+
+        A restart that fails (the operator dies again before its liveness endpoint answers) is
+        retried after a back-off that doubles up to RESTART_BACKOFF_MAX, like a pod in
+        CrashLoopBackOff; kubesim and moto, and all their state, stay up meanwhile.
+        """
+        backoff, next_try = RESTART_BACKOFF, 0.0
         while not self._stopping.wait(0.5):
             for name, proc in (("kubesim", self.kubesim), ("moto server", self.moto)):
                 if proc is not None and proc.poll() is not None:
                     raise RuntimeError(f"{name} exited with code {proc.returncode}")
-            if self.operator is not None and self.operator.poll() is not None and not self._stopping.is_set():
-                self.operator_restarts += 1
-                self._say(f"the operator exited ({self.operator.returncode}); restarting it")
+            dead = self.operator is not None and self.operator.poll() is not None
+            if not dead or self._stopping.is_set() or time.monotonic() < next_try:
+                continue
+            assert self.operator is not None
+            self.operator_restarts += 1
+            self._say(f"the operator exited ({self.operator.returncode}); restarting it")
+            try:
                 self.start_operator()
+            except RuntimeError as error:
+                self.operator_start_failures += 1
+                next_try = time.monotonic() + backoff
+                self._say(f"the operator did not start ({error}); trying again in {backoff:.0f}s")
+                backoff = min(backoff * 2, RESTART_BACKOFF_MAX)
+            else:
+                backoff, next_try = RESTART_BACKOFF, 0.0
+
+    def operator_healthy(self) -> bool:
+        """Whether the operator's liveness endpoint answers."""
+        try:
+            return _http_ok(f"http://127.0.0.1:{self._liveness_port}/healthz")
+        except OSError:
+            return False
 
     # -- the three processes ------------------------------------------------------------------------
 

@@ -58,3 +58,25 @@ def test_the_sandbox_writes_its_contract_files_and_stops_everything_within_10_se
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_the_sandbox_keeps_restarting_an_operator_that_dies_during_its_restart(tmp_path: pathlib.Path) -> None:
+    """Like a Deployment (CrashLoopBackOff): an operator that fails to start again is retried with a
+    back-off, and kubesim and moto, with all their state, stay up meanwhile."""
+    from ecr_access.sandbox import Sandbox  # noqa: PLC0415
+    from tests.e2e.conftest import eventually, running  # noqa: PLC0415
+
+    sandbox = Sandbox(tmp_path / "sb", seed=False, apply_examples=False, resync_interval=5, cluster_id="backoff")
+    with running(sandbox) as sb:
+        servers = [sb.kubesim, sb.moto]
+        sb.operator_env_overrides["ECR_ACCESS_RESYNC_INTERVAL"] = "not-a-number"  # every start now fails
+        assert sb.operator is not None
+        os.kill(sb.operator.pid, signal.SIGKILL)
+        eventually(lambda: sb.operator_start_failures >= 2, timeout=30, what="for restarts to fail twice")
+        assert all(proc is not None and proc.poll() is None for proc in servers), "the servers stay up"
+
+        del sb.operator_env_overrides["ECR_ACCESS_RESYNC_INTERVAL"]  # fixed: the next try starts it
+
+        eventually(lambda: sb.operator is not None and sb.operator.poll() is None and sb.operator_healthy(),
+                   timeout=60, what="for the operator to be running again")
+        assert [sb.kubesim, sb.moto] == servers
