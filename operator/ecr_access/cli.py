@@ -61,6 +61,7 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
             coalesce_window=cfg.coalesce_window,
             coalesce_longest=cfg.coalesce_longest,
             propagation_window=cfg.propagation_window,
+            unreachable_after=cfg.unreachable_after,
         ),
     )
     logging.getLogger(__name__).info(

@@ -63,6 +63,9 @@ class Config:
     # A change still being worked on after this many seconds (AWS is slow) is reported at once as
     # Reconciling, so that a new grant is never without status; quicker work writes status once.
     progress_after: float = 2.0
+    # A repository whose region has not answered for this many seconds (AWS unreachable from the
+    # cluster, a region not enabled) is reported Stalled (RepositoryUnreachable), not Reconciling.
+    unreachable_after: float = 300.0
 
     @property
     def effective_namespaces(self) -> tuple[str, ...]:
@@ -86,6 +89,7 @@ _FIELDS: Mapping[str, type] = {
     "retry_delay": float,
     "stalled_retry_delay": float,
     "progress_after": float,
+    "unreachable_after": float,
 }
 
 

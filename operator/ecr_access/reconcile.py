@@ -99,6 +99,7 @@ class Tuning:
     write_attempts: int = 4  # verify-after-write rounds against a concurrent writer
     propagation_window: float = 120.0  # how long "principal not accepted" counts as IAM propagation
     refused_retry: float = 60.0  # a principal ECR refused is offered again after this long (`refusals`)
+    unreachable_after: float = 300.0  # a repository that has not answered for this long is Stalled
     retry_jitter: tuple[float, float] = (0.05, 0.5)
 
 
@@ -160,6 +161,7 @@ class Reconciler:
         self._propagating: dict[RepositoryRef, float] = {}  # first "principal not accepted" per repository
         self._documents: dict[RepositoryRef, tuple[float, policy.Document | None]] = {}
         self.refusals = refusals.Refusals()
+        self._unanswered: dict[RepositoryRef, float] = {}  # since when each repository has not answered
         self.flights: Coalescer[Any] = Coalescer(sleep=sleep)
         self.async_flights = AsyncCoalescer(clock=clock)
 
@@ -444,7 +446,7 @@ class Reconciler:
     ) -> Finding:
         label = f"Repository {repo.name} ({repo.arn})"
         if isinstance(result, AwsFault):
-            return finding_for_fault(result, label, "RepositoryNotFound")
+            return self._unreachable(repo, result, label) or finding_for_fault(result, label, "RepositoryNotFound")
         if isinstance(result, Exception):
             return Finding("PolicyUnreadable", f"{label}: {result}; fix or delete that policy.", Severity.TERMINAL)
         if result.foreign_edits:
@@ -474,9 +476,33 @@ class Reconciler:
     ) -> Synced | Exception:
         try:
             cached = self._cached_sync(repo, live, max_age)
-            return cached or self.sync_repository(repo, live, ticket=ticket)
+            return self._answered(repo, cached or self.sync_repository(repo, live, ticket=ticket))
         except (AwsFault, policy.PolicyDocumentError) as problem:
-            return problem
+            return self._answered(repo, problem)
+
+    def _answered(self, repo: RepositoryRef, result: Synced | Exception) -> Synced | Exception:
+        """Keep track of how long a repository has gone without answering (see `_unreachable`)."""
+        with self._guard:
+            if isinstance(result, AwsFault) and result.kind is FaultKind.UNAVAILABLE:
+                self._unanswered.setdefault(repo, self._clock())
+            else:
+                self._unanswered.pop(repo, None)
+        return result
+
+    def _unreachable(self, repo: RepositoryRef, fault: AwsFault, label: str) -> Finding | None:
+        """A repository that has not answered for `unreachable_after` needs a person (a region not
+        enabled, or not reachable from the cluster), so it stops counting as transient."""
+        with self._guard:
+            since = self._unanswered.get(repo)
+        if fault.kind is not FaultKind.UNAVAILABLE or since is None:
+            return None
+        silent = self._clock() - since
+        if silent < self.tuning.unreachable_after:
+            return None
+        return Finding("RepositoryUnreachable",
+                       f"{label} in region {repo.region} has not answered for {silent:.0f}s ({fault.detail}): check "
+                       f"that the region is enabled for account {repo.registry_id} and reachable from the cluster; "
+                       "the operator keeps trying.", Severity.TERMINAL)
 
     async def _sync_all_async(
         self, tickets: Mapping[RepositoryRef, int], live: LiveGrants, max_age: float | None = None
@@ -490,9 +516,9 @@ class Reconciler:
                     ("repo", repo), lambda: self._sync_now(repo, live), ticket=ticket,
                     quiet=self.tuning.coalesce_window, longest=self.tuning.coalesce_longest,
                 )
-                return synced
+                return self._answered(repo, synced)
             except (AwsFault, policy.PolicyDocumentError) as problem:
-                return problem
+                return self._answered(repo, problem)
 
         repos = list(tickets)
         results = await asyncio.gather(*(one(repo, tickets[repo]) for repo in repos))
@@ -812,7 +838,8 @@ class Reconciler:
         for repo, result in synced.items():
             label = f"Repository {repo.name} ({repo.arn})"
             if isinstance(result, AwsFault):
-                finding = APPLIED if result.kind is FaultKind.NOT_FOUND else finding_for_fault(result, label)
+                finding = APPLIED if result.kind is FaultKind.NOT_FOUND else (
+                    self._unreachable(repo, result, label) or finding_for_fault(result, label))
             elif isinstance(result, Exception):
                 finding = Finding("PolicyUnreadable", f"{label}: {result}", Severity.TERMINAL)
             elif plan.handover_sid in result.pending:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+from botocore.exceptions import EndpointConnectionError
+
 from ecr_access import policy
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
@@ -309,3 +311,34 @@ def test_a_malformed_statement_of_ours_is_reported_and_blocks_nothing_else(world
 
     assert [item.finding.reason for item in released.repositories] == ["PolicyUnreadable", "Applied"]
     assert world.policy("ml/serving") is None
+
+
+def test_a_repository_that_never_answers_is_stalled_after_a_bound_and_blocks_no_other(
+    world: World, grants: Grants
+) -> None:
+    now = [1000.0]
+    reconciler = Reconciler(IamAdapter(world.session), EcrAdapter(world.session), cluster_id="c", account=ACCOUNT,
+                            tuning=Tuning(fresh_age=0.0, unreachable_after=300.0), clock=lambda: now[0])
+    world.create_role()
+    world.create_repository("ml/trainer")
+    world.create_repository("ml/far", region="eu-west-1")
+    key, spec = grants.add("g", {"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [
+        {"name": "ml/trainer"}, {"name": "ml/far", "region": "eu-west-1"}]})
+    away = world.session.ecr("eu-west-1")
+
+    def unreachable(**_: object) -> None:
+        raise EndpointConnectionError(endpoint_url="https://api.ecr.eu-west-1.amazonaws.com/")
+
+    away.meta.events.register("before-send", unreachable)
+
+    first = reconciler.apply(key, spec, None, grants)
+    now[0] += 301
+    later = reconciler.apply(key, spec, None, grants)
+
+    assert first.repositories[1].finding.reason == "AwsUnavailable", "transient at first"
+    trainer, far = later.repositories
+    assert trainer.finding.ok
+    assert (far.finding.reason, far.finding.severity) == ("RepositoryUnreachable", Severity.TERMINAL)
+    assert "eu-west-1" in far.finding.message
+    away.meta.events.unregister("before-send", unreachable)
+    assert reconciler.apply(key, spec, None, grants).repositories[1].finding.ok, "it comes back by itself"

@@ -265,3 +265,15 @@ def test_a_stuck_retain_delete_switched_to_delete_goes_at_once(
 
     assert keep_arn not in principals(world, "ml/trainer")
     assert not any(item["Sid"].startswith("EcrAccessRetained") for item in world.statements("ml/trainer"))
+
+
+def test_a_grant_with_a_made_up_region_is_refused_and_deletes_at_once(world: World, cluster: Cluster) -> None:
+    cluster.put("typo", {"role": {"anyscaleCloudId": "cld_abc123"},
+                         "repositories": [{"name": "ml/trainer", "region": "us-west-9"}]})
+    cluster.call(handlers.on_grant_create, "typo")
+    stalled = cluster.conditions("typo")["Stalled"]
+    assert stalled["reason"] == "InvalidSpec" and "us-west-9" in stalled["message"]
+
+    delete(cluster, "typo")  # returns: nothing was applied, so nothing waits for an endpoint that cannot exist
+
+    assert world.calls.made == []
