@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 
 from awsproxy.proxy import ProxyThread, run_in_thread
-from tests.e2e.conftest import Driver, eventually, running
-from tests.e2e.test_resilience import ProxiedSandbox
+from tests.e2e.conftest import Driver, ProxiedSandbox, eventually, running
 
 pytestmark = pytest.mark.e2e
 
@@ -31,7 +30,7 @@ def validating_proxy() -> Iterator[ProxyThread]:
 
 @pytest.fixture(scope="module")
 def hdriver(tmp_path_factory: pytest.TempPathFactory, validating_proxy: ProxyThread) -> Iterator[Driver]:
-    sandbox = ProxiedSandbox(tmp_path_factory.mktemp("hostile"), validating_proxy)
+    sandbox = ProxiedSandbox(tmp_path_factory.mktemp("hostile"), validating_proxy, cluster_id="e2e-hostile")
     sandbox.operator_env_overrides["ECR_ACCESS_PROPAGATION_WINDOW"] = "3"  # refused for 3 s: not propagation
     with running(sandbox) as sb:
         yield Driver(sb)
