@@ -76,6 +76,12 @@ class Cluster:
                 by_role.setdefault(key, []).append(value)
         return {handlers.BY_REPOSITORY: by_repo, handlers.BY_ROLE: by_role}
 
+    async def handler_call(self, handler: Any, name: str) -> None:
+        """Await a handler inside a running loop (for tests that do something else meanwhile); its
+        status written at once (`patch_status`) lands, kopf's patch is dropped."""
+        await handler(body=kopf.Body(copy.deepcopy(self.bodies[name])), patch=kopf.Patch(), memo=self.memo,
+                      **self.indexes())
+
     def call(self, handler: Any, name: str) -> dict[str, Any]:
         """Run a handler, apply its status patch the way a merge patch would, and return the patch."""
         body = self.bodies[name]
