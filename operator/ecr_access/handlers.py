@@ -180,14 +180,17 @@ async def _wait_for_change(runtime: Runtime, key: GrantKey, spec: Any, timeout: 
     so while this handler runs, the object's own index entry cannot change."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
+    failed = False
     while loop.time() < deadline:
         await asyncio.sleep(min(CHANGE_POLL, max(0.0, deadline - loop.time())))
         if runtime.read_spec is None:
             continue
         try:
             now = await asyncio.to_thread(runtime.read_spec, key)
-        except Exception as error:  # the API server away for a moment: keep waiting, as before
-            logger.debug("Could not read %s while waiting for a change: %s", key, error)
+        except Exception as error:  # the API server away, or no `get` in RBAC: keep waiting, and say why
+            if not failed:
+                logger.warning("Could not read %s to notice an edit while its delete is stalled: %s", key, error)
+            failed = True
             continue
         if now != spec:
             return
