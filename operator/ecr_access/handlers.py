@@ -218,13 +218,12 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     recorded = annotations.get(grants.APPLIED_ANNOTATION)
     applied = grants.parse_applied(recorded, runtime.defaults)
     work = asyncio.ensure_future(runtime.reconciler.apply_async(key, spec, applied, live))
-    done, _ = await asyncio.wait({work}, timeout=runtime.config.progress_after)
-    if not done:  # AWS is slow: say so now rather than after the work (kopf patches only at the end)
-        progress = conditions.status_patch(status, conditions.progress_status(generation, status, now()))
-        if progress:
-            await asyncio.to_thread(runtime.patch_status, key, progress)
-            status = {key: value for key, value in {**status, **progress}.items() if value is not None}
-    outcome = await work
+    try:
+        if generation != status.get("observedGeneration"):  # a new spec, not a resume or a label edit
+            status = await _report_progress(runtime, key, generation, status, work)
+        outcome = await work
+    finally:
+        work.cancel()  # a no-op once done; stops the work if this handler is cancelled (operator stop)
     new = conditions.build_status(outcome, generation, status, now())
     _write_status(patch, status, new)
     record = grants.applied_annotation(spec)
@@ -250,6 +249,25 @@ async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         return
     if value != (body.get("status") or {}).get("lastHandledReconcileAt"):
         runtime.drift.request(GrantKey(meta.get("namespace", ""), meta.get("name", "")), str(value))
+
+
+async def _report_progress(
+    runtime: Runtime, key: GrantKey, generation: int, status: dict[str, Any], work: asyncio.Future[Any]
+) -> dict[str, Any]:
+    """If `work` outlasts progress_after (AWS is slow), write Reconciling (Progressing) at once: kopf
+    writes its patch only at the end. Returns the status as it is then on the API server."""
+    done, _ = await asyncio.wait({work}, timeout=runtime.config.progress_after)
+    if done:
+        return status
+    progress = conditions.status_patch(status, conditions.progress_status(generation, status, now()))
+    if not progress:
+        return status
+    try:
+        await asyncio.to_thread(runtime.patch_status, key, progress)
+    except Exception as error:  # only a report: the work goes on, and its own status follows
+        logger.warning("Could not report work in progress on %s: %s", key, error)
+        return status
+    return {name: value for name, value in {**status, **progress}.items() if value is not None}
 
 
 def _indexes_ready(runtime: Runtime, live: IndexedGrants) -> None:

@@ -319,3 +319,22 @@ def test_a_reconcile_request_rechecks_at_once_with_fresh_reads_and_is_echoed(wor
     body["status"].update(status)
     cluster.loop.run_until_complete(handlers.on_grant_event(body=kopf.Body(body), memo=kopf.Memo(runtime=runtime)))
     assert checker._requested == {}, "a value already handled is not checked again"
+
+
+def test_a_resume_while_aws_is_slow_reports_no_progress(world: World, cluster: Cluster) -> None:
+    """An operator restart re-applies every grant: a generation already observed must not flip to
+    Ready=False (Progressing) and back, nor move lastTransitionTime."""
+    import time  # noqa: PLC0415
+
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "g")
+    before = cluster.conditions("g")["Ready"]
+    world.session.session.events.register("before-call.*.*", lambda **_: time.sleep(0.2))
+    cluster.runtime_config(progress_after=0.01, cache_ttl=0.0)
+
+    assert cluster.call(handlers.on_grant_resume, "g") == {}
+
+    assert cluster.direct == []
+    assert cluster.conditions("g")["Ready"] == before
