@@ -247,8 +247,16 @@ async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     value = (meta.get("annotations") or {}).get(RECONCILE_REQUESTED)
     if runtime is None or runtime.drift is None or not value or meta.get("deletionTimestamp"):
         return
-    if value != (body.get("status") or {}).get("lastHandledReconcileAt"):
-        runtime.drift.request(GrantKey(meta.get("namespace", ""), meta.get("name", "")), str(value))
+    if value == (body.get("status") or {}).get("lastHandledReconcileAt"):
+        return
+    key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
+    spec = grants.parse_own_spec(body.get("spec"), runtime.defaults)
+    if spec is None or spec.suspend:
+        # Nothing to check (suspended: change nothing; invalid: its status says why); acknowledge it,
+        # so that `kubectl wait` on the echo does not wait forever.
+        await asyncio.to_thread(runtime.patch_status, key, {"lastHandledReconcileAt": str(value)})
+        return
+    runtime.drift.request(key, str(value))
 
 
 async def _report_progress(

@@ -338,3 +338,23 @@ def test_a_resume_while_aws_is_slow_reports_no_progress(world: World, cluster: C
 
     assert cluster.direct == []
     assert cluster.conditions("g")["Ready"] == before
+
+
+@pytest.mark.parametrize("edit", [
+    pytest.param({"suspend": True}, id="suspended"),
+    pytest.param({"repositories": [{"name": "ml/trainer"}, {"arn": TRAINER_ARN}]}, id="invalid"),
+])
+def test_a_reconcile_request_on_a_grant_with_nothing_to_check_is_acknowledged(
+    world: World, cluster: Cluster, edit: dict[str, Any]
+) -> None:
+    cluster.put("g", {**spec("ml/trainer"), **edit})
+    checker = DriftChecker(world.reconciler, interval=300, retry_delay=15, now=handlers.now,
+                           write_status=lambda grant, status: None, warn=lambda grant, message: None)
+    runtime = dataclasses.replace(cluster.memo.runtime, drift=checker)
+    body = cluster.bodies["g"]
+    body["metadata"]["annotations"][handlers.RECONCILE_REQUESTED] = "t1"
+
+    cluster.loop.run_until_complete(handlers.on_grant_event(body=kopf.Body(body), memo=kopf.Memo(runtime=runtime)))
+
+    assert cluster.direct == [("g", {"lastHandledReconcileAt": "t1"})]
+    assert checker._requested == {} and world.calls.made == []
