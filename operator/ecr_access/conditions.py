@@ -2,7 +2,8 @@
 
 The rules (DESIGN §1) are what Argo CD, Flux and `kubectl wait` read:
 - `Ready` is always there, True only when everything the grant asks for holds in AWS;
-- `Reconciling=True` is there only while a transient failure is being retried;
+- `Reconciling=True` is there only while a transient failure is being retried, or while work on a
+  new spec outlasts a couple of seconds (`Progressing`, see `progress_status`);
 - `Stalled=True` is there only when a person must act (bad spec, missing role or repository,
   AccessDenied, a quota, a policy too large);
 - `lastTransitionTime` moves only when a condition's status flips, and nothing else here reads
@@ -120,7 +121,8 @@ def finding_for_fault(fault: AwsFault, subject: str, not_found: str = "NotFound"
     if kind is FaultKind.PROPAGATING:
         return Finding(
             "RolePropagating",
-            f"ECR does not accept {subject} yet (a new IAM role takes a while to propagate); retrying.",
+            f"ECR does not accept a principal in the policy of {subject} yet (a new IAM role takes a while to "
+            "propagate); retrying.",
             Severity.TRANSIENT,
         )
     if kind is FaultKind.THROTTLED:

@@ -184,7 +184,7 @@ class DriftChecker:
 
     async def _check_one(self, snapshot: LiveGrant, live: LiveGrants, handled: str | None = None) -> str:
         # The index entry as it is now: the grant may have changed, or begun deleting, since the pass
-        # began (a deleting grant is not in the index, and must not be applied again).
+        # began (a deleting grant is gone from the index or handing over, and must not be applied again).
         grant = next((entry for entry in live.on_role(snapshot.spec.role.key) if entry.key == snapshot.key), None)
         if grant is None or not grant.active:  # suspended, invalid or deleting: its handlers are in charge
             return "gone"
