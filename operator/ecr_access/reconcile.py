@@ -98,7 +98,8 @@ class Tuning:
     coalesce_longest: float = 60.0  # ...or after this long (coroutine handlers only)
     write_attempts: int = 4  # verify-after-write rounds against a concurrent writer
     propagation_window: float = 120.0  # how long "principal not accepted" counts as IAM propagation
-    refused_retry: float = 60.0  # a principal ECR refused is offered again after this long (`refusals`)
+    refused_retry: float = 60.0  # a principal ECR refused is offered again after this long (`refusals`),
+    refused_retry_max: float = 3600.0  # doubling each time it is refused again, up to this
     unreachable_after: float = 300.0  # a repository that has not answered for this long is Stalled
     retry_jitter: tuple[float, float] = (0.05, 0.5)
 
@@ -400,6 +401,12 @@ class Reconciler:
                                  finding_for_fault(fault, role_label, "RoleNotFound"))
         except _CrossAccountError as error:
             return self._blocked(spec, sid, info.arn if info else None, error.finding)
+        if info is not None and (not from_index or max_age == 0):
+            # The grant itself asks (a change, a retry, a reconcile-now request): offer its role again
+            # where ECR refused it; a drift pass waits for the back-off instead (`refusals`).
+            with self._guard:
+                for repo in spec.repositories:
+                    self.refusals.offer_again(repo, info.arn)
         if info is None:
             # The role is left out of the statements; syncing drops it where it was (DESIGN §2.3).
             missing = Finding(
@@ -714,7 +721,7 @@ class Reconciler:
         logger.warning("ECR refuses %s as principals of %s; applied the other %d new principals without them",
                        sorted(refused), repo.arn, len(accepted))
         with self._guard:
-            self.refusals.note(repo, refused, self._clock(), self.tuning.refused_retry)
+            self.refusals.note(repo, refused, self._clock(), self.tuning.refused_retry, self.tuning.refused_retry_max)
         return refused
 
     def _read(self, repo: RepositoryRef) -> policy.Document | None:

@@ -11,9 +11,11 @@ So when ECR refuses a document:
    removals and unchanged grants always land;
 2. find the refused ones among the principals added since, by bisection (a few writes: about
    2·log2(k) for one bad principal among k new ones);
-3. hold the refused ones back, and offer them again after `retry` seconds, so that a steady state
-   costs no failed writes; only their grants are told (`RolePropagating` while the propagation
-   window lasts, then `PrincipalRejected`, naming the role ARN).
+3. hold the refused ones back, and offer them again after a back-off that doubles from `retry` up
+   to `retry_max` (an hour), so that a grant left Stalled costs one refused write per back-off, not
+   one per drift pass; the grant's own apply (a spec change, a kopf retry, a reconcile-now request)
+   offers its role again at once. Only the refused principals' grants are told (`RolePropagating`
+   while the propagation window lasts, then `PrincipalRejected`, naming the role ARN).
 
 Pure: the writes go through the `write` callable given to `isolate`; the bookkeeping is a small
 record the reconciler keeps and passes.
@@ -33,20 +35,29 @@ Write = Callable[[policy.Document | None], bool]
 
 @dataclasses.dataclass
 class Refusals:
-    """Per repository: each refused principal, when ECR first refused it, and when to offer it again."""
+    """Per repository: each refused principal, when ECR first refused it, when to offer it again,
+    and how many times in a row it was refused (the back-off)."""
 
-    seen: dict[RepositoryRef, dict[str, tuple[float, float]]] = dataclasses.field(default_factory=dict)
+    seen: dict[RepositoryRef, dict[str, tuple[float, float, int]]] = dataclasses.field(default_factory=dict)
 
     def held_back(self, repo: RepositoryRef, now: float) -> frozenset[str]:
-        return frozenset(arn for arn, (_, retry_at) in self.seen.get(repo, {}).items() if retry_at > now)
+        return frozenset(arn for arn, (_, retry_at, _) in self.seen.get(repo, {}).items() if retry_at > now)
 
     def first_refused(self, repo: RepositoryRef) -> Mapping[str, float]:
-        return {arn: first for arn, (first, _) in self.seen.get(repo, {}).items()}
+        return {arn: first for arn, (first, _, _) in self.seen.get(repo, {}).items()}
 
-    def note(self, repo: RepositoryRef, refused: Iterable[str], now: float, retry: float) -> None:
+    def note(self, repo: RepositoryRef, refused: Iterable[str], now: float, retry: float, retry_max: float) -> None:
         known = self.seen.setdefault(repo, {})
         for arn in refused:
-            known[arn] = (known.get(arn, (now, now))[0], now + retry)
+            first, _, times = known.get(arn, (now, now, 0))
+            known[arn] = (first, now + min(retry * 2**times, retry_max), times + 1)
+
+    def offer_again(self, repo: RepositoryRef, arn: str) -> None:
+        """The principal's own grant asks again: offer it at the next sync, keeping its history."""
+        known = self.seen.get(repo, {})
+        if arn in known:
+            first, _, times = known[arn]
+            known[arn] = (first, 0.0, times)
 
     def forget(self, repo: RepositoryRef, keep: Iterable[str]) -> None:
         """Drop every record for `repo` except those of `keep` (refused again, or still held back)."""

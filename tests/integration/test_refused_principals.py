@@ -4,13 +4,14 @@ land, and only the refused grant is told, by name. moto does not check principal
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+from typing import Any
 
 from ecr_access.conditions import Severity
 from ecr_access.reconcile import Reconciler, Tuning
 from tests.integration.conftest import ACCOUNT, CLUSTER_ID, Grants, PrincipalCheck, World
 
-GHOST = f"arn:aws:iam::{ACCOUNT}:role/ghost"  # never created
 ELSEWHERE = "arn:aws:iam::999999999999:role/attacker"  # another account: never looked up
 
 
@@ -72,7 +73,8 @@ def test_a_delete_lands_while_a_refused_principal_waits(
     gone_key, gone = grants.add("gone", grant({"name": "team-gone"}, "shared/base"), namespace="team")
     world.reconciler.apply(keep_key, keep_spec, None, grants)
     world.reconciler.apply(gone_key, gone, None, grants)
-    grants.add("evil", grant({"arn": GHOST}, "shared/base"), namespace="evil")
+    evil_key, evil = grants.add("evil", grant({"arn": ELSEWHERE}, "shared/base"), namespace="evil")
+    world.reconciler.apply(evil_key, evil, None, grants)
 
     grants.remove(gone_key)
     released = world.reconciler.release(gone_key, gone, gone, grants)
@@ -81,18 +83,37 @@ def test_a_delete_lands_while_a_refused_principal_waits(
     assert principals(world, "shared/base") == {keep}
 
 
-def test_a_held_back_principal_costs_no_write_in_steady_state(
+def drift(reconciler: Reconciler, key: Any, spec: Any, grants: Grants) -> Any:
+    """A drift pass's check of one grant: the index's own entry, answers up to one interval old."""
+    return asyncio.run(reconciler.apply_async(key, spec, None, grants, max_age=270.0, from_index=True))
+
+
+def test_a_held_back_principal_is_retried_with_a_back_off_not_every_pass(
     world: World, grants: Grants, principal_check: PrincipalCheck
 ) -> None:
+    now = [1000.0]
+    reconciler = Reconciler(world.reconciler.iam, world.reconciler.ecr, cluster_id=CLUSTER_ID, account=ACCOUNT,
+                            tuning=Tuning(fresh_age=0.0, refused_retry=60.0, refused_retry_max=3600.0),
+                            clock=lambda: now[0])
     world.create_role("team-a")
     world.create_repository("shared/base")
     a_key, a = grants.add("a", grant({"name": "team-a"}, "shared/base"))
-    bad_key, bad = grants.add("evil", grant({"arn": GHOST}, "shared/base"), namespace="evil")
-    world.reconciler.apply(a_key, a, None, grants)
-    world.reconciler.apply(bad_key, bad, None, grants)
-    world.calls.clear()
+    bad_key, bad = grants.add("evil", grant({"arn": ELSEWHERE}, "shared/base"), namespace="evil")
+    reconciler.apply(a_key, a, None, grants)  # syncs both grants' principals: the attacker is refused...
+    reconciler.apply(bad_key, bad, None, grants)  # ...and refused again by its own apply: held back 120 s
+    refused_writes = []
+    for step in (30, 31, 60, 60, 60, 60):  # drift passes at +30, +61, +121, +181, +241, +301
+        now[0] += step
+        before = principal_check.refused
+        drift(reconciler, bad_key, bad, grants)
+        drift(reconciler, a_key, a, grants)
+        refused_writes.append(principal_check.refused - before)
 
-    world.reconciler.apply(a_key, a, None, grants)
-    world.reconciler.apply(bad_key, bad, None, grants)
-
-    assert world.calls.writes() == [], "the refused principal is held back until its retry time"
+    # Held to +120, offered by the pass at +121 and refused a third time, then held 240 s (to +361).
+    assert refused_writes == [0, 0, 1, 0, 0, 0]
+    assert world.calls.writes().count("SetRepositoryPolicy") == principal_check.refused + 1, "no other write"
+    principal_check.accepted.add(ELSEWHERE)  # the role is created in that account
+    before = principal_check.refused
+    assert reconciler.apply(bad_key, bad, None, grants).repositories[0].finding.ok, (
+        "the grant's own apply (a retry, an edit, reconcile-now) offers its role at once")
+    assert principal_check.refused == before
