@@ -25,12 +25,13 @@ what the live grants want belong to the caller (`reconcile`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from collections.abc import Iterable, Mapping
 
 from ecr_access import policy
 from ecr_access.model import ManagedPolicy
-from ecr_access.ports import IamPort
+from ecr_access.ports import AwsFault, IamPort
 
 TAG_PREFIX = "ecraccess.io/"
 ATTACHED_TAG = TAG_PREFIX + "attached"
@@ -86,6 +87,10 @@ class Step:
     kind: str  # "tag" | "attach" | "detach"
     key: str  # the tag key, or the policy's short name
     value: str | None = None
+    # For an attach that this plan recorded first: the `attached` tag as it was before, to put back
+    # if IAM refuses the attach for good (the record must not claim what never happened).
+    undo: str | None = None
+    recorded: bool = False
 
 
 def plan(
@@ -103,10 +108,12 @@ def plan(
         steps.append(_tag(cluster_key, wanted))
     record = set(ledger.attached)
     for name in sorted(wanted - attached_now):
-        if name not in record:  # the record first: a lost answer or a crash must not lose it
+        recorded = name not in record
+        before = render(record) or None
+        if recorded:  # the record first: a lost answer or a crash must not lose it
             record.add(name)
             steps.append(_tag(ATTACHED_TAG, record))
-        steps.append(Step("attach", name))
+        steps.append(Step("attach", name, undo=before if recorded else None, recorded=recorded))
     for name in sorted(hand_over & record):
         record.discard(name)
         steps.append(_tag(ATTACHED_TAG, record))
@@ -156,7 +163,17 @@ def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str
             continue
         flush()
         if step.kind == "attach":
-            iam.attach_role_policy(role_name, arn_of(step.key, partition))
+            try:
+                iam.attach_role_policy(role_name, arn_of(step.key, partition))
+            except AwsFault as fault:
+                if step.recorded and not fault.kind.transient:
+                    # Refused for good (AccessDenied, a quota): it never happened, so the record must
+                    # not say so, or a person's later attachment would pass for ours. A lost answer
+                    # (transient) keeps the record: IAM may well have attached it.
+                    pending[ATTACHED_TAG] = step.undo
+                    with contextlib.suppress(AwsFault):
+                        flush()
+                raise
         else:
             iam.detach_role_policy(role_name, arn_of(step.key, partition))
     flush()

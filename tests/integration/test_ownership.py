@@ -277,3 +277,21 @@ def test_a_grant_with_a_made_up_region_is_refused_and_deletes_at_once(world: Wor
     delete(cluster, "typo")  # returns: nothing was applied, so nothing waits for an endpoint that cannot exist
 
     assert world.calls.made == []
+
+
+def test_a_denied_attach_leaves_no_record_so_a_persons_attachment_stays(world: World, cluster: Cluster) -> None:
+    """AttachRolePolicy refused (AccessDenied); a person then attaches the policy by hand, the natural
+    workaround. The record written before the attempt must not make their attachment pass for ours."""
+    world.create_role()
+    world.create_repository("ml/trainer")
+    world.calls.inject("AttachRolePolicy", "AccessDenied", "not allowed", status=403)
+    cluster.put("g", spec("ml/trainer"))
+    cluster.call(handlers.on_grant_create, "g")
+    assert cluster.conditions("g")["Stalled"]["reason"] == "AccessDenied"
+    assert attachments.ATTACHED_TAG not in ledger(world)
+
+    world.iam.attach_role_policy(RoleName=NODE_ROLE, PolicyArn=READ_ONLY)  # by hand
+    cluster.call(handlers.on_grant_resume, "g")
+    delete(cluster, "g")
+
+    assert READ_ONLY in world.attached()

@@ -8,6 +8,7 @@ import pytest
 
 from ecr_access import attachments
 from ecr_access.attachments import ATTACHED_TAG, Ledger, Step
+from ecr_access.ports import AwsFault, FaultKind
 
 MINE = "ecraccess.io/0a1b2c3d"
 OTHER = "ecraccess.io/ffff0000"
@@ -33,7 +34,8 @@ def test_cluster_tag_is_the_prefix_and_eight_hex_digits_of_the_cluster_id() -> N
 
 @pytest.mark.parametrize(("tags", "attached", "wanted", "hand_over", "expected"), [
     pytest.param({}, set(), {"ReadOnly"}, set(),
-                 [Step("tag", MINE, "ReadOnly"), Step("tag", ATTACHED_TAG, "ReadOnly"), Step("attach", "ReadOnly")],
+                 [Step("tag", MINE, "ReadOnly"), Step("tag", ATTACHED_TAG, "ReadOnly"),
+                  Step("attach", "ReadOnly", recorded=True)],
                  id="first-attach-records-before-attaching"),
     pytest.param({}, {"ReadOnly"}, {"ReadOnly"}, set(), [Step("tag", MINE, "ReadOnly")],
                  id="someone-else-attached-it-so-no-record"),
@@ -121,3 +123,22 @@ def test_short_names_know_only_the_ecr_managed_policies_of_the_partition() -> No
     assert attachments.short_names({RO, PO, "arn:aws:iam::aws:policy/AdministratorAccess"}, "aws") == {
         "ReadOnly", "PullOnly"}
     assert attachments.short_names({RO}, "aws-cn") == frozenset()
+
+
+@pytest.mark.parametrize(("kind", "kept"), [
+    pytest.param(FaultKind.ACCESS_DENIED, False, id="refused-for-good-the-record-is-taken-back"),
+    pytest.param(FaultKind.LIMIT_EXCEEDED, False, id="a-quota-too"),
+    pytest.param(FaultKind.UNAVAILABLE, True, id="a-lost-answer-keeps-the-record"),
+])
+def test_a_refused_attach_takes_its_record_back(kind: FaultKind, kept: bool) -> None:
+    class Refusing(FakeIam):
+        def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
+            self.calls.append(("AttachRolePolicy", policy_arn))
+            raise AwsFault(kind, "AttachRolePolicy", role_name, "no")
+
+    iam = Refusing()
+    with pytest.raises(AwsFault):
+        attachments.execute(iam, "node", "aws", {}, attachments.plan(ledger({}), MINE, frozenset(),  # type: ignore[arg-type]
+                                                                      frozenset({"ReadOnly"})))
+    undo = [] if kept else [("UntagRole", [ATTACHED_TAG])]
+    assert iam.calls == [("TagRole", {MINE: "ReadOnly", ATTACHED_TAG: "ReadOnly"}), ("AttachRolePolicy", RO), *undo]
