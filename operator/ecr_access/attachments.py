@@ -130,8 +130,9 @@ def _tag(key: str, items: Iterable[str]) -> Step:
     return Step("tag", key, value or None)
 
 
-def detaches(steps: Iterable[Step]) -> bool:
-    return any(step.kind == "detach" for step in steps)
+def shared(steps: Iterable[Step]) -> bool:
+    """Whether the steps depend on what other clusters did: a detach, or a write of `attached`."""
+    return any(step.kind == "detach" or step.key == ATTACHED_TAG for step in steps)
 
 
 def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str], steps: Iterable[Step]) -> dict[

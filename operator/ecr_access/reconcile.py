@@ -44,6 +44,9 @@ from ecr_access.ports import AwsFault, EcrPort, FaultKind, IamPort, RoleInfo
 
 logger = logging.getLogger(__name__)
 
+# A role read this recently counts as read just now (the apply that wants to write just read it).
+FRESH = 1.0
+
 __all__ = ["GrantGone", "LiveGrant", "LiveGrants", "Reconciler", "Registry", "Synced", "Tuning"]
 
 
@@ -239,6 +242,11 @@ class Reconciler:
         found: frozenset[str] = self.flights.run(("attached", role.key), list_attached)
         return found
 
+    def _role_age(self, role: RoleKey) -> float:
+        with self._guard:
+            entry = self._roles.get(role)
+        return self._clock() - entry[0] if entry is not None else float("inf")
+
     def _forget_role(self, role: RoleKey) -> None:
         with self._guard:
             self._roles.pop(role, None)
@@ -281,9 +289,10 @@ class Reconciler:
                 ledger = attachments.Ledger.from_tags(info.tags, self.cluster_tag)
                 wanted = self._wanted(role.key, info.arn, live, include, exclude)
                 steps = attachments.plan(ledger, self.cluster_tag, attached, wanted, hand_over)
-                if fresh or not attachments.detaches(steps):
+                if fresh or not attachments.shared(steps) or self._role_age(role.key) <= FRESH:
                     break
-                # A detach depends on what other clusters want now: decide it on tags read just now.
+                # A detach, or a write of the `attached` tag all clusters share, depends on what the
+                # others did lately: decide it on tags read just now (IAM has no conditional write).
                 info = self._lookup(role, 0.0)
                 if info is None:
                     return None

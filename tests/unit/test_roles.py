@@ -101,3 +101,23 @@ def test_a_role_edit_moves_the_want_to_the_new_role() -> None:
 
     assert iam.roles["old"].attached == set() and iam.roles["old"].tags == {}
     assert READ_ONLY in iam.roles["new"].attached
+
+
+def test_the_shared_attached_tag_is_written_from_tags_read_just_now() -> None:
+    """Another cluster's operator recorded its own attachment since this one last read the role: the
+    `attached` tag both share must not be rewritten from the stale copy (that would strand theirs)."""
+    iam, ecr, index = FakeIam(ACCOUNT, ["node"]), FakeEcr("ml/a"), Index()
+    now = [0.0]
+    rec = Reconciler(iam, ecr, cluster_id="c", account=ACCOUNT, clock=lambda: now[0],  # type: ignore[arg-type]
+                     tuning=Tuning(fresh_age=600.0, role_cache_ttl=600.0), sleep=lambda _: None)
+    key, none = index.add("g", {"role": {"name": "node"}, "repositories": [{"name": "ml/a"}], "managedPolicy": "None"})
+    rec.apply(key, none, None, index)  # reads (and caches) the role: no tags yet
+    other = iam.roles["node"]  # the other cluster attaches PullOnly, and records it
+    other.tags.update({"ecraccess.io/ffff0000": "PullOnly", attachments.ATTACHED_TAG: "PullOnly"})
+    other.attached.add("arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryPullOnly")
+    now[0] = 100.0  # well within the cache's age, but not "just now"
+
+    key, read_only = index.add("g", {"role": {"name": "node"}, "repositories": [{"name": "ml/a"}]})
+    rec.apply(key, read_only, none, index)
+
+    assert iam.roles["node"].tags[attachments.ATTACHED_TAG] == "PullOnly ReadOnly"
