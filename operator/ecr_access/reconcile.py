@@ -554,7 +554,8 @@ class Reconciler:
         with self._guard:
             held = self.refusals.held_back(repo, self._clock())
             refused = self.refusals.first_refused(repo)
-        result = handover.fit(cached[1], self.prefix, refusals.without(desired, held), handovers)
+        result = handover.fit(cached[1], self.prefix, refusals.without(desired, held),
+                              refusals.handovers_without(handovers, held))
         if not policy.equivalent(cached[1], result.document):
             return None
         return Synced(cached[1], result.rejected, pending=result.pending, refused=refused)
@@ -672,14 +673,15 @@ class Reconciler:
         foreign_edits = 0
         for attempt in range(self.tuning.write_attempts):
             offered = refusals.without(desired, held)
-            result = handover.fit(document, self.prefix, offered, handovers)
+            offered_handovers = refusals.handovers_without(handovers, held)
+            result = handover.fit(document, self.prefix, offered, offered_handovers)
             if not policy.equivalent(document, result.document):
                 try:
                     self._write(repo, result.document)
                 except AwsFault as fault:
                     if fault.kind is not FaultKind.PROPAGATING:
                         raise
-                    refused = self._isolate(repo, document, offered, handovers, fault)
+                    refused = self._isolate(repo, document, offered, offered_handovers, fault)
                     held = held | refused
                     document = self._read(repo)
                     continue

@@ -72,6 +72,11 @@ def without(desired: Iterable[policy.DesiredStatement], held: frozenset[str]) ->
     return [dataclasses.replace(item, principals=item.principals - held) for item in desired]
 
 
+def handovers_without(handovers: Iterable[handover.Handover], held: frozenset[str]) -> list[handover.Handover]:
+    """A hand-over of a role ECR refuses has nothing to hand over: that role never had access here."""
+    return [item for item in handovers if item.principal not in held]
+
+
 def isolate(
     document: policy.Document | None, prefix: str, desired: list[policy.DesiredStatement],
     handovers: list[handover.Handover], write: Write,
@@ -81,11 +86,13 @@ def isolate(
     or None when even the document without any new principal is refused (the cause is elsewhere).
     What AWS holds afterwards is the last accepted write: every accepted principal, no refused one."""
     present = frozenset().union(*policy.owned_principals(document, prefix).values())
-    new = sorted({arn for item in desired for arn in item.principals} - present)
+    offered = {arn for item in desired for arn in item.principals} | {item.principal for item in handovers}
+    new = sorted(offered - present)
 
     def build(allowed: frozenset[str]) -> policy.Document | None:
         restricted = [dataclasses.replace(item, principals=item.principals & allowed) for item in desired]
-        return handover.fit(document, prefix, restricted, handovers).document
+        kept = [item for item in handovers if item.principal in allowed]
+        return handover.fit(document, prefix, restricted, kept).document
 
     base = build(present)
     if not policy.equivalent(base, document) and not write(base):

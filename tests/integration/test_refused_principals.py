@@ -9,6 +9,7 @@ import itertools
 from typing import Any
 
 from ecr_access.conditions import Severity
+from ecr_access.grants import LiveGrant
 from ecr_access.reconcile import Reconciler, Tuning
 from tests.integration.conftest import ACCOUNT, CLUSTER_ID, Grants, PrincipalCheck, World
 
@@ -117,3 +118,24 @@ def test_a_held_back_principal_is_retried_with_a_back_off_not_every_pass(
     assert reconciler.apply(bad_key, bad, None, grants).repositories[0].finding.ok, (
         "the grant's own apply (a retry, an edit, reconcile-now) offers its role at once")
     assert principal_check.refused == before
+
+
+def test_a_retain_grant_whose_role_ecr_refuses_blocks_nothing_and_deletes(
+    world: World, grants: Grants, principal_check: PrincipalCheck
+) -> None:
+    """Its role never had access here, so there is nothing to hand over; the repository stays writable."""
+    good = world.create_role("team-a")
+    world.create_repository("shared/base")
+    bad_key, bad = grants.add("evil", {**grant({"arn": ELSEWHERE}, "shared/base"), "deletionPolicy": "Retain"},
+                              namespace="evil")
+    world.reconciler.apply(bad_key, bad, None, grants)
+    grants.live[bad_key] = LiveGrant(bad_key, bad, active=False, handing_over=True, uid="uid-evil")  # deleting
+
+    released = world.reconciler.release(bad_key, bad, bad, grants, uid="uid-evil")
+    a_key, a = grants.add("a", grant({"name": "team-a"}, "shared/base"), namespace="team")
+    applied = world.reconciler.apply(a_key, a, None, grants)
+
+    assert released.repositories[0].finding.ok, released
+    assert applied.repositories[0].finding.ok, applied
+    assert principals(world, "shared/base") == {good}
+    assert not any(item["Sid"].startswith("EcrAccessRetained") for item in world.statements("shared/base"))
