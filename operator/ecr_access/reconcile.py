@@ -671,7 +671,8 @@ class Reconciler:
         with self._guard:
             held = self.refusals.held_back(repo, self._clock())
         foreign_edits = 0
-        for attempt in range(self.tuning.write_attempts):
+        isolated = False  # at most one isolation per sync: its writes are bounded by bisection
+        while True:
             offered = refusals.without(desired, held)
             offered_handovers = refusals.handovers_without(handovers, held)
             result = handover.fit(document, self.prefix, offered, offered_handovers)
@@ -679,17 +680,25 @@ class Reconciler:
                 try:
                     self._write(repo, result.document)
                 except AwsFault as fault:
-                    if fault.kind is not FaultKind.PROPAGATING:
-                        raise
-                    refused = self._isolate(repo, document, offered, offered_handovers, fault)
-                    held = held | refused
+                    if fault.kind is not FaultKind.PROPAGATING or isolated:
+                        raise self._bounded_propagation(repo, fault) from fault
+                    isolated = True
+                    # Isolate on the policy as it is now, not as first read: a write landed meanwhile
+                    # is built on, not overwritten. The loop then re-reads and verifies as always.
+                    document = self._read(repo)
+                    held = held | self._isolate(repo, document, offered, offered_handovers, fault)
                     document = self._read(repo)
                     continue
                 check = self._read(repo)
                 if not policy.equivalent(check, result.document):
                     foreign_edits += 1
+                    if foreign_edits >= self.tuning.write_attempts:
+                        raise AwsFault(
+                            FaultKind.UNAVAILABLE, "SetRepositoryPolicy", f"repository {repo.arn}",
+                            f"the policy kept changing under concurrent writers ({foreign_edits} times); will retry",
+                        )
                     logger.warning("Repository %s policy changed while we wrote it (attempt %d): merging again",
-                                   repo.arn, attempt + 1)
+                                   repo.arn, foreign_edits)
                     document = check
                     self._sleep(random.uniform(*self.tuning.retry_jitter))
                     continue
@@ -700,10 +709,6 @@ class Reconciler:
                 refused_now = self.refusals.first_refused(repo)
             return Synced(result.document, result.rejected, foreign_edits=foreign_edits, pending=result.pending,
                           refused=refused_now)
-        raise AwsFault(
-            FaultKind.UNAVAILABLE, "SetRepositoryPolicy", f"repository {repo.arn}",
-            f"the policy kept changing under concurrent writers ({foreign_edits} times); will retry",
-        )
 
     def _write(self, repo: RepositoryRef, document: policy.Document | None) -> None:
         if document is None:
