@@ -82,6 +82,10 @@ class Outcome:
     notes: tuple[str, ...] = ()
     # The grant's actions, for a Ready message that says what was granted; () for the reference's.
     actions: tuple[str, ...] = ()
+    # What is left of the grant's previous contribution: a repository it dropped, or the role it
+    # left, that could not be recomputed without it yet. While any is left, the applied record must
+    # keep naming them (so that a retry, or the delete, gets to them).
+    unsettled: tuple[Finding, ...] = ()
 
     @property
     def findings(self) -> list[Finding]:

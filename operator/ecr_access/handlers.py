@@ -227,12 +227,19 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     new = conditions.build_status(outcome, generation, status, now())
     _write_status(patch, status, new)
     record = grants.applied_annotation(spec)
-    if recorded != record:  # what a suspend freezes and a delete releases (metadata, judged like the spec)
+    # What a suspend freezes and a delete releases (metadata, judged like the spec). It moves on only
+    # once nothing of the previous contribution is left, so that a retry or the delete still names it.
+    if recorded != record and not outcome.unsettled:
         patch.metadata.annotations[grants.APPLIED_ANNOTATION] = record
     for note in outcome.notes:
-        kopf.warn(body, reason="ConcurrentPolicyEdit", message=note)
-    if outcome.transient:
-        raise kopf.TemporaryError(new["conditions"][0]["message"], delay=runtime.config.retry_delay)
+        _warn(body, "ConcurrentPolicyEdit", note)
+    for left in outcome.unsettled:
+        _warn(body, "PreviousSpecNotReleased", left.message)
+    if outcome.transient or outcome.unsettled:
+        transient = outcome.transient or any(item.severity is conditions.Severity.TRANSIENT
+                                             for item in outcome.unsettled)
+        delay = runtime.config.retry_delay if transient else runtime.config.stalled_retry_delay
+        raise kopf.TemporaryError(new["conditions"][0]["message"], delay=delay)
 
 
 async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -284,6 +291,14 @@ def _indexes_ready(runtime: Runtime, live: IndexedGrants) -> None:
     runtime.sweeper.indexes_ready(live)
     if runtime.drift is not None:
         runtime.drift.indexes_ready(live)
+
+
+def _warn(body: kopf.Body, reason: str, message: str) -> None:
+    """A Warning Event on the grant; only logged outside a running operator (kopf's queue is per operator)."""
+    try:
+        kopf.warn(body, reason=reason, message=message)
+    except LookupError:
+        logger.warning("%s: %s", reason, message)
 
 
 def warn(grant: LiveGrant, message: str) -> None:

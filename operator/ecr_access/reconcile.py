@@ -119,6 +119,7 @@ class _Plan:
     owned: bool
     tickets: dict[RepositoryRef, int]
     max_age: float
+    unsettled: tuple[Finding, ...] = ()  # the previous role, if it could not be recomputed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -406,10 +407,12 @@ class Reconciler:
             # What this apply read itself is fresh enough for the rest of it, even with max_age 0.
             state = self._sync_roles(key, spec, applied, live, me, max(age, self._clock() - started), from_index)
         except AwsFault as fault:
+            # If the role changed, the previous one may not have been recomputed without this grant.
+            moved = applied is not None and applied.role.key != spec.role.key
             return self._blocked(spec, sid, info.arn if info else None,
-                                 finding_for_fault(fault, role_label, "RoleNotFound"))
-        except _CrossAccountError as error:
-            return self._blocked(spec, sid, info.arn if info else None, error.finding)
+                                 finding_for_fault(fault, role_label, "RoleNotFound"), unsettled=moved)
+        except _CrossAccountError as error:  # raised after the previous role was synced
+            return self._blocked(spec, sid, info.arn if info else None, error.finding, unsettled=False)
         if info is not None and (not from_index or max_age == 0):
             # The grant itself asks (a change, a retry, a reconcile-now request): offer its role again
             # where ECR refused it; a drift pass waits for the back-off instead (`refusals`).
@@ -447,15 +450,21 @@ class Reconciler:
         """Each repository's verdict for this grant, from what its sync found."""
         results = []
         notes: list[str] = []
+        unsettled = []
         for repo, result in synced.items():
             if repo not in plan.spec.repositories:
-                if isinstance(result, Exception):
+                if isinstance(result, Exception) and not (isinstance(result, AwsFault)
+                                                          and result.kind is FaultKind.NOT_FOUND):
+                    label = f"Repository {repo.name} ({repo.arn}), dropped from the spec,"
+                    finding = (finding_for_fault(result, label) if isinstance(result, AwsFault)
+                               else Finding("PolicyUnreadable", f"{label}: {result}", Severity.TERMINAL))
                     logger.warning("Could not drop a grant from %s: %s", repo.arn, result)
+                    unsettled.append(finding)
                 continue
             finding = self._repository_finding(repo, plan, result, notes)
             results.append(RepositoryResult(repo.arn, plan.sid, finding))
         return Outcome(plan.role_arn, plan.policy_arn, plan.owned, plan.role_finding, tuple(results), tuple(notes),
-                       plan.spec.actions)
+                       plan.spec.actions, (*plan.unsettled, *unsettled))
 
     def _repository_finding(
         self, repo: RepositoryRef, plan: _Plan, result: Synced | Exception, notes: list[str]
@@ -560,7 +569,9 @@ class Reconciler:
             return None
         return Synced(cached[1], result.rejected, pending=result.pending, refused=refused)
 
-    def _blocked(self, spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding) -> Outcome:
+    def _blocked(
+        self, spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding, *, unsettled: bool
+    ) -> Outcome:
         """The role side failed: nothing is written for this grant's repositories. What the role has
         attached was not learned, so the report keeps its last answer (`managed_policy_owned=None`)."""
         repos = tuple(
@@ -568,7 +579,7 @@ class Reconciler:
                                                     finding.severity))
             for repo in spec.repositories
         )
-        return Outcome(role_arn, None, None, finding, repos)
+        return Outcome(role_arn, None, None, finding, repos, unsettled=(finding,) if unsettled else ())
 
     # -- repositories -----------------------------------------------------------------------------
 

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 from typing import Any
 
 import kopf
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from ecr_access import attachments, handlers, policy
+from ecr_access import attachments, grants, handlers, policy
 from ecr_access.grants import LiveGrant
 from tests.integration.cluster import TRAINER_ARN, Cluster, spec
-from tests.integration.conftest import ACCOUNT, CLUSTER_ID, NODE_ROLE, READ_ONLY, Grants, World, ledger
+from tests.integration.conftest import ACCOUNT, CLUSTER_ID, NODE_ROLE, READ_ONLY, REGION, Grants, World, _Http, ledger
 
 FORGED_OWNED = {"managedPolicyOwned": True, "managedPolicyArn": READ_ONLY}
 
@@ -295,3 +296,51 @@ def test_a_denied_attach_leaves_no_record_so_a_persons_attachment_stays(world: W
     delete(cluster, "g")
 
     assert READ_ONLY in world.attached()
+
+
+def test_a_role_edit_keeps_the_old_record_until_the_old_role_is_released(world: World, cluster: Cluster) -> None:
+    """The old role's recompute fails (throttled): the applied record must keep naming it, so that
+    kopf's retry, or the delete, still releases it. Before, the record moved on and R1 kept ReadOnly."""
+    world.create_role("r1")
+    world.create_role("r2")
+    world.create_repository("ml/trainer")
+    cluster.put("g", {"role": {"name": "r1"}, "repositories": [{"name": "ml/trainer"}]})
+    cluster.call(handlers.on_grant_create, "g")
+    before = cluster.bodies["g"]["metadata"]["annotations"][grants.APPLIED_ANNOTATION]
+    cluster.put("g", {"role": {"name": "r2"}, "repositories": [{"name": "ml/trainer"}]}, generation=2)
+    world.calls.inject("ListAttachedRolePolicies", "Throttling", "slow down", times=1)
+
+    with pytest.raises(kopf.TemporaryError):
+        cluster.call(handlers.on_grant_update, "g")
+    assert cluster.bodies["g"]["metadata"]["annotations"][grants.APPLIED_ANNOTATION] == before
+
+    cluster.call(handlers.on_grant_update, "g")  # kopf's retry
+    assert READ_ONLY not in world.attached("r1") and ledger(world, "r1") == {}
+    assert READ_ONLY in world.attached("r2")
+    assert cluster.bodies["g"]["metadata"]["annotations"][grants.APPLIED_ANNOTATION] != before
+
+
+def test_a_dropped_repository_that_fails_is_retried_until_released(world: World, cluster: Cluster) -> None:
+    world.create_role()
+    world.create_repository("ml/trainer")
+    world.create_repository("ml/serving")
+    cluster.put("g", spec("ml/trainer", "ml/serving"))
+    cluster.call(handlers.on_grant_create, "g")
+    cluster.put("g", spec("ml/trainer"), generation=2)
+
+    def serving_away(params: dict[str, Any], **_: Any) -> Any:
+        if json.loads(params["body"]).get("repositoryName") == "ml/serving":  # only the dropped one fails
+            return _Http(503), {"Error": {"Code": "ServiceUnavailable", "Message": "away"},
+                                "ResponseMetadata": {"HTTPStatusCode": 503}}
+        return None
+
+    events = world.session.ecr(REGION).meta.events  # the operator's ECR client exists already
+    events.register_first("before-call.ecr.GetRepositoryPolicy", serving_away)
+    with pytest.raises(kopf.TemporaryError):
+        cluster.call(handlers.on_grant_update, "g")
+    assert cluster.conditions("g")["Ready"]["status"] == "True", "the spec itself is applied"
+    events.unregister("before-call.ecr.GetRepositoryPolicy", serving_away)
+    cluster.call(handlers.on_grant_update, "g")  # kopf's retry
+
+    assert world.policy("ml/serving") is None
+    assert world.ours("ml/trainer")
