@@ -4,11 +4,12 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: help venv test lint typecheck importlint unit integration kubesim e2e run demo deploy bench bench-quick lock clean
+.PHONY: help venv test check lint typecheck importlint unit integration kubesim e2e run demo deploy bench bench-quick lock clean
 
 help:
 	@echo "make demo   - run the operator end to end on the embedded sandbox (kubesim + moto)"
 	@echo "make test   - lint, type-check, import contracts and the whole pytest suite"
+	@echo "make check  - lint, type-check, import contracts and the unit tests (well under a minute)"
 	@echo "make run    - run the operator against the current kubeconfig and AWS credentials"
 	@echo "make deploy - install into the current kubectl context (OVERLAY=irsa|pod-identity|argocd)"
 
@@ -60,6 +61,10 @@ demo: $(STAMP)
 
 test: lint typecheck importlint
 	$(BIN)/pytest
+
+# The fast loop while editing: everything but the tests that start servers or moto.
+check: lint typecheck importlint
+	$(BIN)/pytest -q tests/unit
 
 # Install into the current kubectl context: `make deploy` (deploy/base) or `make deploy OVERLAY=irsa`.
 OVERLAY ?=

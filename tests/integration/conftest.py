@@ -17,8 +17,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
+import moto.iam.models
 import pytest
 from moto import mock_aws
+from moto.iam.aws_managed_policies import aws_managed_policies_data
 
 from ecr_access.aws import catalog
 from ecr_access.aws.ecr import EcrAdapter
@@ -42,6 +44,10 @@ FOREIGN = {
     "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
     "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload"],
 }
+
+
+ECR_MANAGED_POLICIES = json.dumps({name: value for name, value in json.loads(aws_managed_policies_data).items()
+                                   if name.startswith("AmazonEC2ContainerRegistry")})
 
 
 class _Http:
@@ -169,6 +175,9 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    # moto parses all ~1,600 AWS managed policies for every IAM backend it creates, several times a
+    # test; the operator only ever touches the ECR ones, so those (and their neighbours) are all it gets.
+    monkeypatch.setattr(moto.iam.models, "aws_managed_policies_data", ECR_MANAGED_POLICIES)
     with mock_aws(config={"iam": {"load_aws_managed_policies": True}}):
         session = AwsSession.create(REGION)
         calls = Calls()
