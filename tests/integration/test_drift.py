@@ -154,7 +154,8 @@ def test_a_transient_failure_is_checked_again_after_the_retry_delay(
     async def until_ready() -> None:
         drift.start()
         try:
-            while not is_ready(cluster.status(key)):
+            # The pass is counted after its status writes: wait for both, or the count races the write.
+            while not (is_ready(cluster.status(key)) and drift.passes >= 2):
                 await asyncio.sleep(0.01)
         finally:
             await drift.stop()
