@@ -297,6 +297,8 @@ class Reconciler:
                 info = self._lookup(role, 0.0)
                 if info is None:
                     return None
+            if not steps:  # the steady state: nothing to write, and the caches are as read
+                return RoleState(info, attached, ledger)
             try:
                 tags = attachments.execute(self.iam, role.name, partition, info.tags, steps)
             except AwsFault:
@@ -537,8 +539,11 @@ class Reconciler:
                 cached = await asyncio.to_thread(self._cached_sync, repo, live, max_age)
                 if cached is not None:
                     return cached
+                # Re-checked inside the flight: a run that started after ours was requested may have
+                # just read this policy, and then a drift check need not read it again.
                 synced: Synced = await self.async_flights.run(
-                    ("repo", repo), lambda: self._sync_now(repo, live), ticket=ticket,
+                    ("repo", repo), lambda: self._cached_sync(repo, live, max_age) or self._sync_now(repo, live),
+                    ticket=ticket,
                     quiet=self.tuning.coalesce_window, longest=self.tuning.coalesce_longest,
                 )
                 return self._answered(repo, synced)
