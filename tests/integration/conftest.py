@@ -31,7 +31,8 @@ from ecr_access.reconcile import LiveGrant, Reconciler, Tuning
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
-DEFAULTS = Defaults(partition="aws", region=REGION, account=ACCOUNT, catalog=catalog.load())
+_BOTO = boto3.session.Session(region_name=REGION)  # what the operator judges specs with (aws.catalog)
+DEFAULTS = Defaults(partition="aws", region=REGION, account=ACCOUNT, catalog=catalog.load(_BOTO, _BOTO.client("ecr")))
 CLUSTER_ID = "test-cluster-uid"
 CLOUD_ID = "cld_abc123"
 NODE_ROLE = f"{CLOUD_ID}-cluster_node_role"

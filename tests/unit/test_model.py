@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 
 from ecr_access.aws import catalog
@@ -23,7 +24,9 @@ from ecr_access.model import (
     parse_spec,
 )
 
-CATALOG = catalog.load()  # what the operator judges specs with: botocore's ECR actions and regions
+# What the operator judges specs with: botocore's ECR actions and regions (aws.catalog).
+_BOTO = boto3.session.Session(region_name="us-west-2")
+CATALOG = catalog.load(_BOTO, _BOTO.client("ecr"))
 DEFAULTS = Defaults(partition="aws", region="us-west-2", account="123456789012", catalog=CATALOG)
 ACCOUNT = DEFAULTS.account
 TRAINER = RepositoryRef("aws", "us-west-2", ACCOUNT, "ml/trainer")

@@ -8,7 +8,7 @@ arrives with a botocore upgrade, never from a hand-kept copy.
 
 from __future__ import annotations
 
-import botocore.session
+from typing import Any
 
 from ecr_access.model import Catalog
 
@@ -18,9 +18,10 @@ PARTITIONS = ("aws", "aws-cn", "aws-us-gov")
 PERMISSION_ONLY = ("BatchImportUpstreamImage", "ReplicateImage")
 
 
-def load() -> Catalog:
-    session = botocore.session.get_session()
-    operations = set(session.get_service_model("ecr").operation_names) | set(PERMISSION_ONLY)
+def load(session: Any, ecr_client: Any) -> Catalog:
+    """From the operator's own boto3 session and ECR client: botocore has parsed their service model
+    and endpoint data already, where a new botocore session would parse them again (11 MiB)."""
+    operations = set(ecr_client.meta.service_model.operation_names) | set(PERMISSION_ONLY)
     regions = {partition: frozenset(session.get_available_regions("ecr", partition_name=partition))
                for partition in PARTITIONS}
     return Catalog(actions=frozenset(f"ecr:{name}" for name in operations), regions=regions)

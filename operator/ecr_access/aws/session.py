@@ -80,7 +80,8 @@ class AwsSession:
         except Exception as error:
             raise errors.classify(error, "GetCallerIdentity", "the operator's AWS identity") from error
         arn = identity["Arn"]
-        return Defaults(partition=arn.split(":")[1], region=region, account=identity["Account"], catalog=catalog.load())
+        return Defaults(partition=arn.split(":")[1], region=region, account=identity["Account"],
+                        catalog=catalog.load(self.session, self.ecr(region)))
 
 
 __all__ = ["RETRY_CONFIG", "AwsFault", "AwsSession"]
