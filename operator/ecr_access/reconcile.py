@@ -1,9 +1,11 @@
 """Orchestration: make AWS match the set of live grants (`apply`), or undo one grant's work (`release`).
 
 A repository's statements are never computed from the one grant being handled: `sync_repository`
-always derives them from every live grant that names the repository (DESIGN §2.3), and so does the
-managed-policy rule (§2.5). That is what makes the result independent of the order in which grants
-are handled, and what makes a restart or a lost event harmless.
+always derives them from every live grant that names the repository (DESIGN §2.3), and `sync_role`
+derives a role's managed policies and ledger tags the same way (§2.2, `attachments`). That is what
+makes the result independent of the order in which grants are handled, and what makes a restart or
+a lost event harmless. Nothing here reads a grant's status: what must be remembered is on the role
+(its tags) or in the grant's applied record (`grants`).
 
 No boto3 and no kopf here: AWS is reached through `ports`, the cluster through `LiveGrants`.
 """
