@@ -165,7 +165,10 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     # kopf delay; otherwise it is re-checked after stalled_retry_delay.
     changes = conditions.status_patch(status, new)
     if changes:
-        await asyncio.to_thread(runtime.patch_status, key, changes)
+        try:
+            await asyncio.to_thread(runtime.patch_status, key, changes)
+        except Exception as error:  # only the report is lost: the wait and the retry go on
+            logger.warning("Could not report the stalled delete of %s: %s", key, error)
     await _wait_for_change(runtime, key, body.get("spec"), runtime.config.stalled_retry_delay)
     raise kopf.TemporaryError(message, delay=0)
 
