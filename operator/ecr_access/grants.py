@@ -8,7 +8,7 @@ module decides what each grant puts into that index. The rules (DESIGN §2.5, §
   "change nothing for me" must hold for the shared statements too, not only for its own handler.
 - What it last applied is the annotation `ecraccess.io/applied`, which the operator writes with
   every apply. It is metadata, no more trusted than the spec, and it is judged exactly like a spec
-  (`model.parse_spec`). Status is never read here: status is a report, and it can be lost or forged.
+  (`spec.parse_spec`). Status is never read here: status is a report, and it can be lost or forged.
 - A grant being deleted with `deletionPolicy: Retain` stays, marked `handing_over`, until its
   finalizer goes, so that every sync keeps its access until its hand-over is written (`handover`).
   Any other deleting grant contributes nothing.
@@ -21,10 +21,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from ecr_access.model import Defaults, DeletionPolicy, GrantKey, GrantSpec, SpecError, parse_spec, to_raw
+from ecr_access.model import Defaults, DeletionPolicy, GrantKey, GrantSpec, RepositoryRef, RoleKey
+from ecr_access.spec import SpecError, parse_spec, to_raw
 
 APPLIED_ANNOTATION = "ecraccess.io/applied"
 
@@ -106,3 +107,21 @@ def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> Li
         uid=str(meta.get("uid", "")),
         applied=applied,
     )
+
+
+class IndexedGrants:
+    """`reconcile.LiveGrants` over the two kopf indexes (`handlers`), which map keys to these entries."""
+
+    def __init__(self, by_repository: Mapping[Any, Iterable[LiveGrant]], by_role: Mapping[Any, Iterable[LiveGrant]]):
+        self._by_repository = by_repository
+        self._by_role = by_role
+
+    def naming_repository(self, repo: RepositoryRef) -> list[LiveGrant]:
+        return list(self._by_repository.get(repo, ()))
+
+    def on_role(self, role: RoleKey) -> list[LiveGrant]:
+        return list(self._by_role.get(role, ()))
+
+    def everything(self) -> list[LiveGrant]:
+        # Every live grant is indexed under exactly one role, so the role index lists each once.
+        return [grant for store in self._by_role.values() for grant in store]

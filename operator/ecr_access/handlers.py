@@ -16,16 +16,17 @@ import asyncio
 import dataclasses
 import datetime
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 
-from ecr_access import conditions, grants
+from ecr_access import conditions, grants, progress
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
-from ecr_access.model import Defaults, GrantKey, RepositoryRef, RoleKey, SpecError, parse_spec
+from ecr_access.model import Defaults, GrantKey, RepositoryRef, RoleKey
 from ecr_access.reconcile import LiveGrant, Reconciler
+from ecr_access.spec import SpecError, parse_spec
 from ecr_access.sweeper import Sweeper
 
 GROUP = "ecraccess.io"
@@ -63,24 +64,6 @@ class Runtime:
     # The grant's spec as the API server has it now (blocking; None once it is gone), or None when
     # there is no API server to ask: then a stalled delete just waits out stalled_retry_delay.
     read_spec: Callable[[GrantKey], Mapping[str, Any] | None] | None = None
-
-
-class IndexedGrants:
-    """`reconcile.LiveGrants` over the two kopf indexes."""
-
-    def __init__(self, by_repository: Mapping[Any, Iterable[LiveGrant]], by_role: Mapping[Any, Iterable[LiveGrant]]):
-        self._by_repository = by_repository
-        self._by_role = by_role
-
-    def naming_repository(self, repo: RepositoryRef) -> list[LiveGrant]:
-        return list(self._by_repository.get(repo, ()))
-
-    def on_role(self, role: RoleKey) -> list[LiveGrant]:
-        return list(self._by_role.get(role, ()))
-
-    def everything(self) -> list[LiveGrant]:
-        # Every live grant is indexed under exactly one role, so the role index lists each once.
-        return [grant for store in self._by_role.values() for grant in store]
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -165,38 +148,9 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     # kopf delay; otherwise it is re-checked after stalled_retry_delay.
     changes = conditions.status_patch(status, new)
     if changes:
-        try:
-            await asyncio.to_thread(runtime.patch_status, key, changes)
-        except Exception as error:  # only the report is lost: the wait and the retry go on
-            logger.warning("Could not report the stalled delete of %s: %s", key, error)
-    await _wait_for_change(runtime, key, body.get("spec"), runtime.config.stalled_retry_delay)
+        await progress.write_now(runtime.patch_status, key, changes, "the stalled delete")
+    await progress.wait_for_change(runtime.read_spec, key, body.get("spec"), runtime.config.stalled_retry_delay)
     raise kopf.TemporaryError(message, delay=0)
-
-
-# How often a stalled delete asks the API server whether the grant changed: a GET, never a write.
-CHANGE_POLL = 2.0
-
-
-async def _wait_for_change(runtime: Runtime, key: GrantKey, spec: Any, timeout: float) -> None:
-    """Sleep until the grant's spec differs from `spec` on the API server (or the grant is gone), or
-    `timeout`. Why the API server and not the index: kopf handles one object's events one at a time,
-    so while this handler runs, the object's own index entry cannot change."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    failed = False
-    while loop.time() < deadline:
-        await asyncio.sleep(min(CHANGE_POLL, max(0.0, deadline - loop.time())))
-        if runtime.read_spec is None:
-            continue
-        try:
-            now = await asyncio.to_thread(runtime.read_spec, key)
-        except Exception as error:  # the API server away, or no `get` in RBAC: keep waiting, and say why
-            if not failed:
-                logger.warning("Could not read %s to notice an edit while its delete is stalled: %s", key, error)
-            failed = True
-            continue
-        if now != spec:
-            return
 
 
 async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
@@ -223,7 +177,8 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     work = asyncio.ensure_future(runtime.reconciler.apply_async(key, spec, applied, live))
     try:
         if generation != status.get("observedGeneration"):  # a new spec, not a resume or a label edit
-            status = await _report_progress(runtime, key, generation, status, work)
+            status = await progress.report_progress(runtime.patch_status, key, generation, status, work,
+                                                    after=runtime.config.progress_after, now=now)
         outcome = await work
     finally:
         work.cancel()  # a no-op once done; stops the work if this handler is cancelled (operator stop)
@@ -264,31 +219,13 @@ async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     if spec is None or spec.suspend:
         # Nothing to check (suspended: change nothing; invalid: its status says why); acknowledge it,
         # so that `kubectl wait` on the echo does not wait forever.
-        await asyncio.to_thread(runtime.patch_status, key, {"lastHandledReconcileAt": str(value)})
+        await progress.write_now(runtime.patch_status, key, {"lastHandledReconcileAt": str(value)},
+                                 "a reconcile request")
         return
     runtime.drift.request(key, str(value))
 
 
-async def _report_progress(
-    runtime: Runtime, key: GrantKey, generation: int, status: dict[str, Any], work: asyncio.Future[Any]
-) -> dict[str, Any]:
-    """If `work` outlasts progress_after (AWS is slow), write Reconciling (Progressing) at once: kopf
-    writes its patch only at the end. Returns the status as it is then on the API server."""
-    done, _ = await asyncio.wait({work}, timeout=runtime.config.progress_after)
-    if done:
-        return status
-    progress = conditions.status_patch(status, conditions.progress_status(generation, status, now()))
-    if not progress:
-        return status
-    try:
-        await asyncio.to_thread(runtime.patch_status, key, progress)
-    except Exception as error:  # only a report: the work goes on, and its own status follows
-        logger.warning("Could not report work in progress on %s: %s", key, error)
-        return status
-    return {name: value for name, value in {**status, **progress}.items() if value is not None}
-
-
-def _indexes_ready(runtime: Runtime, live: IndexedGrants) -> None:
+def _indexes_ready(runtime: Runtime, live: grants.IndexedGrants) -> None:
     """kopf runs no resource handler before its indexes are complete: the first call is the signal
     that the orphan sweep and the drift check may start."""
     runtime.sweeper.indexes_ready(live)
@@ -315,8 +252,8 @@ def warn(grant: LiveGrant, message: str) -> None:
         logger.warning("%s: %s", grant.key, message)
 
 
-def _live(kwargs: Mapping[str, Any]) -> IndexedGrants:
-    return IndexedGrants(kwargs.get(BY_REPOSITORY, {}), kwargs.get(BY_ROLE, {}))
+def _live(kwargs: Mapping[str, Any]) -> grants.IndexedGrants:
+    return grants.IndexedGrants(kwargs.get(BY_REPOSITORY, {}), kwargs.get(BY_ROLE, {}))
 
 
 def _ours(status: Mapping[str, Any]) -> dict[str, Any]:

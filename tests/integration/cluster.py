@@ -11,7 +11,7 @@ from typing import Any
 
 import kopf
 
-from ecr_access import handlers
+from ecr_access import grants, handlers
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
 from ecr_access.model import GrantKey
@@ -110,7 +110,7 @@ class Cluster:
                                retry_delay=15, write_status=write_status, warn=lambda grant, message: None,
                                now=lambda: handlers.now())  # noqa: PLW0108 - the test's clock is patched in later
         indexes = self.indexes()
-        checker.indexes_ready(handlers.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
+        checker.indexes_ready(grants.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
         self.loop.run_until_complete(checker.check(only=[GrantKey("default", name)]))
         for key, value in written.items():
             if value is None:

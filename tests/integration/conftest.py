@@ -26,8 +26,9 @@ from ecr_access.aws import catalog
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
-from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey, parse_spec
+from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey
 from ecr_access.reconcile import LiveGrant, Reconciler, Tuning
+from ecr_access.spec import parse_spec
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"

@@ -12,8 +12,9 @@ import pytest
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.drift import DriftChecker
-from ecr_access.model import GrantKey, RepositoryRef, RoleKey, parse_spec
+from ecr_access.model import GrantKey, RepositoryRef, RoleKey
 from ecr_access.reconcile import LiveGrant, Reconciler, Tuning
+from ecr_access.spec import parse_spec
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, CLUSTER_ID, DEFAULTS, World
 
 INTERVAL = 300.0

@@ -302,7 +302,7 @@ def test_a_reconcile_request_rechecks_at_once_with_fresh_reads_and_is_echoed(wor
                            write_status=lambda grant, status: written.append(dict(status)),
                            warn=lambda grant, message: None)
     indexes = cluster.indexes()
-    checker.indexes_ready(handlers.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
+    checker.indexes_ready(grants.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
     runtime = dataclasses.replace(cluster.memo.runtime, drift=checker)
     body = cluster.bodies["g"]
     body["metadata"]["annotations"][handlers.RECONCILE_REQUESTED] = "2026-12-01T10:00:00Z"

@@ -17,7 +17,7 @@ import kopf
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
-from ecr_access import attachments, grants, handlers, policy
+from ecr_access import attachments, grants, handlers, policy, progress
 from ecr_access.grants import LiveGrant
 from tests.integration.cluster import TRAINER_ARN, Cluster, spec
 from tests.integration.conftest import ACCOUNT, CLUSTER_ID, NODE_ROLE, READ_ONLY, REGION, Grants, World, _Http, ledger
@@ -241,7 +241,7 @@ def test_a_stuck_retain_delete_switched_to_delete_goes_at_once(
     cluster.put("keep", keep)
     for name in ("other", "keep"):
         cluster.call(handlers.on_grant_create, name)
-    monkeypatch.setattr(handlers, "CHANGE_POLL", 0.05)
+    monkeypatch.setattr(progress, "CHANGE_POLL", 0.05)
     cluster.runtime_config(stalled_retry_delay=3600.0)  # without noticing the edit, this test would hang
     cluster.memo.runtime = dataclasses.replace(
         cluster.memo.runtime, read_spec=lambda key: cluster.bodies[key.name]["spec"])

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from ecr_access import grants
-from ecr_access.model import Defaults, parse_spec
+from ecr_access.model import Defaults
+from ecr_access.spec import parse_spec
 
 DEFAULTS = Defaults("aws", "us-west-2", "123456789012")
 FINALIZER = "ecraccess.io/finalizer"

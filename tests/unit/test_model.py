@@ -20,9 +20,8 @@ from ecr_access.model import (
     ManagedPolicy,
     RepositoryRef,
     RoleRef,
-    SpecError,
-    parse_spec,
 )
+from ecr_access.spec import SpecError, parse_spec
 
 # What the operator judges specs with: botocore's ECR actions and regions (aws.catalog).
 _BOTO = boto3.session.Session(region_name="us-west-2")

@@ -9,8 +9,9 @@ from __future__ import annotations
 from ecr_access import attachments
 from ecr_access.conditions import Severity
 from ecr_access.grants import LiveGrant
-from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey, parse_spec
+from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey
 from ecr_access.reconcile import Reconciler, Tuning
+from ecr_access.spec import parse_spec
 from tests.unit.fakes import FakeEcr, FakeIam
 
 ACCOUNT = "123456789012"
