@@ -1,5 +1,11 @@
 """ecr-access-operator: keeps private ECR repositories pullable by Anyscale cluster node roles.
 
-The package is laid out in layers (see DESIGN.md §3): a pure core (`model`, `policy`, `conditions`,
-`reconcile`, `ports`), one AWS adapter (`aws/`), and thin kopf wiring (`handlers`, `cli`).
+The package is laid out in layers (DESIGN.md §3, enforced by the import contracts in pyproject.toml):
+- a pure core: `model`, `spec`, `policy`, `grants`, `handover`, `refusals`, `attachments` (the
+  ledger's plan), `conditions`, `status`, `verdicts`, `coalesce`, `config`;
+- the reconciler's parts, each with its own state, behind the `ports`: `roles`, `ownership`,
+  `repositories`, and the `reconcile` façade over them; `cycle` (apply one grant and say what to
+  report);
+- the adapters: `aws/` (the only boto3) and `kube` (the only kubernetes client);
+- the loops: `drift`, `sweep`, with `progress`; and the kopf wiring: `handlers`, `cli`.
 """

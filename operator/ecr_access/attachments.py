@@ -20,7 +20,7 @@ A policy is detached only when `attached` lists it and no cluster's tag lists it
 else attached is never in `attached`, so it is never detached.
 
 `plan` is pure; `execute` carries a plan out through the `IamPort`. Locking, caching and deciding
-what the live grants want belong to the caller (`reconcile`).
+what the live grants want belong to the caller (`ownership`).
 """
 
 from __future__ import annotations
@@ -135,7 +135,7 @@ def shared(steps: Iterable[Step]) -> bool:
     return any(step.kind == "detach" or step.key == ATTACHED_TAG for step in steps)
 
 
-def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str], steps: Iterable[Step]) -> dict[
+async def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str], steps: Iterable[Step]) -> dict[
         str, str]:
     """Carry out `steps` in order; returns the role's tags as they are afterwards.
 
@@ -146,15 +146,15 @@ def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str
     now = dict(tags)
     pending: dict[str, str | None] = {}
 
-    def flush() -> None:
+    async def flush() -> None:
         setting = {key: value for key, value in pending.items() if value is not None and now.get(key) != value}
         removing = [key for key, value in pending.items() if value is None and key in now]
         pending.clear()
         if setting:
-            iam.tag_role(role_name, setting)
+            await iam.tag_role(role_name, setting)
             now.update(setting)
         if removing:
-            iam.untag_role(role_name, removing)
+            await iam.untag_role(role_name, removing)
             for key in removing:
                 del now[key]
 
@@ -162,10 +162,10 @@ def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str
         if step.kind == "tag":
             pending[step.key] = step.value
             continue
-        flush()
+        await flush()
         if step.kind == "attach":
             try:
-                iam.attach_role_policy(role_name, arn_of(step.key, partition))
+                await iam.attach_role_policy(role_name, arn_of(step.key, partition))
             except AwsFault as fault:
                 if step.recorded and not fault.kind.transient:
                     # Refused for good (AccessDenied, a quota): it never happened, so the record must
@@ -173,9 +173,9 @@ def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str
                     # (transient) keeps the record: IAM may well have attached it.
                     pending[ATTACHED_TAG] = step.undo
                     with contextlib.suppress(AwsFault):
-                        flush()
+                        await flush()
                 raise
         else:
-            iam.detach_role_policy(role_name, arn_of(step.key, partition))
-    flush()
+            await iam.detach_role_policy(role_name, arn_of(step.key, partition))
+    await flush()
     return now

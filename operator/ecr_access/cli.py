@@ -14,56 +14,29 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
-from kubernetes import client, config
 
 from ecr_access import config as config_module
-from ecr_access import handlers
+from ecr_access import handlers, kube
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker, jittered
 from ecr_access.model import GrantKey
-from ecr_access.reconcile import LiveGrant, Reconciler, Registry, Tuning
-from ecr_access.sweeper import Sweeper
+from ecr_access.reconcile import Reconciler
+from ecr_access.sweep import Registry, Sweeper
 
 DESCRIPTION = "Grant Anyscale cluster nodes pull access to private Amazon ECR repositories (EcrAccessGrant)."
 
 
-def load_kube_client_config() -> None:
-    try:
-        config.load_incluster_config()
-    except config.ConfigException:
-        config.load_kube_config()
-
-
-def cluster_id_from_kube(namespaces: Sequence[str]) -> str:
-    """The default cluster id: the kube-system namespace's UID, plus the watched namespaces when the
-    operator is namespace-scoped (so that two namespace-scoped deployments never share Sids)."""
-    uid = client.CoreV1Api().read_namespace("kube-system").metadata.uid
-    return f"{uid}/{','.join(sorted(namespaces))}" if namespaces else str(uid)
-
-
 def build_runtime(cfg: Config) -> handlers.Runtime:
     """Connect to AWS and the cluster once, at start-up; fail loudly if either is unreachable."""
-    load_kube_client_config()
+    kube.load_client_config()
     session = AwsSession.create(cfg.region, rate=cfg.aws_rate_limit, burst=cfg.aws_burst)
     defaults = session.defaults(cfg.region)
-    cluster_id = cfg.cluster_id or cluster_id_from_kube(cfg.effective_namespaces)
-    reconciler = Reconciler(
-        iam=IamAdapter(session),
-        ecr=EcrAdapter(session),
-        cluster_id=cluster_id,
-        account=defaults.account,
-        tuning=Tuning(
-            role_cache_ttl=cfg.role_cache_ttl,
-            fresh_age=cfg.cache_ttl,
-            coalesce_window=cfg.coalesce_window,
-            coalesce_longest=cfg.coalesce_longest,
-            propagation_window=cfg.propagation_window,
-            unreachable_after=cfg.unreachable_after,
-        ),
-    )
+    cluster_id = cfg.cluster_id or kube.cluster_id(cfg.effective_namespaces)
+    reconciler = Reconciler(IamAdapter(session), EcrAdapter(session), cluster_id=cluster_id, account=defaults.account,
+                            config=cfg)
     logging.getLogger(__name__).info(
         "Operator identity: account %s, region %s, partition %s, cluster id %s (Sid prefix %s)",
         defaults.account, defaults.region, defaults.partition, cluster_id, reconciler.prefix,
@@ -73,60 +46,26 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
         config=cfg,
         defaults=defaults,
         reconciler=reconciler,
-        sweeper=Sweeper(reconciler, home, cfg.sweep_interval),
+        sweeper=Sweeper(reconciler.repositories, home, cfg.sweep_interval),
         drift=DriftChecker(
             reconciler,
             interval=cfg.resync_interval,
             retry_delay=cfg.retry_delay,
-            write_status=write_status,
+            stalled_retry_delay=cfg.stalled_retry_delay,
+            write_status=patch_status,
             warn=handlers.warn,
             now=handlers.now,
             first_delay=jittered(cfg.resync_interval, cfg.resync_jitter),
         ),
-        count_grants=lambda: count_grants(cfg.effective_namespaces),
-        patch_status=_patch_status,
-        read_spec=read_spec,
+        count_grants=lambda: kube.count_grants(cfg.effective_namespaces),
+        patch_status=patch_status,
+        read_spec=lambda key: kube.read_spec(key.namespace, key.name),
     )
 
 
-def _patch_status(grant: GrantKey, status: Mapping[str, Any]) -> None:
-    """A JSON merge patch of the grant's status subresource (None values delete keys)."""
-    group, version, plural = handlers.RESOURCE
-    client.CustomObjectsApi().patch_namespaced_custom_object_status(
-        group, version, grant.namespace, plural, grant.name, {"status": dict(status)})
-
-
-def read_spec(grant: GrantKey) -> Mapping[str, Any] | None:
-    """The grant's spec as the API server has it now; None once the grant is gone."""
-    group, version, plural = handlers.RESOURCE
-    try:
-        body = client.CustomObjectsApi().get_namespaced_custom_object(group, version, grant.namespace, plural,
-                                                                      grant.name)
-    except client.ApiException as error:
-        if error.status == 404:
-            return None
-        raise
-    spec: Mapping[str, Any] | None = body.get("spec")
-    return spec
-
-
-def write_status(grant: LiveGrant, status: Mapping[str, Any]) -> None:
-    """The drift check's status write. A grant deleted meanwhile (404) has nothing left to report."""
-    try:
-        _patch_status(grant.key, status)
-    except client.ApiException as error:
-        if error.status != 404:
-            raise
-
-
-def count_grants(namespaces: Sequence[str]) -> int:
-    """0 when no grant exists in the watched namespaces (then the empty indexes are already whole)."""
-    api = client.CustomObjectsApi()
-    group, version, plural = handlers.RESOURCE
-    if not namespaces:
-        return len(api.list_cluster_custom_object(group, version, plural, limit=1).get("items", []))
-    return sum(len(api.list_namespaced_custom_object(group, version, ns, plural, limit=1).get("items", []))
-               for ns in namespaces)
+def patch_status(key: GrantKey, changes: Mapping[str, Any]) -> None:
+    """The one status writer outside kopf's patch (see `handlers.Runtime.patch_status`)."""
+    kube.patch_status(key.namespace, key.name, changes)
 
 
 def run_operator(cfg: Config, *, liveness: str | None = None, stop_flag: object = None,

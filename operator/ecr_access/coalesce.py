@@ -1,149 +1,161 @@
-"""Single-flight coalescing: many callers asking for the same work get one execution between them.
+"""Sharing AWS work between concurrent callers: a cache of reads, and single-flight runs of a sync.
 
-A GitOps sync can create a hundred grants that name the same repository at once. Each grant's
-handler asks for that repository to be synced, but one read-merge-write covers them all, because
-the statements are derived from every live grant anyway. The rule that keeps this correct:
+Everything here runs on the operator's one event loop (kopf's), so no thread locks: a caller that
+must wait for AWS awaits, holding no thread, and the blocking boto3 calls themselves run in threads
+inside the AWS adapter (`aws/`).
+
+`Cache` is for reads (a role, its attached policies, a repository's policy): an answer younger than
+the caller's `max_age` is reused, and concurrent callers of one key share one read.
+
+`Coalescer` is for a repository's read-merge-write. A GitOps sync can create a hundred grants that
+name one repository at once; each grant's apply asks for that repository to be synced, but one
+sync covers them all, because the statements are derived from every live grant anyway. The rule
+that keeps this correct:
 
     a caller may share a run only if that run *started* after the caller asked.
 
-A run that started earlier may have read the set of live grants before the caller's change, so the
-caller waits for the next run instead. The first caller of a burst can also wait a short `window`
-before starting, so that the rest of the burst joins its run rather than the next one.
+A run that started earlier may have read the live grants before the caller's change, so the caller
+waits for the next run instead. The first waiter of a burst debounces (`quiet`, `longest`) so that
+the rest of the burst joins its run rather than the next one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import Any, Generic, TypeVar
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
 T = TypeVar("T")
 
 
+@dataclasses.dataclass(frozen=True)
+class Entry(Generic[V]):
+    read_at: float  # when the answer arrived (not when it was asked for: the request may have queued)
+    value: V
+    read: int = 0  # which read of the key produced it (they are numbered as they start)
+
+
+class Cache(Generic[K, V]):
+    """Answers by key with the time they arrived; one read at a time per key."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._entries: dict[K, Entry[V]] = {}
+        self._reads: dict[K, tuple[int, asyncio.Task[V]]] = {}
+        self._started = 0
+
+    def lookup(self, key: K, max_age: float) -> Entry[V] | None:
+        """The answer for `key` if it is at most `max_age` old."""
+        entry = self._entries.get(key)
+        return entry if entry is not None and self._clock() - entry.read_at <= max_age else None
+
+    async def fetch(self, key: K, max_age: float, read: Callable[[], Awaitable[V]]) -> V:
+        """The cached answer if young enough, else a fresh one.
+
+        A caller that arrives while a read of the key is under way waits for it and shares its
+        answer (and its error), judged by its own `max_age`. With `max_age` 0 the caller wants what
+        AWS holds after it asked, so only a read that started after it asked will do.
+        """
+        floor = self._started if max_age <= 0 else -1  # reads numbered up to this one do not count
+        while True:
+            entry = self.lookup(key, max_age)
+            if entry is not None and entry.read > floor:
+                return entry.value
+            running = self._reads.get(key)
+            if running is None:
+                self._started += 1
+                task = asyncio.ensure_future(self._read(key, self._started, read))
+                self._reads[key] = (self._started, task)
+                return await asyncio.shield(task)  # a cancelled caller leaves the read to the others
+            number, task = running
+            try:
+                await asyncio.shield(task)
+            except Exception:
+                if number > floor:
+                    raise  # the read this caller was waiting for failed: so does the caller
+                # A read from before this caller asked failed: its own comes next.
+
+    async def _read(self, key: K, number: int, read: Callable[[], Awaitable[V]]) -> V:
+        try:
+            value = await read()
+            self._entries[key] = Entry(self._clock(), value, number)
+            return value
+        finally:
+            self._reads.pop(key, None)  # before the task completes: a waiter may start the next read
+
+    def put(self, key: K, value: V, *, read_at: float | None = None) -> None:
+        """Record what a write left (`read_at`: keep the age of the read it was built on)."""
+        before = self._entries.get(key)
+        self._entries[key] = Entry(self._clock() if read_at is None else read_at, value,
+                                   before.read if before else 0)
+
+    def age(self, key: K) -> float:
+        entry = self._entries.get(key)
+        return self._clock() - entry.read_at if entry is not None else float("inf")
+
+    def peek(self, key: K) -> Entry[V] | None:
+        return self._entries.get(key)
+
+    def forget(self, key: K) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
 @dataclasses.dataclass
-class _Flight(Generic[T]):
-    run_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
-    requested: int = 0  # tickets handed out
-    completed: int = 0  # every ticket up to this one is covered by the last run
-    value: T | None = None
-    error: BaseException | None = None
-    runs: int = 0
-
-
-class Coalescer(Generic[T]):
-    """Run `fn` for a key at most once per burst of concurrent requests for that key. Thread-safe."""
-
-    def __init__(self, sleep: Callable[[float], None] = time.sleep) -> None:
-        self._guard = threading.Lock()
-        self._flights: dict[Hashable, _Flight[T]] = {}
-        self._sleep = sleep
-
-    def request(self, key: Hashable) -> int:
-        """Take a ticket now, to `run` later: a caller with several keys takes all its tickets first,
-        so that it joins the current burst on every key rather than only on the first."""
-        with self._guard:
-            flight = self._flights.setdefault(key, _Flight())
-            flight.requested += 1
-            return flight.requested
-
-    def run(self, key: Hashable, fn: Callable[[], T], window: float = 0.0, ticket: int | None = None) -> T:
-        """Return the result of a run of `fn` that started after the ticket was taken; raise its error."""
-        if ticket is None:
-            ticket = self.request(key)
-        with self._guard:
-            flight = self._flights[key]
-        with flight.run_lock:
-            with self._guard:
-                covered = flight.completed >= ticket
-            if not covered:
-                if window > 0:
-                    self._sleep(window)  # let the rest of the burst take tickets this run will cover
-                with self._guard:
-                    start = flight.requested
-                try:
-                    value, error = fn(), None
-                except Exception as raised:
-                    value, error = None, raised
-                with self._guard:
-                    flight.completed, flight.value, flight.error = start, value, error
-                    flight.runs += 1
-            with self._guard:
-                if flight.error is not None:
-                    raise flight.error
-                return flight.value  # type: ignore[return-value]
-
-    def runs(self, key: Hashable) -> int:
-        """How many times `fn` actually ran for `key` (for tests and metrics)."""
-        with self._guard:
-            flight = self._flights.get(key)
-            return 0 if flight is None else flight.runs
-
-
-@dataclasses.dataclass
-class _AsyncFlight:
+class _Flight:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
-    requested: int = 0
+    requested: int = 0  # tickets handed out
     bursting: int = 0  # requests that extend the debounce (a periodic check joins a run but never delays it)
-    completed: int = 0
+    completed: int = 0  # every ticket up to this one is covered by the last run
     value: Any = None
     error: BaseException | None = None
     runs: int = 0
 
 
-class AsyncCoalescer:
-    """The same rule as `Coalescer`, for callers that await instead of blocking a thread.
-
-    kopf runs each grant's handler as a coroutine, so a thousand grants created by one GitOps sync
-    can all be waiting for the same repository at once without holding a thread each. The first
-    waiter debounces: it starts the run only when no new request has arrived for `quiet` seconds,
-    or after `longest` seconds, so that the whole burst shares one read and one write.
-    The work itself (`fn`, blocking boto3 calls) runs in a thread.
-    """
+class Coalescer:
+    """Run `fn` for a key at most once per burst of requests for that key, never concurrently."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._flights: dict[Hashable, _AsyncFlight] = {}
+        self._flights: dict[Hashable, _Flight] = {}
         self._clock = clock
-        self._guard = threading.Lock()  # tickets may be taken from worker threads
 
     def request(self, key: Hashable, *, burst: bool = True) -> int:
-        """Take a ticket. Only `burst` requests (changes) keep the first waiter debouncing: a steady
-        stream of periodic checks must not hold a run back for `longest` seconds."""
-        with self._guard:
-            flight = self._flights.setdefault(key, _AsyncFlight())
-            flight.requested += 1
-            flight.bursting += burst
-            return flight.requested
-
-    def _requested(self, flight: _AsyncFlight) -> int:
-        with self._guard:
-            return flight.requested
-
-    def _bursting(self, flight: _AsyncFlight) -> int:
-        with self._guard:
-            return flight.bursting
+        """Take a ticket now, to `run` later: a caller with several keys takes all its tickets first,
+        so that it joins the current burst on every key. Only `burst` requests (changes) keep the
+        first waiter debouncing: a steady stream of periodic checks must not hold a run back."""
+        flight = self._flights.setdefault(key, _Flight())
+        flight.requested += 1
+        flight.bursting += burst
+        return flight.requested
 
     async def run(
-        self, key: Hashable, fn: Callable[[], T], *, ticket: int | None = None, quiet: float = 0.0,
+        self, key: Hashable, fn: Callable[[], Awaitable[T]], *, ticket: int | None = None, quiet: float = 0.0,
         longest: float = 0.0,
     ) -> T:
+        """The result of a run of `fn` that started after the ticket was taken; raises its error.
+
+        The first waiter starts the run once no `burst` request arrived for `quiet` seconds, or
+        after `longest` seconds."""
         if ticket is None:
             ticket = self.request(key)
-        with self._guard:
-            flight = self._flights[key]
+        flight = self._flights[key]
         async with flight.lock:
             if flight.completed < ticket:
                 started = self._clock()
                 while quiet > 0:
-                    seen = self._bursting(flight)
+                    seen = flight.bursting
                     await asyncio.sleep(quiet)
-                    if self._bursting(flight) == seen or self._clock() - started >= longest:
+                    if flight.bursting == seen or self._clock() - started >= longest:
                         break
-                start = self._requested(flight)
+                start = flight.requested
                 try:
-                    flight.value, flight.error = await asyncio.to_thread(fn), None
+                    flight.value, flight.error = await fn(), None
                 except Exception as raised:
                     flight.value, flight.error = None, raised
                 flight.completed = start
@@ -154,5 +166,6 @@ class AsyncCoalescer:
             return value
 
     def runs(self, key: Hashable) -> int:
+        """How many times `fn` actually ran for `key` (for tests and metrics)."""
         flight = self._flights.get(key)
         return 0 if flight is None else flight.runs

@@ -1,8 +1,9 @@
 """The operator's settings: one typed object, read once at start-up from flags and the environment.
 
-Every setting has an environment variable (for Deployments and GitOps) and a command-line flag
-(for `make run` and the sandbox); a flag wins over the environment. Nothing reads the environment
-anywhere else.
+Every setting has an environment variable (for Deployments and GitOps); the few that people change
+by hand also have a command-line flag (`ecr-access-operator run --help`), which wins over the
+environment. There is one name and one default per setting: the reconciler's parts read this same
+object. Nothing reads the environment anywhere else.
 """
 
 from __future__ import annotations
@@ -45,6 +46,13 @@ class Config:
     coalesce_window: float = 0.5
     # ...but waits no longer than this.
     coalesce_longest: float = 60.0
+    # Verify-after-write rounds against a concurrent writer of one repository policy, before the
+    # sync gives up for now (AwsUnavailable, retried).
+    write_attempts: int = 4
+    # A principal ECR refused is offered again after this many seconds, doubling each time it is
+    # refused again, up to refused_retry_max (its own grant's changes offer it again at once).
+    refused_retry: float = 60.0
+    refused_retry_max: float = 3600.0
     # Seconds during which ECR refusing a principal counts as IAM propagation of a new role
     # (Reconciling); after that the grant is Stalled.
     propagation_window: float = 120.0
@@ -82,6 +90,9 @@ _FIELDS: Mapping[str, type] = {
     "cache_ttl": float,
     "coalesce_window": float,
     "coalesce_longest": float,
+    "write_attempts": int,
+    "refused_retry": float,
+    "refused_retry_max": float,
     "propagation_window": float,
     "sweep_interval": float,
     "aws_rate_limit": float,
@@ -123,6 +134,8 @@ def load(overrides: Mapping[str, object | None], environ: Mapping[str, str] | No
         value = getattr(config, field)
         if kind is float and not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{env_name(field)} must be a finite number >= 0, got {value}")
+    if config.write_attempts < 1:
+        raise ValueError(f"{env_name('write_attempts')} must be at least 1, got {config.write_attempts}")
     if config.resync_interval <= 0:
         raise ValueError(f"{env_name('resync_interval')} must be positive, got {config.resync_interval}")
     if not 0 <= config.resync_jitter <= 1:

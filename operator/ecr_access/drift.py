@@ -6,16 +6,19 @@ operator's peak RSS (`make bench`, 2026-11-29: 189 MiB with timers, 159 MiB with
 reads each role and repository exactly once (every apply in it reuses what the pass read), where
 timers spread over the interval re-read whatever had aged out between them.
 
-What a pass does for each live grant is what the change handlers do: `Reconciler.apply_async`
-(which repairs whatever differs), then the status computed by `conditions.build_status`, written
-only where it differs from the grant's status (so a quiet steady state writes nothing). A grant
+What a pass does for each live grant is what the change handlers do, `cycle.apply_and_report`
+(which repairs whatever differs, and reports only what differs from the grant's status, so that a
+quiet steady state writes nothing); the status patch goes through the one status writer
+(`kube.patch_status`). The applied record is left to the grant's handlers, which kopf retries
+until it can move on. A grant
 whose check hit a transient failure is checked again after `retry_delay`, not a whole interval
 later. A "reconcile now" request (`request`, from the annotation `ecraccess.io/reconcile-requested-at`)
 checks that grant at once against fresh AWS reads and echoes the value in
 `status.lastHandledReconcileAt`. The loop waits for the live-grant indexes to be complete, like the
 orphan sweep.
 
-No kopf here: status writes and Events go through the callables given at construction.
+No kopf and no kubernetes client here: status writes and Events go through the callables given
+at construction.
 """
 
 from __future__ import annotations
@@ -29,8 +32,11 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ecr_access import conditions
-from ecr_access.reconcile import GrantGone, LiveGrant, LiveGrants, Reconciler
+from ecr_access import cycle
+from ecr_access.grants import LiveGrant, LiveGrants
+from ecr_access.ownership import GrantGone
+from ecr_access.reconcile import ApplyMode, Reconciler
+from ecr_access.status import PatchStatus
 
 logger = logging.getLogger(__name__)
 
@@ -38,8 +44,7 @@ logger = logging.getLogger(__name__)
 # pass over thousands of grants holds little memory at once.
 CONCURRENCY = 32
 
-WriteStatus = Callable[[LiveGrant, Mapping[str, Any]], None]
-Warn = Callable[[LiveGrant, str], None]
+Warn = Callable[[LiveGrant, str, str], None]  # a Warning Event on the grant: reason, message
 
 
 @dataclasses.dataclass
@@ -61,19 +66,21 @@ class DriftChecker:
         *,
         interval: float,
         retry_delay: float,
-        write_status: WriteStatus,
+        write_status: PatchStatus,
         warn: Warn,
         now: Callable[[], str],
         first_delay: float | None = None,
+        stalled_retry_delay: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """`write_status(grant, patch)` merge-patches the grant's status (blocking; run in a thread);
-        `warn(grant, message)` posts a Warning Event; `now()` is the timestamp for condition
+        """`write_status(key, patch)` merge-patches the grant's status (blocking; run in a thread);
+        `warn(grant, reason, message)` posts a Warning Event; `now()` is the timestamp for condition
         transitions. `first_delay` (default: one interval) is the wait from readiness to the first
         pass: at start-up kopf's resume handlers have just applied every grant."""
         self.reconciler = reconciler
         self.interval = interval
         self.retry_delay = retry_delay
+        self.timing = cycle.Timing(retry_delay, stalled_retry_delay)
         self.write_status = write_status
         self.warn = warn
         self.now = now
@@ -188,23 +195,20 @@ class DriftChecker:
         grant = next((entry for entry in live.on_role(snapshot.spec.role.key) if entry.key == snapshot.key), None)
         if grant is None or not grant.active:  # suspended, invalid or deleting: its handlers are in charge
             return "gone"
-        status = grant.status
+        mode = ApplyMode.requested() if handled else ApplyMode.drift(self.max_age)
         try:
-            outcome = await self.reconciler.apply_async(grant.key, grant.spec, grant.applied, live,
-                                                        max_age=0.0 if handled else self.max_age, from_index=True)
+            report = await cycle.apply_and_report(
+                self.reconciler, grant.key, grant.spec, live, generation=grant.generation, previous=grant.status,
+                applied=grant.applied, recorded=None, mode=mode, timing=self.timing, now=self.now, handled=handled)
         except GrantGone:
             return "gone"
-        new = conditions.build_status(outcome, grant.generation, status, self.now())
-        if handled:
-            new["lastHandledReconcileAt"] = handled
-        patch = conditions.status_patch(status, new)
-        if patch:
-            await asyncio.to_thread(self.write_status, grant, patch)
-        for note in outcome.notes:
-            self.warn(grant, note)
-        if outcome.transient:
+        if report.status:
+            await asyncio.to_thread(self.write_status, grant.key, report.status)
+        for reason, message in report.warnings:
+            self.warn(grant, reason, message)
+        if report.transient:
             return "retry"
-        return "patched" if patch else "unchanged"
+        return "patched" if report.status else "unchanged"
 
 
 def jittered(interval: float, jitter: float) -> float:

@@ -21,8 +21,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Protocol
 
 from ecr_access.model import Defaults, DeletionPolicy, GrantKey, GrantSpec, RepositoryRef, RoleKey
 from ecr_access.spec import SpecError, parse_spec, to_raw
@@ -109,8 +109,18 @@ def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> Li
     )
 
 
+class LiveGrants(Protocol):
+    """The set of live grants, looked up the ways the reconciler needs (kopf indexes in production)."""
+
+    def naming_repository(self, repo: RepositoryRef) -> Iterable[LiveGrant]: ...
+
+    def on_role(self, role: RoleKey) -> Iterable[LiveGrant]: ...
+
+    def everything(self) -> Iterable[LiveGrant]: ...
+
+
 class IndexedGrants:
-    """`reconcile.LiveGrants` over the two kopf indexes (`handlers`), which map keys to these entries."""
+    """`LiveGrants` over the two kopf indexes (`handlers`), which map keys to these entries."""
 
     def __init__(self, by_repository: Mapping[Any, Iterable[LiveGrant]], by_role: Mapping[Any, Iterable[LiveGrant]]):
         self._by_repository = by_repository
@@ -125,3 +135,32 @@ class IndexedGrants:
     def everything(self) -> list[LiveGrant]:
         # Every live grant is indexed under exactly one role, so the role index lists each once.
         return [grant for store in self._by_role.values() for grant in store]
+
+
+# What a handled grant changes in a sync, by key: its own (newer) entry, or None to leave it out.
+Changes = Mapping[GrantKey, "LiveGrant | None"]
+
+
+def changes(include: LiveGrant | None = None, exclude: GrantKey | None = None) -> dict[GrantKey, LiveGrant | None]:
+    """`include`: a grant being applied, whose spec may be newer than its index entry; `exclude`: a
+    grant being released, or one that dropped what is being synced."""
+    found: dict[GrantKey, LiveGrant | None] = {}
+    if exclude is not None:
+        found[exclude] = None
+    if include is not None:
+        found[include.key] = include
+    return found
+
+
+def with_changes(
+    grants: Iterable[LiveGrant], changed: Changes, belongs: Callable[[LiveGrant], bool]
+) -> list[LiveGrant]:
+    """The index's grants with the handled grants' own versions put in (None: taken out), keeping
+    only those that `belongs` to what is being synced, in a stable order."""
+    found = {grant.key: grant for grant in grants}
+    for key, override in changed.items():
+        if override is None or not belongs(override):
+            found.pop(key, None)
+        else:
+            found[key] = override
+    return sorted(found.values(), key=lambda item: (item.key.namespace, item.key.name))

@@ -1,13 +1,14 @@
-"""kopf wiring, and only wiring: each handler is a few lines that call `reconcile` and write status.
+"""kopf wiring, and only wiring: each handler is a few lines around `cycle` (apply) or `reconcile`
+(release), putting what they report into kopf's patch.
 
 Decisions that belong to kopf live here:
 - two indexes of live grants (by repository and by role): kopf fills them completely before any
   handler runs, so a repository's statements are always derived from every live grant;
 - our own finalizer (`ecraccess.io/finalizer`) and annotation prefix (`ecraccess.io`), and explicit
   handler ids, none of which may change later (they key state stored in etcd);
-- the one place where a reconcile outcome becomes a status patch and a kopf retry: transient
-  failures raise `kopf.TemporaryError`; failures that need a person are reported as `Stalled` and
-  re-checked by the drift check (`drift`, one loop for all grants, started here at start-up).
+- how a report becomes a kopf retry: transient failures raise `kopf.TemporaryError`; failures that
+  need a person are reported as `Stalled` and re-checked by the drift check (`drift`, one loop for
+  all grants, started here at start-up, beside the orphan sweep).
 """
 
 from __future__ import annotations
@@ -21,17 +22,14 @@ from typing import Any
 
 import kopf
 
-from ecr_access import conditions, grants, progress
+from ecr_access import cycle, grants, progress, status
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
-from ecr_access.model import Defaults, GrantKey, RepositoryRef, RoleKey
-from ecr_access.reconcile import LiveGrant, Reconciler
+from ecr_access.model import GROUP, PLURAL, VERSION, Defaults, GrantKey, RepositoryRef, RoleKey
+from ecr_access.reconcile import ApplyMode, LiveGrant, Reconciler
 from ecr_access.spec import SpecError, parse_spec
-from ecr_access.sweeper import Sweeper
+from ecr_access.sweep import Sweeper
 
-GROUP = "ecraccess.io"
-VERSION = "v1alpha1"
-PLURAL = "ecraccessgrants"
 FINALIZER = "ecraccess.io/finalizer"
 ANNOTATION_PREFIX = "ecraccess.io"
 # Set to any new value (as Flux's reconcile.fluxcd.io/requestedAt) to re-check a grant now, against
@@ -58,9 +56,10 @@ class Runtime:
     # How many grants exist (a cheap list with limit=1 is enough): zero means the (empty) indexes are
     # already complete at start-up, so the orphan sweep need not wait for a first handler call.
     count_grants: Callable[[], int] = lambda: 1
-    # A merge patch of one grant's status, written at once (blocking). The release handler uses it to
-    # report a stuck hand-over while it waits for a person (kopf writes its own patch only at the end).
-    patch_status: Callable[[GrantKey, Mapping[str, Any]], None] = lambda key, status: None
+    # The one status writer outside kopf's own patch (`kube.patch_status`), which kopf writes only
+    # when a handler returns: a new spec's progress report, and a stalled delete's verdict while it
+    # waits for a person. The drift loop writes through the same function.
+    patch_status: status.PatchStatus = lambda key, changes: None
     # The grant's spec as the API server has it now (blocking; None once it is gone), or None when
     # there is no API server to ask: then a stalled delete just waits out stalled_retry_delay.
     read_spec: Callable[[GrantKey], Mapping[str, Any] | None] | None = None
@@ -106,7 +105,7 @@ def index_by_role(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RoleKey, L
 
 # Handlers are coroutines: while a grant waits for its repositories' shared sync (a burst of a
 # thousand grants may wait on one repository), it holds no thread. Blocking AWS calls run in threads
-# inside `reconcile`.
+# inside the AWS adapter (`aws/`).
 
 
 async def on_grant_create(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -134,19 +133,18 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     if spec is None and applied is None:
         logger.info("Grant %s never applied anything: nothing to release", key)
         return
-    status = dict(body.get("status") or {})
-    outcome = await runtime.reconciler.release_async(key, spec, applied, live, str(meta.get("uid", "")))
+    previous = dict(body.get("status") or {})
+    outcome = await runtime.reconciler.release(key, spec, applied, live, str(meta.get("uid", "")))
     if not (outcome.transient or outcome.terminal):
         return
-    new = conditions.build_status(outcome, meta.get("generation", 0), status, now())
+    new, changes = status.for_outcome(outcome, meta.get("generation", 0), previous, now())
     message = new["conditions"][0]["message"]
     if outcome.transient:
-        _write_status(patch, status, new)
+        _write_status(patch, changes)
         raise kopf.TemporaryError(message, delay=runtime.config.retry_delay)
     # Stalled, e.g. a Retain hand-over that does not fit. Report it now, then wait for a person: a
     # change to the grant (deletionPolicy: Delete, a smaller spec) is acted on at once, not after a
     # kopf delay; otherwise it is re-checked after stalled_retry_delay.
-    changes = conditions.status_patch(status, new)
     if changes:
         await progress.write_now(runtime.patch_status, key, changes, "the stalled delete")
     await progress.wait_for_change(runtime.read_spec, key, body.get("spec"), runtime.config.stalled_retry_delay)
@@ -159,45 +157,38 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     _indexes_ready(runtime, live)
     meta = body.get("metadata", {})
     generation = int(meta.get("generation") or 0)
-    status = dict(body.get("status") or {})
+    previous = dict(body.get("status") or {})
     try:
         spec = parse_spec(body.get("spec"), runtime.defaults)
     except SpecError as error:
         # Nothing changes in AWS: the grant's last applied contribution stays (see `grants`).
-        _write_status(patch, status, conditions.invalid_spec_status(str(error), generation, status, now()))
-        return
-    if spec.suspend:
-        # Observe nothing, change nothing; only acknowledge that this generation was seen.
-        _write_status(patch, status, {**_ours(status), "observedGeneration": generation})
+        invalid = status.invalid_spec_status(str(error), generation, previous, now())
+        _write_status(patch, status.status_patch(previous, invalid))
         return
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
-    annotations = meta.get("annotations") or {}
-    recorded = annotations.get(grants.APPLIED_ANNOTATION)
-    applied = grants.parse_applied(recorded, runtime.defaults)
-    work = asyncio.ensure_future(runtime.reconciler.apply_async(key, spec, applied, live))
-    try:
-        if generation != status.get("observedGeneration"):  # a new spec, not a resume or a label edit
-            status = await progress.report_progress(runtime.patch_status, key, generation, status, work,
-                                                    after=runtime.config.progress_after, now=now)
-        outcome = await work
-    finally:
-        work.cancel()  # a no-op once done; stops the work if this handler is cancelled (operator stop)
-    new = conditions.build_status(outcome, generation, status, now())
-    _write_status(patch, status, new)
-    record = grants.applied_annotation(spec)
-    # What a suspend freezes and a delete releases (metadata, judged like the spec). It moves on only
-    # once nothing of the previous contribution is left, so that a retry or the delete still names it.
-    if recorded != record and not outcome.unsettled:
-        patch.metadata.annotations[grants.APPLIED_ANNOTATION] = record
-    for note in outcome.notes:
-        _warn(body, "ConcurrentPolicyEdit", note)
-    for left in outcome.unsettled:
-        _warn(body, "PreviousSpecNotReleased", left.message)
-    if outcome.transient or outcome.unsettled:
-        transient = outcome.transient or any(item.severity is conditions.Severity.TRANSIENT
-                                             for item in outcome.unsettled)
-        delay = runtime.config.retry_delay if transient else runtime.config.stalled_retry_delay
-        raise kopf.TemporaryError(new["conditions"][0]["message"], delay=delay)
+    recorded = (meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION)
+
+    async def watch(work: asyncio.Future[Any]) -> Mapping[str, Any]:
+        if generation == previous.get("observedGeneration"):  # a resume or a label edit, not a new spec
+            return previous
+        return await progress.report_progress(runtime.patch_status, key, generation, previous, work,
+                                              after=runtime.config.progress_after, now=now)
+
+    report = await cycle.apply_and_report(
+        runtime.reconciler, key, spec, live, generation=generation, previous=previous,
+        applied=grants.parse_applied(recorded, runtime.defaults), recorded=recorded, mode=ApplyMode(),
+        timing=_timing(runtime.config), now=now, watch=watch)
+    _write_status(patch, report.status)
+    if report.record is not None:
+        patch.metadata.annotations[grants.APPLIED_ANNOTATION] = report.record
+    for reason, message in report.warnings:
+        _warn(body, reason, message)
+    if report.retry is not None:
+        raise kopf.TemporaryError(report.message, delay=report.retry)
+
+
+def _timing(config: Config) -> cycle.Timing:
+    return cycle.Timing(config.retry_delay, config.stalled_retry_delay)
 
 
 async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
@@ -241,28 +232,23 @@ def _warn(body: kopf.Body, reason: str, message: str) -> None:
         logger.warning("%s: %s", reason, message)
 
 
-def warn(grant: LiveGrant, message: str) -> None:
+def warn(grant: LiveGrant, reason: str, message: str) -> None:
     """A Warning Event on a grant known only from the index (the drift check has no body)."""
-    group, version, _ = RESOURCE
-    ref: kopf.RawBody = {"apiVersion": f"{group}/{version}", "kind": "EcrAccessGrant",
+    ref: kopf.RawBody = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EcrAccessGrant",
                          "metadata": {"namespace": grant.key.namespace, "name": grant.key.name, "uid": grant.uid}}
     try:
-        kopf.warn(kopf.Body(ref), reason="ConcurrentPolicyEdit", message=message)
+        kopf.warn(kopf.Body(ref), reason=reason, message=message)
     except LookupError:  # outside a running operator (kopf's event queue is per operator)
-        logger.warning("%s: %s", grant.key, message)
+        logger.warning("%s %s: %s", grant.key, reason, message)
 
 
 def _live(kwargs: Mapping[str, Any]) -> grants.IndexedGrants:
     return grants.IndexedGrants(kwargs.get(BY_REPOSITORY, {}), kwargs.get(BY_ROLE, {}))
 
 
-def _ours(status: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: value for key, value in status.items() if key in conditions.STATUS_KEYS}
-
-
-def _write_status(patch: kopf.Patch, old: Mapping[str, Any], new: Mapping[str, Any]) -> None:
-    """Patch only what changed, and nothing at all when nothing did (no heartbeats in etcd)."""
-    for key, value in conditions.status_patch(old, new).items():
+def _write_status(patch: kopf.Patch, changes: Mapping[str, Any]) -> None:
+    """Put a status patch into kopf's patch; nothing at all when nothing changed (no heartbeats in etcd)."""
+    for key, value in changes.items():
         patch.status[key] = value
 
 
@@ -295,7 +281,7 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
         if runtime is not None:
             if runtime.drift is not None:
                 await runtime.drift.stop()
-            await asyncio.to_thread(runtime.sweeper.stop)
+            await runtime.sweeper.stop()
 
     def on_login(**kwargs: Any) -> kopf.ConnectionInfo | None:
         # A custom registry gets none of kopf's default login handlers: in a pod, the service

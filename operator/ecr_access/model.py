@@ -26,6 +26,11 @@ REFERENCE_ACTIONS: tuple[str, ...] = (
     "ecr:ListTagsForResource",
 )
 
+# The API the operator serves (the CRD in crds/): fixed, since stored objects name it.
+GROUP = "ecraccess.io"
+VERSION = "v1alpha1"
+PLURAL = "ecraccessgrants"
+
 MAX_REPOSITORIES = 100
 MAX_ACTIONS = 64
 

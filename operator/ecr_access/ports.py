@@ -1,9 +1,13 @@
-"""The two ports through which `reconcile` reaches AWS, and the one error type they raise.
+"""The two ports through which the reconciler reaches AWS, and the one error type they raise.
 
-`reconcile` depends on these Protocols, `aws/` implements them with boto3, and unit tests implement
-them with small fakes. "Not found" is data where the caller has a use for it (`get_role` and
-`get_repository_policy` return None); every other failure is an `AwsFault` whose `kind` was decided
-once, in `aws/errors.py`.
+The reconciler's parts (`roles`, `attachments`, `repositories`) depend on these Protocols, `aws/`
+implements them with boto3, and unit tests implement them in memory (`tests/unit/fakes.py`). The
+methods are coroutines: the adapter runs each blocking boto3 call in a thread, so that everything
+else runs on the event loop and shares its state without locks.
+
+"Not found" is data where the caller has a use for it (`get_role` and `get_repository_policy`
+return None); every other failure is an `AwsFault` whose `kind` was decided once, in
+`aws/errors.py`, and whose class (retried or not) once, by `FaultKind.transient`.
 """
 
 from __future__ import annotations
@@ -54,35 +58,35 @@ class RoleInfo:
 
 
 class IamPort(Protocol):
-    def get_role(self, name: str) -> RoleInfo | None: ...
+    async def get_role(self, name: str) -> RoleInfo | None: ...
 
-    def list_attached_role_policies(self, role_name: str) -> frozenset[str]: ...
+    async def list_attached_role_policies(self, role_name: str) -> frozenset[str]: ...
 
-    def attach_role_policy(self, role_name: str, policy_arn: str) -> None: ...
+    async def attach_role_policy(self, role_name: str, policy_arn: str) -> None: ...
 
-    def detach_role_policy(self, role_name: str, policy_arn: str) -> None:
+    async def detach_role_policy(self, role_name: str, policy_arn: str) -> None:
         """Detach; a policy that is no longer attached is not an error (cleanup is idempotent)."""
         ...
 
-    def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None: ...
+    async def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None: ...
 
-    def untag_role(self, role_name: str, keys: Iterable[str]) -> None: ...
+    async def untag_role(self, role_name: str, keys: Iterable[str]) -> None: ...
 
 
 class EcrPort(Protocol):
-    def get_repository_policy(self, repo: RepositoryRef) -> str | None:
+    async def get_repository_policy(self, repo: RepositoryRef) -> str | None:
         """The policy text, or None when the repository has no policy.
 
         Raises AwsFault(NOT_FOUND) when the repository itself does not exist.
         """
         ...
 
-    def set_repository_policy(self, repo: RepositoryRef, text: str) -> None: ...
+    async def set_repository_policy(self, repo: RepositoryRef, text: str) -> None: ...
 
-    def delete_repository_policy(self, repo: RepositoryRef) -> None:
+    async def delete_repository_policy(self, repo: RepositoryRef) -> None:
         """Delete; a policy that is already gone is not an error."""
         ...
 
-    def describe_repositories(self, region: str, registry_id: str) -> Iterable[str]:
+    async def describe_repositories(self, region: str, registry_id: str) -> list[str]:
         """Names of every repository in one registry and region (paginated by the adapter)."""
         ...

@@ -14,10 +14,10 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ecr_access import conditions
+from ecr_access import status as grant_status
 from ecr_access.model import GrantKey
+from ecr_access.status import PatchStatus
 
-PatchStatus = Callable[[GrantKey, Mapping[str, Any]], None]
 ReadSpec = Callable[[GrantKey], Mapping[str, Any] | None]
 
 # How often a stalled delete asks the API server whether the grant changed: a GET, never a write.
@@ -45,7 +45,7 @@ async def report_progress(
     done, _ = await asyncio.wait({work}, timeout=after)
     if done:
         return status
-    changes = conditions.status_patch(status, conditions.progress_status(generation, status, now()))
+    changes = grant_status.status_patch(status, grant_status.progress_status(generation, status, now()))
     if not changes or not await write_now(patch_status, key, changes, "work in progress"):
         return status
     return {name: value for name, value in {**status, **changes}.items() if value is not None}

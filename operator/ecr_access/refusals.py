@@ -24,13 +24,13 @@ record the reconciler keeps and passes.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from ecr_access import handover, policy
 from ecr_access.model import RepositoryRef
 
 # Write a document (None: delete the policy); False when ECR refused it for a principal.
-Write = Callable[[policy.Document | None], bool]
+Write = Callable[[policy.Document | None], Awaitable[bool]]
 
 
 @dataclasses.dataclass
@@ -77,7 +77,7 @@ def handovers_without(handovers: Iterable[handover.Handover], held: frozenset[st
     return [item for item in handovers if item.principal not in held]
 
 
-def isolate(
+async def isolate(
     document: policy.Document | None, prefix: str, desired: list[policy.DesiredStatement],
     handovers: list[handover.Handover], write: Write,
 ) -> tuple[frozenset[str], frozenset[str]] | None:
@@ -95,13 +95,13 @@ def isolate(
         return handover.fit(document, prefix, restricted, kept).document
 
     base = build(present)
-    if not policy.equivalent(base, document) and not write(base):
+    if not policy.equivalent(base, document) and not await write(base):
         return None
     accepted: set[str] = set()
     refused: set[str] = set()
 
-    def probe(group: list[str], known_bad: bool) -> None:
-        if not known_bad and write(build(present | accepted | set(group))):
+    async def probe(group: list[str], known_bad: bool) -> None:
+        if not known_bad and await write(build(present | accepted | set(group))):
             accepted.update(group)
             return
         if len(group) == 1:
@@ -109,10 +109,10 @@ def isolate(
             return
         middle = len(group) // 2
         before = len(refused)
-        probe(group[:middle], False)
+        await probe(group[:middle], False)
         # The whole group was refused and its first half was not: the second half must hold the cause.
-        probe(group[middle:], known_bad and len(refused) == before)
+        await probe(group[middle:], known_bad and len(refused) == before)
 
     if new:
-        probe(new, True)  # the whole set was just refused
+        await probe(new, True)  # the whole set was just refused
     return frozenset(accepted), frozenset(refused)

@@ -41,11 +41,11 @@ OPERATOR_RULES = {
     (handlers.GROUP, handlers.PLURAL, "list", ()),
     (handlers.GROUP, handlers.PLURAL, "watch", ()),
     (handlers.GROUP, handlers.PLURAL, "patch", ()),
-    # cli.read_spec: GET .../ecraccessgrants/{name} (a stalled delete notices an edit of its grant).
+    # kube.read_spec: GET .../ecraccessgrants/{name} (a stalled delete notices an edit of its grant).
     (handlers.GROUP, handlers.PLURAL, "get", ()),
     # kopf for the operator: PATCH .../ecraccessgrants/{name}/status.
     (handlers.GROUP, f"{handlers.PLURAL}/status", "patch", ()),
-    # cli.cluster_id_from_kube: GET /api/v1/namespaces/kube-system (the default cluster id).
+    # kube.cluster_id: GET /api/v1/namespaces/kube-system (the default cluster id).
     ("", "namespaces", "get", ("kube-system",)),
 }
 

@@ -3,7 +3,6 @@ with the real index functions, and patches applied the way a merge patch would a
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import dataclasses
 import inspect
@@ -15,9 +14,8 @@ from ecr_access import grants, handlers
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
 from ecr_access.model import GrantKey
-from ecr_access.reconcile import LiveGrant, Registry
-from ecr_access.sweeper import Sweeper
-from tests.integration.conftest import ACCOUNT, CLOUD_ID, DEFAULTS, REGION, World
+from ecr_access.sweep import Sweeper
+from tests.integration.conftest import ACCOUNT, CLOUD_ID, DEFAULTS, HOME, REGION, World
 
 TRAINER_ARN = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/ml/trainer"
 
@@ -28,7 +26,7 @@ class Cluster:
     def __init__(self, world: World) -> None:
         self.world = world
         self.bodies: dict[str, dict[str, Any]] = {}
-        sweeper = Sweeper(world.reconciler, Registry("aws", REGION, ACCOUNT), interval=0)
+        sweeper = Sweeper(world.reconciler.repositories, HOME, interval=0)
         # A tiny resync interval: each drift check reads AWS afresh, as one a whole interval later would.
         # A tiny stalled delay: a stalled delete waits that long for a change before kopf retries it.
         self.config = Config(resync_interval=0.01, stalled_retry_delay=0.05)
@@ -36,7 +34,7 @@ class Cluster:
                                                        patch_status=self.patch_status))
         self.patches: list[dict[str, Any]] = []
         self.direct: list[tuple[str, dict[str, Any]]] = []  # status written at once, outside kopf's patch
-        self.loop = asyncio.new_event_loop()
+        self.loop = world.loop  # one loop for the handlers and the world's own calls, as under kopf
 
     def runtime_config(self, **settings: Any) -> None:
         """Change settings of the runtime the handlers see."""
@@ -102,12 +100,12 @@ class Cluster:
         """One drift-check pass over this grant, its status write applied to the body; the patch."""
         written: dict[str, Any] = {}
 
-        def write_status(grant: LiveGrant, status: Any) -> None:
-            assert grant.key == GrantKey("default", name)
+        def write_status(key: GrantKey, status: Any) -> None:
+            assert key == GrantKey("default", name)
             written.update(status)
 
         checker = DriftChecker(self.world.reconciler, interval=interval or self.config.resync_interval,
-                               retry_delay=15, write_status=write_status, warn=lambda grant, message: None,
+                               retry_delay=15, write_status=write_status, warn=lambda grant, reason, message: None,
                                now=lambda: handlers.now())  # noqa: PLW0108 - the test's clock is patched in later
         indexes = self.indexes()
         checker.indexes_ready(grants.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))

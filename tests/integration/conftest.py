@@ -9,10 +9,11 @@ never returns them.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import itertools
 import json
-from collections.abc import Iterator
+from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,15 +27,20 @@ from ecr_access.aws import catalog
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
-from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey
-from ecr_access.reconcile import LiveGrant, Reconciler, Tuning
-from ecr_access.spec import parse_spec
+from ecr_access.conditions import Outcome
+from ecr_access.config import Config
+from ecr_access.grants import LiveGrants
+from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef
+from ecr_access.reconcile import ApplyMode, Reconciler
+from ecr_access.sweep import Registry, sweep
+from tests import memory
 
 ACCOUNT = "123456789012"
 REGION = "us-west-2"
 _BOTO = boto3.session.Session(region_name=REGION)  # what the operator judges specs with (aws.catalog)
 DEFAULTS = Defaults(partition="aws", region=REGION, account=ACCOUNT, catalog=catalog.load(_BOTO, _BOTO.client("ecr")))
 CLUSTER_ID = "test-cluster-uid"
+HOME = Registry("aws", REGION, ACCOUNT)
 CLOUD_ID = "cld_abc123"
 NODE_ROLE = f"{CLOUD_ID}-cluster_node_role"
 READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
@@ -89,14 +95,49 @@ class Calls:
         return None
 
 
+def settings(**changes: Any) -> Config:
+    """The operator's Config for in-process tests: by default every apply sees AWS as it is now
+    (tests change AWS between applies within a second), and no sync waits for a burst."""
+    return Config(**{"cache_ttl": 0.0, "coalesce_window": 0.0, **changes})
+
+
+async def no_sleep(_: float) -> None:
+    """The reconciler's pause between writes against a concurrent writer, skipped."""
+
+
 @dataclass
 class World:
-    """One moto account with helpers to set it up and read it back, plus the operator's pieces."""
+    """One moto account with helpers to set it up and read it back, plus the operator's pieces.
+
+    The operator runs on one event loop, as under kopf: `run` drives a coroutine on this world's
+    loop, and `apply`, `release` and `sweep` drive the reconciler's async API with it."""
 
     admin: boto3.session.Session
     session: AwsSession
     calls: Calls
     reconciler: Reconciler
+    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
+
+    def run(self, work: Coroutine[Any, Any, Any]) -> Any:
+        return self.loop.run_until_complete(work)
+
+    def apply(self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants,
+              mode: ApplyMode = ApplyMode(), *, reconciler: Reconciler | None = None) -> Outcome:  # noqa: B008
+        return memory.Driver(reconciler or self.reconciler, self.loop).apply(key, spec, applied, live, mode)
+
+    def release(self, key: GrantKey, spec: GrantSpec | None, applied: GrantSpec | None, live: LiveGrants,
+                uid: str = "", *, reconciler: Reconciler | None = None) -> Outcome:
+        return memory.Driver(reconciler or self.reconciler, self.loop).release(key, spec, applied, live, uid)
+
+    def sweep(self, live: LiveGrants, home: Registry = HOME, *, reconciler: Reconciler | None = None) -> list[Any]:
+        return list(self.run(sweep((reconciler or self.reconciler).repositories, live, home)))
+
+    def reconciler_with(self, cluster_id: str = CLUSTER_ID, clock: Any = None, **changes: Any) -> Reconciler:
+        """Another reconciler (a restarted operator, or another cluster's) on this world's AWS,
+        with these settings (`settings`) and clock."""
+        extra = {"clock": clock} if clock is not None else {}
+        return Reconciler(IamAdapter(self.session), EcrAdapter(self.session), cluster_id=cluster_id, account=ACCOUNT,
+                          config=settings(**changes), sleep=no_sleep, **extra)
 
     @property
     def iam(self) -> Any:
@@ -138,30 +179,11 @@ class World:
         return {item["PolicyArn"] for item in self.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]}
 
 
-class Grants:
-    """An in-memory `LiveGrants`: the set of live grants as kopf's indexes would hold them."""
+class Grants(memory.Grants):
+    """The live grants of one test (`tests.memory.Grants`), judged with this account's defaults."""
 
     def __init__(self) -> None:
-        self.live: dict[GrantKey, LiveGrant] = {}
-
-    def add(self, name: str, spec: dict[str, Any] | GrantSpec, namespace: str = "default",
-            **fields: Any) -> tuple[GrantKey, GrantSpec]:
-        parsed = spec if isinstance(spec, GrantSpec) else parse_spec(spec, DEFAULTS)
-        key = GrantKey(namespace, name)
-        self.live[key] = LiveGrant(key, parsed, **fields)
-        return key, parsed
-
-    def remove(self, key: GrantKey) -> LiveGrant:
-        return self.live.pop(key)
-
-    def naming_repository(self, repo: RepositoryRef) -> list[LiveGrant]:
-        return [grant for grant in self.live.values() if repo in grant.spec.repositories]
-
-    def on_role(self, role: RoleKey) -> list[LiveGrant]:
-        return [grant for grant in self.live.values() if grant.spec.role.key == role]
-
-    def everything(self) -> list[LiveGrant]:
-        return list(self.live.values())
+        super().__init__(DEFAULTS)
 
 
 def ledger(world: World, role: str = NODE_ROLE) -> dict[str, str]:
@@ -184,10 +206,11 @@ def world(monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
         session = AwsSession.create(REGION)
         calls = Calls()
         session.session.events.register("before-call.*.*", calls.before_call)
-        # fresh_age=0: every apply sees AWS as it is now (tests change AWS between applies within a second)
         reconciler = Reconciler(IamAdapter(session), EcrAdapter(session), cluster_id=CLUSTER_ID, account=ACCOUNT,
-                                tuning=Tuning(fresh_age=0.0))
-        yield World(boto3.session.Session(region_name=REGION), session, calls, reconciler)
+                                config=settings(), sleep=no_sleep)
+        world = World(boto3.session.Session(region_name=REGION), session, calls, reconciler)
+        yield world
+        world.loop.close()
 
 
 @pytest.fixture
@@ -196,16 +219,14 @@ def grants() -> Grants:
 
 
 @pytest.fixture
-def cluster(world: World, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def cluster(world: World, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A `tests.integration.cluster.Cluster` on `world`, with a clock that ticks a second per reading."""
     from ecr_access import handlers  # noqa: PLC0415 - only the handler tests need kopf
     from tests.integration.cluster import Cluster  # noqa: PLC0415 - it imports this module
 
     clock = (f"2026-01-01T00:00:{second:02d}Z" for second in itertools.count())
     monkeypatch.setattr(handlers, "now", lambda: next(clock))
-    cluster = Cluster(world)
-    yield cluster
-    cluster.loop.close()
+    return Cluster(world)
 
 
 class PrincipalCheck:

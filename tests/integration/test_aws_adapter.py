@@ -22,9 +22,9 @@ def test_identity_comes_from_the_session(world: World) -> None:
 
 def test_get_role_returns_none_for_a_missing_role(world: World) -> None:
     iam = IamAdapter(world.session)
-    assert iam.get_role("nope") is None
+    assert world.run(iam.get_role("nope")) is None
     arn = world.create_role()
-    info = iam.get_role(NODE_ROLE)
+    info = world.run(iam.get_role(NODE_ROLE))
     assert info is not None and info.arn == arn and info.role_id.startswith("ARO")
 
 
@@ -39,21 +39,21 @@ def test_attached_policies_are_listed_across_pages(world: World) -> None:
         world.iam.attach_role_policy(RoleName=NODE_ROLE, PolicyArn=arn)
     world.session.iam().meta.events.register(
         "provide-client-params.iam.ListAttachedRolePolicies", lambda params, **_: params.update(MaxItems=1))
-    assert IamAdapter(world.session).list_attached_role_policies(NODE_ROLE) == {*arns, READ_ONLY}
+    assert world.run(IamAdapter(world.session).list_attached_role_policies(NODE_ROLE)) == {*arns, READ_ONLY}
     assert world.calls.count("ListAttachedRolePolicies") >= 4, "one policy per page"
 
 
 def test_cleanup_is_idempotent(world: World) -> None:
     world.create_role()
-    IamAdapter(world.session).detach_role_policy(NODE_ROLE, READ_ONLY)  # never attached: no error
+    world.run(IamAdapter(world.session).detach_role_policy(NODE_ROLE, READ_ONLY))  # never attached: no error
     repo = world.create_repository("ml/trainer")
-    EcrAdapter(world.session).delete_repository_policy(repo)  # no policy: no error
-    EcrAdapter(world.session).delete_repository_policy(RepositoryRef("aws", REGION, ACCOUNT, "gone"))
+    world.run(EcrAdapter(world.session).delete_repository_policy(repo))  # no policy: no error
+    world.run(EcrAdapter(world.session).delete_repository_policy(RepositoryRef("aws", REGION, ACCOUNT, "gone")))
 
 
 def test_missing_repository_is_a_not_found_fault(world: World) -> None:
     with pytest.raises(Exception) as raised:
-        EcrAdapter(world.session).get_repository_policy(RepositoryRef("aws", REGION, ACCOUNT, "gone"))
+        world.run(EcrAdapter(world.session).get_repository_policy(RepositoryRef("aws", REGION, ACCOUNT, "gone")))
     assert getattr(raised.value, "kind", None) is FaultKind.NOT_FOUND
 
 
@@ -65,7 +65,7 @@ def test_describe_repositories_lists_every_page(world: World) -> None:
                           {"registryId": ACCOUNT})
         stub.add_response("describe_repositories", {"repositories": [{"repositoryName": "ml/b"}]},
                           {"registryId": ACCOUNT, "nextToken": "t"})
-        assert list(EcrAdapter(world.session).describe_repositories(REGION, ACCOUNT)) == ["ml/a", "ml/b"]
+        assert world.run(EcrAdapter(world.session).describe_repositories(REGION, ACCOUNT)) == ["ml/a", "ml/b"]
 
 
 def _client_error(code: str, message: str = "", status: int = 400) -> ClientError:
@@ -110,10 +110,10 @@ def test_every_request_takes_a_token_from_its_service_and_regions_bucket(
     session = AwsSession.create(REGION, rate=5, burst=1)
     world.create_role()
 
-    IamAdapter(session).get_role(NODE_ROLE)
-    IamAdapter(session).list_attached_role_policies(NODE_ROLE)
+    world.run(IamAdapter(session).get_role(NODE_ROLE))
+    world.run(IamAdapter(session).list_attached_role_policies(NODE_ROLE))
     for region in (REGION, "us-east-1"):
-        list(EcrAdapter(session).describe_repositories(region, ACCOUNT))
+        world.run(EcrAdapter(session).describe_repositories(region, ACCOUNT))
 
     assert len(taken) == 4, "one token per request"
     assert len(set(taken)) == 3, "IAM, ECR in us-west-2 and ECR in us-east-1 each have their own bucket"

@@ -1,7 +1,7 @@
 """Grants over shared repositories and roles make the lower bound of AWS calls, exactly.
 
-Handlers run concurrently in kopf's thread pool, so a burst is simulated the same way: one thread
-per grant, released together. The lower bound for the scenario below:
+kopf runs handlers as coroutines on one event loop, so a burst is simulated the same way: every
+grant's apply gathered at once, through the async API production runs. The lower bound for the scenario below:
 - per role: one GetRole, one ListAttachedRolePolicies, one TagRole (the ledger: this cluster's want and
   the attachment record, in one call, before the attach), one AttachRolePolicy (none was attached);
 - per repository: one GetRepositoryPolicy, one SetRepositoryPolicy, and the re-read that verifies it.
@@ -9,16 +9,14 @@ per grant, released together. The lower bound for the scenario below:
 
 from __future__ import annotations
 
-import threading
+import asyncio
 from collections import Counter
 from typing import Any
 
 import pytest
 
-from ecr_access.aws.ecr import EcrAdapter
-from ecr_access.aws.iam import IamAdapter
-from ecr_access.reconcile import Reconciler, Tuning
-from tests.integration.conftest import ACCOUNT, CLUSTER_ID, FOREIGN, Grants, World
+from ecr_access.reconcile import Reconciler
+from tests.integration.conftest import FOREIGN, Grants, World
 
 ROLES = ("team-a-node-role", "team-b-node-role")
 # grant -> (role, repositories): every repository is named by grants of both roles
@@ -32,26 +30,17 @@ SCENARIO = {
 }
 
 
-def burst(reconciler: Reconciler, grants: Grants, keys: list[Any]) -> list[Any]:
-    barrier = threading.Barrier(len(keys))
-    outcomes: list[Any] = [None] * len(keys)
+def burst(world: World, reconciler: Reconciler, grants: Grants, keys: list[Any]) -> list[Any]:
+    async def together() -> list[Any]:
+        return list(await asyncio.gather(*(reconciler.apply(key, spec, None, grants) for key, spec in keys)))
 
-    def apply(index: int, key: Any, spec: Any) -> None:
-        barrier.wait()
-        outcomes[index] = reconciler.apply(key, spec, None, grants)
-
-    threads = [threading.Thread(target=apply, args=(i, key, spec)) for i, (key, spec) in enumerate(keys)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes: list[Any] = world.run(together())
     return outcomes
 
 
 @pytest.fixture
 def coalescing(world: World) -> Reconciler:
-    return Reconciler(IamAdapter(world.session), EcrAdapter(world.session), cluster_id=CLUSTER_ID, account=ACCOUNT,
-                      tuning=Tuning(coalesce_window=1.0, fresh_age=30.0))
+    return world.reconciler_with(coalesce_window=1.0, cache_ttl=30.0)
 
 
 def test_a_burst_makes_exactly_the_lower_bound_of_calls(world: World, grants: Grants, coalescing: Reconciler) -> None:
@@ -64,7 +53,7 @@ def test_a_burst_makes_exactly_the_lower_bound_of_calls(world: World, grants: Gr
             for name, (role, repos) in SCENARIO.items()]
     world.calls.clear()
 
-    outcomes = burst(coalescing, grants, keys)
+    outcomes = burst(world, coalescing, grants, keys)
 
     assert all(not o.transient and not o.terminal for o in outcomes), outcomes
     assert Counter(world.calls.made) == {
@@ -90,10 +79,10 @@ def test_a_second_burst_within_the_cache_age_makes_no_calls(
         world.create_repository(repo)
     keys = [grants.add(name, {"role": {"name": role}, "repositories": [{"name": r} for r in repos]})
             for name, (role, repos) in SCENARIO.items()]
-    burst(coalescing, grants, keys)
+    burst(world, coalescing, grants, keys)
     world.calls.clear()
 
-    outcomes = burst(coalescing, grants, keys)
+    outcomes = burst(world, coalescing, grants, keys)
 
     assert world.calls.made == [], "every answer is younger than fresh_age and already holds what is wanted"
     assert all(not o.transient and not o.terminal for o in outcomes)
@@ -104,11 +93,11 @@ def test_a_change_that_needs_a_write_always_reads_first(world: World, grants: Gr
         world.create_role(role)
     world.create_repository("ml/a")
     first = [grants.add("g1", {"role": {"name": ROLES[0]}, "repositories": [{"name": "ml/a"}]})]
-    burst(coalescing, grants, first)
+    burst(world, coalescing, grants, first)
     world.calls.clear()
 
     second = [grants.add("g2", {"role": {"name": "team-c-node-role"}, "repositories": [{"name": "ml/a"}]})]
-    burst(coalescing, grants, second)
+    burst(world, coalescing, grants, second)
 
     assert [call for call in world.calls.made if "Repository" in call] == [
         "GetRepositoryPolicy", "SetRepositoryPolicy", "GetRepositoryPolicy"]

@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from ecr_access.aws.ecr import EcrAdapter
-from ecr_access.aws.iam import IamAdapter
 from ecr_access.drift import DriftChecker
 from ecr_access.model import GrantKey, RepositoryRef, RoleKey
-from ecr_access.reconcile import LiveGrant, Reconciler, Tuning
+from ecr_access.reconcile import LiveGrant, Reconciler
 from ecr_access.spec import parse_spec
-from tests.integration.conftest import ACCOUNT, CLOUD_ID, CLUSTER_ID, DEFAULTS, World
+from tests import memory
+from tests.integration.conftest import CLOUD_ID, DEFAULTS, World
 
 INTERVAL = 300.0
 NOW = "2026-01-01T00:00:00Z"
@@ -33,11 +32,11 @@ class Clock:
         return self.now
 
 
-class Cluster:
+class Cluster(memory.Grants):
     """Live grants as the index holds them (spec, generation, last status), and their status writes."""
 
     def __init__(self) -> None:
-        self.live: dict[GrantKey, LiveGrant] = {}
+        super().__init__(DEFAULTS)
         self.writes: list[tuple[str, dict[str, Any]]] = []
         self.fail_writes = False
 
@@ -51,23 +50,13 @@ class Cluster:
     def status(self, key: GrantKey) -> Mapping[str, Any]:
         return self.live[key].status
 
-    def write_status(self, grant: LiveGrant, patch: Mapping[str, Any]) -> None:
+    def write_status(self, key: GrantKey, patch: Mapping[str, Any]) -> None:
         if self.fail_writes:
             raise RuntimeError("the API server is away")
-        self.writes.append((grant.key.name, dict(patch)))
-        status = {**self.live[grant.key].status, **patch}
-        status = {key: value for key, value in status.items() if value is not None}
-        self.live[grant.key] = dataclasses.replace(grant, status=status)
-
-    # LiveGrants
-    def naming_repository(self, repo: RepositoryRef) -> list[LiveGrant]:
-        return [grant for grant in self.live.values() if repo in grant.spec.repositories]
-
-    def on_role(self, role: RoleKey) -> list[LiveGrant]:
-        return [grant for grant in self.live.values() if grant.spec.role.key == role]
-
-    def everything(self) -> list[LiveGrant]:
-        return list(self.live.values())
+        self.writes.append((key.name, dict(patch)))
+        status = {**self.live[key].status, **patch}
+        status = {name: value for name, value in status.items() if value is not None}
+        self.live[key] = dataclasses.replace(self.live[key], status=status)
 
 
 @pytest.fixture
@@ -78,20 +67,17 @@ def clock() -> Clock:
 @pytest.fixture
 def reconciler(world: World, clock: Clock) -> Reconciler:
     """A reconciler on a clock the test moves: "one interval later" without waiting for it."""
-    return Reconciler(IamAdapter(world.session), EcrAdapter(world.session), cluster_id=CLUSTER_ID, account=ACCOUNT,
-                      tuning=Tuning(), clock=clock)
+    return world.reconciler_with(cache_ttl=60.0, role_cache_ttl=30.0, clock=clock)
 
 
 @pytest.fixture
-def loop() -> Iterator[asyncio.AbstractEventLoop]:
-    loop = asyncio.new_event_loop()
-    yield loop
-    loop.close()
+def loop(world: World) -> asyncio.AbstractEventLoop:
+    return world.loop
 
 
 def checker(reconciler: Reconciler, cluster: Cluster, **kwargs: Any) -> DriftChecker:
     drift = DriftChecker(reconciler, **{"interval": INTERVAL, "retry_delay": 15.0, **kwargs},
-                         write_status=cluster.write_status, warn=lambda grant, message: None, now=lambda: NOW)
+                         write_status=cluster.write_status, warn=lambda grant, reason, message: None, now=lambda: NOW)
     drift.indexes_ready(cluster)
     return drift
 

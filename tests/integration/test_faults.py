@@ -7,10 +7,8 @@ import json
 from botocore.exceptions import EndpointConnectionError
 
 from ecr_access import policy
-from ecr_access.aws.ecr import EcrAdapter
-from ecr_access.aws.iam import IamAdapter
-from ecr_access.conditions import Severity, build_status
-from ecr_access.reconcile import Reconciler, Tuning
+from ecr_access.conditions import Severity
+from ecr_access.status import build_status
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, FOREIGN, NODE_ROLE, READ_ONLY, REGION, Grants, World
 
 
@@ -27,7 +25,7 @@ def test_missing_role_is_stalled_with_no_writes(world: World, grants: Grants) ->
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", grant("ml/trainer"))
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     found = conditions_of(outcome)
     assert found["Ready"]["status"] == "False"
@@ -42,7 +40,7 @@ def test_missing_repository_is_stalled_and_the_others_are_still_applied(world: W
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", grant("ml/missing", "ml/trainer"))
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     found = conditions_of(outcome)
     assert found["Stalled"]["reason"] == "RepositoryNotFound"
@@ -60,7 +58,7 @@ def test_policy_that_would_exceed_the_limit_is_stalled_with_no_writes(world: Wor
     key, spec = grants.add("g", grant("ml/trainer"))
     world.calls.clear()
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     found = conditions_of(outcome)
     assert found["Stalled"]["reason"] == "PolicyTooLarge"
@@ -79,7 +77,7 @@ def test_grants_already_in_a_full_policy_stay_applied(world: World, grants: Gran
     keys = [grants.add(f"g{i}", {"role": {"arn": arn}, "repositories": [{"name": "ml/trainer"}],
                                  "managedPolicy": "None"}) for i, arn in enumerate(arns)]
 
-    outcomes = [world.reconciler.apply(key, spec, None, grants) for key, spec in keys]
+    outcomes = [world.apply(key, spec, None, grants) for key, spec in keys]
 
     doc = world.policy("ml/trainer")
     assert policy.size(doc) <= policy.MAX_POLICY_CHARS
@@ -90,7 +88,7 @@ def test_grants_already_in_a_full_policy_stay_applied(world: World, grants: Gran
     assert set(ours["Principal"]["AWS"]) == {o.role_arn for o in applied}
     # Re-applying everything again changes nothing: the admitted grants keep their place.
     world.calls.clear()
-    again = [world.reconciler.apply(key, spec, None, grants) for key, spec in keys]
+    again = [world.apply(key, spec, None, grants) for key, spec in keys]
     assert world.calls.writes() == []
     assert [o.repositories[0].finding.reason for o in again] == [o.repositories[0].finding.reason for o in outcomes]
 
@@ -102,7 +100,7 @@ def test_access_denied_is_stalled_with_no_writes(world: World, grants: Grants) -
     world.calls.inject("ListAttachedRolePolicies", "AccessDenied",
                        "User: arn:aws:sts::123456789012:assumed-role/op is not authorized", status=403)
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     found = conditions_of(outcome)
     assert found["Stalled"]["reason"] == "AccessDenied"
@@ -117,7 +115,7 @@ def test_access_denied_on_a_repository_is_stalled(world: World, grants: Grants) 
     key, spec = grants.add("g", grant("ml/trainer"))
     world.calls.inject("GetRepositoryPolicy", "AccessDeniedException", "not authorized", status=400)
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     assert conditions_of(outcome)["Stalled"]["reason"] == "AccessDenied"
     assert "SetRepositoryPolicy" not in world.calls.made
@@ -129,7 +127,7 @@ def test_managed_policy_quota_is_stalled_with_no_writes(world: World, grants: Gr
     key, spec = grants.add("g", grant("ml/trainer"))
     world.calls.inject("AttachRolePolicy", "LimitExceeded", "Cannot exceed quota for PoliciesPerRole: 10", status=409)
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     found = conditions_of(outcome)
     assert found["Stalled"]["reason"] == "ManagedPolicyQuotaExceeded"
@@ -145,7 +143,7 @@ def test_throttling_is_reconciling_and_a_retry_converges(world: World, grants: G
     key, spec = grants.add("g", grant("ml/trainer"))
     world.calls.inject("GetRepositoryPolicy", "ThrottlingException", "Rate exceeded", status=400)
 
-    first = world.reconciler.apply(key, spec, None, grants)
+    first = world.apply(key, spec, None, grants)
 
     found = conditions_of(first)
     assert found["Reconciling"]["status"] == "True"
@@ -153,7 +151,7 @@ def test_throttling_is_reconciling_and_a_retry_converges(world: World, grants: G
     assert "Stalled" not in found
     assert first.transient
 
-    second = world.reconciler.apply(key, spec, None, grants)
+    second = world.apply(key, spec, None, grants)
     assert conditions_of(second)["Ready"]["status"] == "True"
     assert len(world.ours("ml/trainer")) == 1
 
@@ -166,7 +164,7 @@ def test_new_role_not_yet_visible_to_ecr_is_retried_not_stalled(world: World, gr
                        "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy "
                        "provided'")
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     assert conditions_of(outcome)["Reconciling"]["reason"] == "RolePropagating"
     assert outcome.repositories[0].finding.severity is Severity.TRANSIENT
@@ -178,18 +176,18 @@ def test_a_deleted_role_is_dropped_without_blocking_other_grants(world: World, g
     world.create_repository("ml/trainer", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     a_key, a_spec = grants.add("a", grant("ml/trainer"))
     b_key, b_spec = grants.add("b", {"role": {"name": "keeper"}, "repositories": [{"name": "ml/trainer"}]})
-    world.reconciler.apply(a_key, a_spec, None, grants)
-    world.reconciler.apply(b_key, b_spec, None, grants)
+    world.apply(a_key, a_spec, None, grants)
+    world.apply(b_key, b_spec, None, grants)
     world.iam.detach_role_policy(RoleName=NODE_ROLE, PolicyArn=READ_ONLY)
     world.iam.delete_role(RoleName=NODE_ROLE)
 
-    a_out = world.reconciler.apply(a_key, a_spec, None, grants)
+    a_out = world.apply(a_key, a_spec, None, grants)
 
     assert conditions_of(a_out)["Stalled"]["reason"] == "RoleNotFound"
     [ours] = world.ours("ml/trainer")
     assert ours["Principal"] == {"AWS": [keeper]}, "the missing role is left out, the other grant stays"
     assert FOREIGN in world.statements("ml/trainer")
-    b_out = world.reconciler.apply(b_key, b_spec, None, grants)
+    b_out = world.apply(b_key, b_spec, None, grants)
     assert conditions_of(b_out)["Ready"]["status"] == "True"
 
 
@@ -199,7 +197,7 @@ def test_repository_in_another_region_and_registry(world: World, grants: Grants)
     key, spec = grants.add("g", {"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [
         {"arn": f"arn:aws:ecr:us-east-1:{ACCOUNT}:repository/ml/east"}]})
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     assert conditions_of(outcome)["Ready"]["status"] == "True"
     doc = world.policy("ml/east", region="us-east-1")
@@ -209,19 +207,18 @@ def test_repository_in_another_region_and_registry(world: World, grants: Grants)
 
 def test_role_propagation_is_retried_for_a_bounded_window_then_stalls(world: World, grants: Grants) -> None:
     now = [1000.0]
-    reconciler = Reconciler(IamAdapter(world.session), EcrAdapter(world.session), cluster_id="c", account=ACCOUNT,
-                            tuning=Tuning(fresh_age=0.0, propagation_window=120.0), clock=lambda: now[0])
+    reconciler = world.reconciler_with(cluster_id="c", cache_ttl=0.0, propagation_window=120.0, clock=lambda: now[0])
     world.create_role()
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", grant("ml/trainer"))
     refusal = "Invalid parameter at 'PolicyText' failed to satisfy constraint: 'Invalid repository policy provided'"
     world.calls.inject("SetRepositoryPolicy", "InvalidParameterException", refusal, times=3)
 
-    first = reconciler.apply(key, spec, None, grants)
+    first = world.apply(key, spec, None, grants, reconciler=reconciler)
     now[0] += 60
-    second = reconciler.apply(key, spec, None, grants)
+    second = world.apply(key, spec, None, grants, reconciler=reconciler)
     now[0] += 61
-    third = reconciler.apply(key, spec, None, grants)
+    third = world.apply(key, spec, None, grants, reconciler=reconciler)
 
     assert conditions_of(first)["Reconciling"]["reason"] == "RolePropagating"
     assert conditions_of(second)["Reconciling"]["reason"] == "RolePropagating"
@@ -229,8 +226,8 @@ def test_role_propagation_is_retried_for_a_bounded_window_then_stalls(world: Wor
     assert stalled["reason"] == "PrincipalRejected"
     assert third.role_arn is not None
     assert third.role_arn in str(stalled["message"]) and "ml/trainer" in str(stalled["message"])
-    now[0] += 61  # the refused principal is held back this long (Tuning.refused_retry), then offered again
-    fourth = reconciler.apply(key, spec, None, grants)  # ECR accepts it now
+    now[0] += 61  # the refused principal is held back this long (Config.refused_retry), then offered again
+    fourth = world.apply(key, spec, None, grants, reconciler=reconciler)  # ECR accepts it now
     assert conditions_of(fourth)["Ready"]["status"] == "True"
     assert world.calls.count("SetRepositoryPolicy") == 4, "one refused write per offer, no more"
 
@@ -257,7 +254,7 @@ def test_a_foreign_write_between_our_write_and_its_verification_is_merged_not_lo
     world.session.session.events.register("before-call.ecr.GetRepositoryPolicy", race)
     world.session.session.events.register("before-call.ecr.SetRepositoryPolicy", race)
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     assert state["raced"]
     assert conditions_of(outcome)["Ready"]["status"] == "True"
@@ -273,7 +270,7 @@ def test_a_role_in_another_account_cannot_get_a_managed_policy(world: World, gra
     other = "arn:aws:iam::210987654321:role/cld_other-cluster_node_role"
     key, spec = grants.add("g", {"role": {"arn": other}, "repositories": [{"name": "ml/trainer"}]})
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     stalled = conditions_of(outcome)["Stalled"]
     assert stalled["reason"] == "CrossAccountRole"
@@ -281,7 +278,7 @@ def test_a_role_in_another_account_cannot_get_a_managed_policy(world: World, gra
     assert world.calls.writes() == []
     key, spec = grants.add("g", {"role": {"arn": other}, "repositories": [{"name": "ml/trainer"}],
                                  "managedPolicy": "None"})
-    applied = world.reconciler.apply(key, spec, None, grants)
+    applied = world.apply(key, spec, None, grants)
     assert conditions_of(applied)["Ready"]["status"] == "True"
     assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": [other]}
     assert "GetRole" not in world.calls.made, "a role in another account cannot be looked up from here"
@@ -293,13 +290,13 @@ def test_a_malformed_statement_of_ours_is_reported_and_blocks_nothing_else(world
     world.create_repository("ml/serving")
     key, spec = grants.add("g", {"role": {"anyscaleCloudId": CLOUD_ID},
                                  "repositories": [{"name": "ml/trainer"}, {"name": "ml/serving"}]})
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
     [ours] = world.ours("ml/trainer")
     ours["Principal"] = {"AWS": 5}  # hand-edited
     world.ecr().set_repository_policy(repositoryName="ml/trainer",
                                       policyText=json.dumps({"Version": "2012-10-17", "Statement": [ours]}))
 
-    outcome = world.reconciler.apply(key, spec, spec, grants)
+    outcome = world.apply(key, spec, spec, grants)
 
     trainer, serving = outcome.repositories
     assert (trainer.finding.reason, trainer.finding.severity) == ("PolicyUnreadable", Severity.TERMINAL)
@@ -307,7 +304,7 @@ def test_a_malformed_statement_of_ours_is_reported_and_blocks_nothing_else(world
     assert serving.finding.ok
 
     grants.remove(key)
-    released = world.reconciler.release(key, spec, spec, grants)  # must report, not crash or hang
+    released = world.release(key, spec, spec, grants)  # must report, not crash or hang
 
     assert [item.finding.reason for item in released.repositories] == ["PolicyUnreadable", "Applied"]
     assert world.policy("ml/serving") is None
@@ -317,8 +314,7 @@ def test_a_repository_that_never_answers_is_stalled_after_a_bound_and_blocks_no_
     world: World, grants: Grants
 ) -> None:
     now = [1000.0]
-    reconciler = Reconciler(IamAdapter(world.session), EcrAdapter(world.session), cluster_id="c", account=ACCOUNT,
-                            tuning=Tuning(fresh_age=0.0, unreachable_after=300.0), clock=lambda: now[0])
+    reconciler = world.reconciler_with(cluster_id="c", cache_ttl=0.0, unreachable_after=300.0, clock=lambda: now[0])
     world.create_role()
     world.create_repository("ml/trainer")
     world.create_repository("ml/far", region="eu-west-1")
@@ -331,9 +327,9 @@ def test_a_repository_that_never_answers_is_stalled_after_a_bound_and_blocks_no_
 
     away.meta.events.register("before-send", unreachable)
 
-    first = reconciler.apply(key, spec, None, grants)
+    first = world.apply(key, spec, None, grants, reconciler=reconciler)
     now[0] += 301
-    later = reconciler.apply(key, spec, None, grants)
+    later = world.apply(key, spec, None, grants, reconciler=reconciler)
 
     assert first.repositories[1].finding.reason == "AwsUnavailable", "transient at first"
     trainer, far = later.repositories
@@ -341,4 +337,5 @@ def test_a_repository_that_never_answers_is_stalled_after_a_bound_and_blocks_no_
     assert (far.finding.reason, far.finding.severity) == ("RepositoryUnreachable", Severity.TERMINAL)
     assert "eu-west-1" in far.finding.message
     away.meta.events.unregister("before-send", unreachable)
-    assert reconciler.apply(key, spec, None, grants).repositories[1].finding.ok, "it comes back by itself"
+    back = world.apply(key, spec, None, grants, reconciler=reconciler)
+    assert back.repositories[1].finding.ok, "it comes back by itself"

@@ -300,7 +300,7 @@ def test_a_reconcile_request_rechecks_at_once_with_fresh_reads_and_is_echoed(wor
     written: list[dict[str, Any]] = []
     checker = DriftChecker(world.reconciler, interval=300, retry_delay=15, now=handlers.now,
                            write_status=lambda grant, status: written.append(dict(status)),
-                           warn=lambda grant, message: None)
+                           warn=lambda grant, reason, message: None)
     indexes = cluster.indexes()
     checker.indexes_ready(grants.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
     runtime = dataclasses.replace(cluster.memo.runtime, drift=checker)
@@ -349,7 +349,7 @@ def test_a_reconcile_request_on_a_grant_with_nothing_to_check_is_acknowledged(
 ) -> None:
     cluster.put("g", {**spec("ml/trainer"), **edit})
     checker = DriftChecker(world.reconciler, interval=300, retry_delay=15, now=handlers.now,
-                           write_status=lambda grant, status: None, warn=lambda grant, message: None)
+                           write_status=lambda grant, status: None, warn=lambda grant, reason, message: None)
     runtime = dataclasses.replace(cluster.memo.runtime, drift=checker)
     body = cluster.bodies["g"]
     body["metadata"]["annotations"][handlers.RECONCILE_REQUESTED] = "t1"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ecr_access.reconcile import Registry
+from ecr_access.sweep import Registry
 from tests.deploy import iam_policy
 from tests.integration.conftest import ACCOUNT, CLOUD_ID, FOREIGN, READ_ONLY, REGION, Grants, World
 
@@ -53,15 +53,15 @@ def run_scenarios(world: World, grants: Grants) -> None:
     a_key, a_spec = grants.add("a", {"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [{"name": "ml/a"}]})
     b_key, b_spec = grants.add("b", {"role": {"name": "puller"}, "managedPolicy": "PullOnly",
                                      "repositories": [{"name": "ml/b"}], "deletionPolicy": "Retain"})
-    world.reconciler.apply(a_key, a_spec, None, grants)
-    world.reconciler.apply(b_key, b_spec, None, grants)
+    world.apply(a_key, a_spec, None, grants)
+    world.apply(b_key, b_spec, None, grants)
     world.ecr().set_repository_policy(repositoryName="ml/b",
                                       policyText=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN]}))
-    world.reconciler.apply(b_key, b_spec, None, grants)  # repairs drift
+    world.apply(b_key, b_spec, None, grants)  # repairs drift
     for key, spec in ((a_key, a_spec), (b_key, b_spec)):
         grants.remove(key)
-        world.reconciler.release(key, spec, spec, grants, uid=f"uid-{key.name}")
-    world.reconciler.sweep(grants, Registry("aws", REGION, ACCOUNT))
+        world.release(key, spec, spec, grants, uid=f"uid-{key.name}")
+    world.sweep(grants, Registry("aws", REGION, ACCOUNT))
 
 
 def test_every_call_the_operator_makes_is_allowed_and_nothing_more_is_granted(world: World, grants: Grants) -> None:

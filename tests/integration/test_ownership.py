@@ -206,19 +206,19 @@ def test_a_pending_hand_over_keeps_the_role_in_every_sync(world: World, grants: 
                                             "managedPolicy": "None"})
     keep_key, keep = grants.add("keep", {"role": {"name": "keeper"}, "repositories": [{"name": "ml/trainer"}],
                                          "deletionPolicy": "Retain", "managedPolicy": "None"})
-    world.reconciler.apply(other_key, other, None, grants)
-    world.reconciler.apply(keep_key, keep, None, grants)
+    world.apply(other_key, other, None, grants)
+    world.apply(keep_key, keep, None, grants)
     assert sorted(principals(world, "ml/trainer")) == sorted([keep_arn, other_arn])
     grants.live[keep_key] = LiveGrant(keep_key, keep, active=False, handing_over=True, uid="uid-keep")  # deleting
 
-    released = world.reconciler.release(keep_key, keep, keep, grants, uid="uid-keep")
+    released = world.release(keep_key, keep, keep, grants, uid="uid-keep")
     assert released.repositories[0].finding.reason == "PolicyTooLarge"
-    world.reconciler.apply(other_key, other, None, grants)  # e.g. the drift pass
+    world.apply(other_key, other, None, grants)  # e.g. the drift pass
 
     assert sorted(principals(world, "ml/trainer")) == sorted([keep_arn, other_arn]), (
         "the role keeps its access while the grant says make room")
     world.ecr().delete_repository_policy(repositoryName="ml/trainer")  # someone makes room (drops the filler)
-    released = world.reconciler.release(keep_key, keep, keep, grants, uid="uid-keep")
+    released = world.release(keep_key, keep, keep, grants, uid="uid-keep")
     assert released.repositories[0].finding.ok
     handed = [item for item in world.statements("ml/trainer") if item["Sid"].startswith("EcrAccessRetained")]
     assert [item["Principal"]["AWS"] for item in handed] == [[keep_arn]]

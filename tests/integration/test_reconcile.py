@@ -7,9 +7,9 @@ import json
 import pytest
 
 from ecr_access import policy
-from ecr_access.conditions import Severity, build_status
+from ecr_access.conditions import Severity
 from ecr_access.model import REFERENCE_ACTIONS
-from ecr_access.reconcile import Reconciler, Tuning
+from ecr_access.status import build_status
 from tests.integration.conftest import (
     ACCOUNT,
     CLOUD_ID,
@@ -36,7 +36,7 @@ def test_reference_procedure_end_to_end(world: World, grants: Grants) -> None:
     world.create_repository("ml/serving", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("ml-images", cloud_grant())
 
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
 
     assert not outcome.transient and not outcome.terminal, outcome
     assert READ_ONLY in world.attached()
@@ -65,12 +65,12 @@ def test_second_apply_makes_zero_write_calls(world: World, grants: Grants) -> No
     world.create_repository("ml/trainer")
     world.create_repository("ml/serving", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("ml-images", cloud_grant())
-    first = world.reconciler.apply(key, spec, None, grants)
+    first = world.apply(key, spec, None, grants)
     assert sorted(world.calls.writes()) == ["AttachRolePolicy", "SetRepositoryPolicy", "SetRepositoryPolicy",
                                             "TagRole"]
 
     world.calls.clear()
-    second = world.reconciler.apply(key, spec, spec, grants)
+    second = world.apply(key, spec, spec, grants)
 
     assert world.calls.writes() == []
     assert world.calls.count("GetRepositoryPolicy") == 2
@@ -81,7 +81,7 @@ def test_policy_reformatted_by_someone_else_is_not_rewritten(world: World, grant
     world.create_role()
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
     doc = world.policy("ml/trainer")
     assert doc is not None
     statement = doc["Statement"][0]
@@ -89,7 +89,7 @@ def test_policy_reformatted_by_someone_else_is_not_rewritten(world: World, grant
     world.ecr().set_repository_policy(repositoryName="ml/trainer", policyText=json.dumps(doc, indent=4))
 
     world.calls.clear()
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
 
     assert world.calls.writes() == []
 
@@ -107,7 +107,7 @@ def test_tampered_statement_is_repaired(world: World, grants: Grants, tamper: ob
     role_arn = world.create_role()
     world.create_repository("ml/trainer", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
     doc = world.policy("ml/trainer")
     assert doc is not None
     ours = next(item for item in doc["Statement"] if item["Sid"].startswith(world.reconciler.prefix))
@@ -115,7 +115,7 @@ def test_tampered_statement_is_repaired(world: World, grants: Grants, tamper: ob
     world.ecr().set_repository_policy(repositoryName="ml/trainer", policyText=json.dumps(doc))
 
     world.calls.clear()
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
 
     assert world.calls.writes() == ["SetRepositoryPolicy"]
     [repaired] = world.ours("ml/trainer")
@@ -130,10 +130,10 @@ def test_repository_dropped_from_spec_loses_its_statement(world: World, grants: 
     world.create_repository("ml/trainer")
     world.create_repository("ml/serving", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("g", cloud_grant())
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
 
     key, narrower = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(key, narrower, spec, grants)
+    world.apply(key, narrower, spec, grants)
 
     assert len(world.ours("ml/trainer")) == 1
     assert world.statements("ml/serving") == [FOREIGN]
@@ -145,8 +145,8 @@ def test_two_grants_on_one_role_share_one_principal(world: World, grants: Grants
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
     b_key, b_spec = grants.add("b", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/trainer"}]},
                                namespace="other")
-    world.reconciler.apply(a_key, a_spec, None, grants)
-    world.reconciler.apply(b_key, b_spec, None, grants)
+    world.apply(a_key, a_spec, None, grants)
+    world.apply(b_key, b_spec, None, grants)
 
     [ours] = world.ours("ml/trainer")
     assert ours["Principal"] == {"AWS": [role_arn]}
@@ -160,8 +160,8 @@ def test_grants_with_other_actions_get_their_own_statement(world: World, grants:
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
     b_key, b_spec = grants.add("b", {"role": {"name": "puller"}, "repositories": [{"name": "ml/trainer"}],
                                      "actions": actions, "managedPolicy": "None"})
-    world.reconciler.apply(a_key, a_spec, None, grants)
-    world.reconciler.apply(b_key, b_spec, None, grants)
+    world.apply(a_key, a_spec, None, grants)
+    world.apply(b_key, b_spec, None, grants)
 
     by_sid = {item["Sid"]: item for item in world.ours("ml/trainer")}
     assert by_sid[policy.statement_sid(CLUSTER_ID, REFERENCE_ACTIONS)]["Principal"] == {"AWS": [reader]}
@@ -178,12 +178,12 @@ def test_delete_keeps_a_principal_another_grant_still_wants(world: World, grants
     world.create_repository("ml/trainer")
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
     b_key, b_spec = grants.add("b", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(a_key, a_spec, None, grants)
-    world.reconciler.apply(b_key, b_spec, None, grants)
+    world.apply(a_key, a_spec, None, grants)
+    world.apply(b_key, b_spec, None, grants)
 
     grants.remove(a_key)
     world.calls.clear()
-    released = world.reconciler.release(a_key, a_spec, a_spec, grants)
+    released = world.release(a_key, a_spec, a_spec, grants)
 
     assert not released.transient and not released.terminal
     assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": [role_arn]}
@@ -196,10 +196,10 @@ def test_delete_removes_empty_statement_and_policy_and_detaches_what_it_attached
     world.create_repository("ml/trainer")
     world.create_repository("ml/serving", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     key, spec = grants.add("g", cloud_grant())
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
 
     grants.remove(key)
-    released = world.reconciler.release(key, spec, spec, grants, uid="uid-1")
+    released = world.release(key, spec, spec, grants, uid="uid-1")
 
     assert not released.transient and not released.terminal
     assert world.policy("ml/trainer") is None, "a policy left with no statements is deleted"
@@ -212,11 +212,11 @@ def test_delete_never_detaches_a_policy_it_did_not_attach(world: World, grants: 
     world.iam.attach_role_policy(RoleName=NODE_ROLE, PolicyArn=READ_ONLY)  # a person did step 1 by hand
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
-    applied = world.reconciler.apply(key, spec, None, grants)
+    applied = world.apply(key, spec, None, grants)
     assert applied.managed_policy_owned is False
 
     grants.remove(key)
-    world.reconciler.release(key, spec, spec, grants, uid="uid-1")
+    world.release(key, spec, spec, grants, uid="uid-1")
 
     assert READ_ONLY in world.attached()
     assert world.policy("ml/trainer") is None
@@ -228,16 +228,16 @@ def test_delete_keeps_managed_policy_while_another_grant_on_the_role_wants_it(wo
     world.create_repository("ml/serving")
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
     b_key, b_spec = grants.add("b", cloud_grant([{"name": "ml/serving"}]))
-    a_out = world.reconciler.apply(a_key, a_spec, None, grants)
-    b_out = world.reconciler.apply(b_key, b_spec, None, grants)
+    a_out = world.apply(a_key, a_spec, None, grants)
+    b_out = world.apply(b_key, b_spec, None, grants)
     assert a_out.managed_policy_owned and b_out.managed_policy_owned, "the role's ledger says the operator did"
 
     grants.remove(a_key)
-    world.reconciler.release(a_key, a_spec, a_spec, grants)
+    world.release(a_key, a_spec, a_spec, grants)
     assert READ_ONLY in world.attached(), "b still wants it"
 
     grants.remove(b_key)
-    world.reconciler.release(b_key, b_spec, b_spec, grants)
+    world.release(b_key, b_spec, b_spec, grants)
     assert READ_ONLY not in world.attached(), "the last grant that wanted it detaches what the operator attached"
 
 
@@ -246,10 +246,9 @@ def test_a_restarted_operator_does_not_claim_a_policy_someone_else_attached(worl
     world.create_repository("ml/trainer")
     world.iam.attach_role_policy(RoleName=NODE_ROLE, PolicyArn=READ_ONLY)
     key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
-    fresh = Reconciler(world.reconciler.iam, world.reconciler.ecr, cluster_id=CLUSTER_ID, account=ACCOUNT,
-                       tuning=Tuning(fresh_age=0.0))
+    fresh = world.reconciler_with(cache_ttl=0.0)
 
-    outcome = fresh.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants, reconciler=fresh)
 
     assert outcome.managed_policy_owned is False
 
@@ -258,15 +257,15 @@ def test_a_grant_added_later_finds_the_record_on_the_role(world: World, grants: 
     world.create_role()
     world.create_repository("ml/trainer")
     a_key, a_spec = grants.add("a", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(a_key, a_spec, None, grants)
+    world.apply(a_key, a_spec, None, grants)
     b_key, b_spec = grants.add("b", cloud_grant([{"name": "ml/trainer"}]))
-    b_out = world.reconciler.apply(b_key, b_spec, None, grants)
+    b_out = world.apply(b_key, b_spec, None, grants)
     assert b_out.managed_policy_owned is True
 
     grants.remove(a_key)
-    world.reconciler.release(a_key, a_spec, a_spec, grants)
+    world.release(a_key, a_spec, a_spec, grants)
     grants.remove(b_key)
-    world.reconciler.release(b_key, b_spec, b_spec, grants)
+    world.release(b_key, b_spec, b_spec, grants)
 
     assert READ_ONLY not in world.attached(), "the last grant detaches what the operator attached"
 
@@ -275,10 +274,10 @@ def test_retain_hands_access_over(world: World, grants: Grants) -> None:
     role_arn = world.create_role()
     world.create_repository("ml/trainer")
     key, spec = grants.add("keep", cloud_grant([{"name": "ml/trainer"}], deletionPolicy="Retain"))
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
 
     grants.remove(key)
-    released = world.reconciler.release(key, spec, spec, grants, uid="uid-1")
+    released = world.release(key, spec, spec, grants, uid="uid-1")
 
     assert not released.terminal and not released.transient
     assert world.ours("ml/trainer") == []
@@ -296,15 +295,15 @@ def test_retained_statement_is_foreign_afterwards(world: World, grants: Grants) 
     world.create_role()
     world.create_repository("ml/trainer")
     key, spec = grants.add("keep", cloud_grant([{"name": "ml/trainer"}], deletionPolicy="Retain"))
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
     grants.remove(key)
-    world.reconciler.release(key, spec, spec, grants, uid="uid-1")
+    world.release(key, spec, spec, grants, uid="uid-1")
     handed_over = world.statements("ml/trainer")
 
     other_key, other_spec = grants.add("other", cloud_grant([{"name": "ml/trainer"}]))
-    world.reconciler.apply(other_key, other_spec, None, grants)
+    world.apply(other_key, other_spec, None, grants)
     grants.remove(other_key)
-    world.reconciler.release(other_key, other_spec, None, grants)
+    world.release(other_key, other_spec, None, grants)
 
     assert world.statements("ml/trainer") == handed_over
 
@@ -313,7 +312,7 @@ def test_role_path_in_arn_is_used_as_principal(world: World, grants: Grants) -> 
     role_arn = world.create_role("pathed", path="/anyscale/nodes/")
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", {"role": {"arn": role_arn}, "repositories": [{"name": "ml/trainer"}]})
-    outcome = world.reconciler.apply(key, spec, None, grants)
+    outcome = world.apply(key, spec, None, grants)
     assert outcome.role.severity is Severity.OK
     assert world.ours("ml/trainer")[0]["Principal"] == {"AWS": [role_arn]}
 
@@ -323,7 +322,7 @@ def test_an_attachment_is_recorded_on_the_role_before_it_is_made(world: World, g
     world.create_repository("ml/trainer")
     key, spec = grants.add("g", cloud_grant([{"name": "ml/trainer"}]))
 
-    world.reconciler.apply(key, spec, None, grants)
+    world.apply(key, spec, None, grants)
 
     assert world.calls.made.index("TagRole") < world.calls.made.index("AttachRolePolicy")
     assert ledger(world) == {"ecraccess.io/attached": "ReadOnly", world.reconciler.cluster_tag: "ReadOnly"}

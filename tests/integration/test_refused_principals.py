@@ -4,14 +4,13 @@ land, and only the refused grant is told, by name. moto does not check principal
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from typing import Any
 
 from ecr_access.conditions import Severity
 from ecr_access.grants import LiveGrant
-from ecr_access.reconcile import Reconciler, Tuning
-from tests.integration.conftest import ACCOUNT, CLUSTER_ID, Grants, PrincipalCheck, World
+from ecr_access.reconcile import ApplyMode, Reconciler
+from tests.integration.conftest import Grants, PrincipalCheck, World
 
 ELSEWHERE = "arn:aws:iam::999999999999:role/attacker"  # another account: never looked up
 
@@ -33,7 +32,7 @@ def test_a_refused_principal_is_named_and_every_other_grant_is_applied(
             for n in range(5)]
     bad_key, bad = grants.add("evil", grant({"arn": ELSEWHERE}, "shared/base"), namespace="evil")
 
-    outcomes = [world.reconciler.apply(key, spec, None, grants) for key, spec in [*keys, (bad_key, bad)]]
+    outcomes = [world.apply(key, spec, None, grants) for key, spec in [*keys, (bad_key, bad)]]
 
     assert principals(world, "shared/base") == set(good)
     assert all(outcome.repositories[0].finding.ok for outcome in outcomes[:-1])
@@ -47,21 +46,19 @@ def test_after_the_propagation_window_the_refused_grant_is_stalled_alone(
     world: World, grants: Grants, principal_check: PrincipalCheck
 ) -> None:
     clock = itertools.count(0.0, 100.0)  # each reading of the clock is 100 s later
-    reconciler = Reconciler(world.reconciler.iam, world.reconciler.ecr, cluster_id=CLUSTER_ID, account=ACCOUNT,
-                            tuning=Tuning(fresh_age=0.0, propagation_window=120.0, refused_retry=0.0),
-                            clock=lambda: next(clock))
+    reconciler = world.reconciler_with(propagation_window=120.0, refused_retry=0.0, clock=lambda: next(clock))
     world.create_role("team-a")
     world.create_repository("shared/base")
     a_key, a = grants.add("a", grant({"name": "team-a"}, "shared/base"), namespace="team")
     bad_key, bad = grants.add("evil", grant({"arn": ELSEWHERE}, "shared/base"), namespace="evil")
-    reconciler.apply(bad_key, bad, None, grants)
+    world.apply(bad_key, bad, None, grants, reconciler=reconciler)
 
-    later = reconciler.apply(bad_key, bad, None, grants)
+    later = world.apply(bad_key, bad, None, grants, reconciler=reconciler)
 
     finding = later.repositories[0].finding
     assert (finding.reason, finding.severity) == ("PrincipalRejected", Severity.TERMINAL)
     assert ELSEWHERE in finding.message
-    assert reconciler.apply(a_key, a, None, grants).repositories[0].finding.ok
+    assert world.apply(a_key, a, None, grants, reconciler=reconciler).repositories[0].finding.ok
 
 
 def test_a_delete_lands_while_a_refused_principal_waits(
@@ -72,42 +69,42 @@ def test_a_delete_lands_while_a_refused_principal_waits(
     world.create_repository("shared/base")
     keep_key, keep_spec = grants.add("keep", grant({"name": "team-keep"}, "shared/base"), namespace="team")
     gone_key, gone = grants.add("gone", grant({"name": "team-gone"}, "shared/base"), namespace="team")
-    world.reconciler.apply(keep_key, keep_spec, None, grants)
-    world.reconciler.apply(gone_key, gone, None, grants)
+    world.apply(keep_key, keep_spec, None, grants)
+    world.apply(gone_key, gone, None, grants)
     evil_key, evil = grants.add("evil", grant({"arn": ELSEWHERE}, "shared/base"), namespace="evil")
-    world.reconciler.apply(evil_key, evil, None, grants)
+    world.apply(evil_key, evil, None, grants)
 
     grants.remove(gone_key)
-    released = world.reconciler.release(gone_key, gone, gone, grants)
+    released = world.release(gone_key, gone, gone, grants)
 
     assert released.repositories[0].finding.ok, released
     assert principals(world, "shared/base") == {keep}
 
 
-def drift(reconciler: Reconciler, key: Any, spec: Any, grants: Grants) -> Any:
+def drift(world: World, reconciler: Reconciler, key: Any, spec: Any, grants: Grants) -> Any:
     """A drift pass's check of one grant: the index's own entry, answers up to one interval old."""
-    return asyncio.run(reconciler.apply_async(key, spec, None, grants, max_age=270.0, from_index=True))
+    return world.apply(key, spec, None, grants, ApplyMode.drift(270.0), reconciler=reconciler)
 
 
 def test_a_held_back_principal_is_retried_with_a_back_off_not_every_pass(
     world: World, grants: Grants, principal_check: PrincipalCheck
 ) -> None:
     now = [1000.0]
-    reconciler = Reconciler(world.reconciler.iam, world.reconciler.ecr, cluster_id=CLUSTER_ID, account=ACCOUNT,
-                            tuning=Tuning(fresh_age=0.0, refused_retry=60.0, refused_retry_max=3600.0),
-                            clock=lambda: now[0])
+    reconciler = world.reconciler_with(refused_retry=60.0, refused_retry_max=3600.0, clock=lambda: now[0])
     world.create_role("team-a")
     world.create_repository("shared/base")
     a_key, a = grants.add("a", grant({"name": "team-a"}, "shared/base"))
     bad_key, bad = grants.add("evil", grant({"arn": ELSEWHERE}, "shared/base"), namespace="evil")
-    reconciler.apply(a_key, a, None, grants)  # syncs both grants' principals: the attacker is refused...
-    reconciler.apply(bad_key, bad, None, grants)  # ...and refused again by its own apply: held back 120 s
+    # The first apply syncs both grants' principals: the attacker is refused; its own apply refuses
+    # it again, and it is held back 120 s.
+    world.apply(a_key, a, None, grants, reconciler=reconciler)
+    world.apply(bad_key, bad, None, grants, reconciler=reconciler)
     refused_writes = []
     for step in (30, 31, 60, 60, 60, 60):  # drift passes at +30, +61, +121, +181, +241, +301
         now[0] += step
         before = principal_check.refused
-        drift(reconciler, bad_key, bad, grants)
-        drift(reconciler, a_key, a, grants)
+        drift(world, reconciler, bad_key, bad, grants)
+        drift(world, reconciler, a_key, a, grants)
         refused_writes.append(principal_check.refused - before)
 
     # Held to +120, offered by the pass at +121 and refused a third time, then held 240 s (to +361).
@@ -115,7 +112,7 @@ def test_a_held_back_principal_is_retried_with_a_back_off_not_every_pass(
     assert world.calls.writes().count("SetRepositoryPolicy") == principal_check.refused + 1, "no other write"
     principal_check.accepted.add(ELSEWHERE)  # the role is created in that account
     before = principal_check.refused
-    assert reconciler.apply(bad_key, bad, None, grants).repositories[0].finding.ok, (
+    assert world.apply(bad_key, bad, None, grants, reconciler=reconciler).repositories[0].finding.ok, (
         "the grant's own apply (a retry, an edit, reconcile-now) offers its role at once")
     assert principal_check.refused == before
 
@@ -128,12 +125,12 @@ def test_a_retain_grant_whose_role_ecr_refuses_blocks_nothing_and_deletes(
     world.create_repository("shared/base")
     bad_key, bad = grants.add("evil", {**grant({"arn": ELSEWHERE}, "shared/base"), "deletionPolicy": "Retain"},
                               namespace="evil")
-    world.reconciler.apply(bad_key, bad, None, grants)
+    world.apply(bad_key, bad, None, grants)
     grants.live[bad_key] = LiveGrant(bad_key, bad, active=False, handing_over=True, uid="uid-evil")  # deleting
 
-    released = world.reconciler.release(bad_key, bad, bad, grants, uid="uid-evil")
+    released = world.release(bad_key, bad, bad, grants, uid="uid-evil")
     a_key, a = grants.add("a", grant({"name": "team-a"}, "shared/base"), namespace="team")
-    applied = world.reconciler.apply(a_key, a, None, grants)
+    applied = world.apply(a_key, a, None, grants)
 
     assert released.repositories[0].finding.ok, released
     assert applied.repositories[0].finding.ok, applied

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 
 import pytest
@@ -73,16 +74,16 @@ class FakeIam:
     def __init__(self) -> None:
         self.calls: list[tuple[str, object]] = []
 
-    def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None:
+    async def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None:
         self.calls.append(("TagRole", dict(tags)))
 
-    def untag_role(self, role_name: str, keys: Iterable[str]) -> None:
+    async def untag_role(self, role_name: str, keys: Iterable[str]) -> None:
         self.calls.append(("UntagRole", sorted(keys)))
 
-    def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
+    async def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
         self.calls.append(("AttachRolePolicy", policy_arn))
 
-    def detach_role_policy(self, role_name: str, policy_arn: str) -> None:
+    async def detach_role_policy(self, role_name: str, policy_arn: str) -> None:
         self.calls.append(("DetachRolePolicy", policy_arn))
 
 
@@ -90,7 +91,7 @@ def test_execute_sends_consecutive_tags_as_one_call_before_the_attach() -> None:
     iam = FakeIam()
     steps = attachments.plan(ledger({}), MINE, frozenset(), frozenset({"ReadOnly"}))
 
-    tags = attachments.execute(iam, "node", "aws", {"team": "ml"}, steps)  # type: ignore[arg-type]
+    tags = asyncio.run(attachments.execute(iam, "node", "aws", {"team": "ml"}, steps))  # type: ignore[arg-type]
 
     assert iam.calls == [("TagRole", {MINE: "ReadOnly", ATTACHED_TAG: "ReadOnly"}), ("AttachRolePolicy", RO)]
     assert tags == {"team": "ml", MINE: "ReadOnly", ATTACHED_TAG: "ReadOnly"}
@@ -101,7 +102,7 @@ def test_execute_clears_the_record_only_after_the_detach() -> None:
     steps = attachments.plan(ledger({MINE: "ReadOnly", ATTACHED_TAG: "ReadOnly"}), MINE, frozenset({"ReadOnly"}),
                              frozenset())
 
-    tags = attachments.execute(iam, "node", "aws", {MINE: "ReadOnly", ATTACHED_TAG: "ReadOnly"}, steps)  # type: ignore[arg-type]
+    tags = asyncio.run(attachments.execute(iam, "node", "aws", {MINE: "ReadOnly", ATTACHED_TAG: "ReadOnly"}, steps))  # type: ignore[arg-type]
 
     assert iam.calls == [("UntagRole", [MINE]), ("DetachRolePolicy", RO), ("UntagRole", [ATTACHED_TAG])]
     assert tags == {}
@@ -109,13 +110,13 @@ def test_execute_clears_the_record_only_after_the_detach() -> None:
 
 def test_a_failed_attach_leaves_the_record_written() -> None:
     class Failing(FakeIam):
-        def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
+        async def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
             raise TimeoutError("the answer was lost")
 
     iam = Failing()
     with pytest.raises(TimeoutError):
-        attachments.execute(iam, "node", "aws", {}, attachments.plan(ledger({}), MINE, frozenset(),  # type: ignore[arg-type]
-                                                                      frozenset({"PullOnly"})))
+        asyncio.run(attachments.execute(iam, "node", "aws", {}, attachments.plan(ledger({}), MINE, frozenset(),  # type: ignore[arg-type]
+                                                                      frozenset({"PullOnly"}))))
     assert iam.calls == [("TagRole", {MINE: "PullOnly", ATTACHED_TAG: "PullOnly"})]
 
 
@@ -132,13 +133,13 @@ def test_short_names_know_only_the_ecr_managed_policies_of_the_partition() -> No
 ])
 def test_a_refused_attach_takes_its_record_back(kind: FaultKind, kept: bool) -> None:
     class Refusing(FakeIam):
-        def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
+        async def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
             self.calls.append(("AttachRolePolicy", policy_arn))
             raise AwsFault(kind, "AttachRolePolicy", role_name, "no")
 
     iam = Refusing()
     with pytest.raises(AwsFault):
-        attachments.execute(iam, "node", "aws", {}, attachments.plan(ledger({}), MINE, frozenset(),  # type: ignore[arg-type]
-                                                                      frozenset({"ReadOnly"})))
+        asyncio.run(attachments.execute(iam, "node", "aws", {}, attachments.plan(ledger({}), MINE, frozenset(),  # type: ignore[arg-type]
+                                                                      frozenset({"ReadOnly"}))))
     undo = [] if kept else [("UntagRole", [ATTACHED_TAG])]
     assert iam.calls == [("TagRole", {MINE: "ReadOnly", ATTACHED_TAG: "ReadOnly"}), ("AttachRolePolicy", RO), *undo]

@@ -1,115 +1,230 @@
-"""Single-flight coalescing: one run per burst, and never a run that started before the request."""
+"""Sharing AWS work: one run per burst and never a run that started before the request (`Coalescer`);
+one read per key at a time and answers judged by each caller's age (`Cache`). All on one event loop."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
-from ecr_access.coalesce import AsyncCoalescer, Coalescer
+from ecr_access.coalesce import Cache, Coalescer
+
+
+def run(scenario: Callable[[], Awaitable[Any]]) -> Any:
+    return asyncio.run(scenario())  # type: ignore[arg-type]
 
 
 def test_a_burst_of_concurrent_requests_shares_one_run() -> None:
-    coalescer: Coalescer[int] = Coalescer()
-    calls = []
+    async def scenario() -> tuple[list[int], list[int]]:
+        coalescer = Coalescer()
+        calls: list[int] = []
 
-    def work() -> int:
-        calls.append(1)
-        return len(calls)
+        async def work() -> int:
+            calls.append(1)
+            return len(calls)
 
-    barrier = threading.Barrier(20)
-    results: list[int] = []
+        tickets = [coalescer.request("repo") for _ in range(20)]
+        results = await asyncio.gather(*(coalescer.run("repo", work, ticket=ticket) for ticket in tickets))
+        return calls, list(results)
 
-    def caller() -> None:
-        barrier.wait()
-        results.append(coalescer.run("repo", work, window=0.3))
-
-    threads = [threading.Thread(target=caller) for _ in range(20)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-
-    assert len(calls) == 1
+    calls, results = run(scenario)
+    assert calls == [1]
     assert results == [1] * 20
 
 
 def test_a_request_made_while_a_run_is_in_progress_gets_a_new_run() -> None:
-    coalescer: Coalescer[str] = Coalescer()
-    started, release = threading.Event(), threading.Event()
-    runs: list[str] = []
+    async def scenario() -> tuple[list[str], str]:
+        coalescer = Coalescer()
+        started, release = asyncio.Event(), asyncio.Event()
+        runs: list[str] = []
 
-    def slow() -> str:
-        runs.append("slow")
-        started.set()
-        release.wait()
-        return "first"
+        async def slow() -> str:
+            runs.append("slow")
+            started.set()
+            await release.wait()
+            return "first"
 
-    first = threading.Thread(target=lambda: coalescer.run("k", slow))
-    first.start()
-    started.wait()
-    # This request may depend on state the running call already read: it must not share its result.
-    late: list[str] = []
-    second = threading.Thread(target=lambda: late.append(coalescer.run("k", lambda: runs.append("late") or "second")))
-    second.start()
-    time.sleep(0.05)
-    release.set()
-    first.join()
-    second.join()
+        async def late_work() -> str:
+            runs.append("late")
+            return "second"
 
+        first = asyncio.create_task(coalescer.run("k", slow))
+        await started.wait()
+        # This request may depend on state the running call already read: it must not share its result.
+        second = asyncio.create_task(coalescer.run("k", late_work))
+        await asyncio.sleep(0)
+        release.set()
+        await first
+        return runs, await second
+
+    runs, late = run(scenario)
     assert runs == ["slow", "late"]
-    assert late == ["second"]
+    assert late == "second"
 
 
 def test_tickets_taken_early_join_the_next_run() -> None:
-    coalescer: Coalescer[int] = Coalescer()
-    runs = []
-    ticket_a = coalescer.request("a")
-    ticket_b = coalescer.request("a")
-    assert coalescer.run("a", lambda: runs.append(1) or 7, ticket=ticket_a) == 7
-    assert coalescer.run("a", lambda: runs.append(2) or 8, ticket=ticket_b) == 7, "covered by the first run"
-    assert runs == [1]
-    assert coalescer.runs("a") == 1
+    async def scenario() -> None:
+        coalescer = Coalescer()
+        runs = []
+
+        def work(value: int) -> Callable[[], Awaitable[int]]:
+            async def body() -> int:
+                runs.append(value)
+                return value
+            return body
+
+        ticket_a, ticket_b = coalescer.request("a"), coalescer.request("a")
+        assert await coalescer.run("a", work(7), ticket=ticket_a) == 7
+        assert await coalescer.run("a", work(8), ticket=ticket_b) == 7, "covered by the first run"
+        assert runs == [7]
+        assert coalescer.runs("a") == 1
+
+    run(scenario)
 
 
 def test_errors_are_shared_by_the_callers_of_a_run() -> None:
-    coalescer: Coalescer[int] = Coalescer()
-    ticket_a, ticket_b = coalescer.request("x"), coalescer.request("x")
+    async def scenario() -> None:
+        coalescer = Coalescer()
+        ticket_a, ticket_b = coalescer.request("x"), coalescer.request("x")
 
-    def fail() -> int:
-        raise RuntimeError("throttled")
+        async def fail() -> int:
+            raise RuntimeError("throttled")
 
-    with pytest.raises(RuntimeError, match="throttled"):
-        coalescer.run("x", fail, ticket=ticket_a)
-    with pytest.raises(RuntimeError, match="throttled"):
-        coalescer.run("x", lambda: 1, ticket=ticket_b)
-    assert coalescer.run("x", lambda: 3) == 3, "a later request runs again"
+        async def three() -> int:
+            return 3
 
+        with pytest.raises(RuntimeError, match="throttled"):
+            await coalescer.run("x", fail, ticket=ticket_a)
+        with pytest.raises(RuntimeError, match="throttled"):
+            await coalescer.run("x", three, ticket=ticket_b)
+        assert await coalescer.run("x", three) == 3, "a later request runs again"
 
-def test_keys_are_independent() -> None:
-    coalescer: Coalescer[str] = Coalescer()
-    assert coalescer.run("a", lambda: "A") == "A"
-    assert coalescer.run("b", lambda: "B") == "B"
-    assert (coalescer.runs("a"), coalescer.runs("b"), coalescer.runs("c")) == (1, 1, 0)
+    run(scenario)
 
 
 def test_periodic_requests_join_a_run_without_prolonging_its_debounce() -> None:
     async def scenario() -> tuple[int, bool]:
-        coalescer = AsyncCoalescer()
+        coalescer = Coalescer()
         runs: list[int] = []
         ticket = coalescer.request("repo")  # a change: its run waits for a quiet period
 
         async def steady_checks() -> None:
-            for _ in range(40):  # periodic checks more often than the quiet period, for a while
+            for _ in range(20):  # periodic checks more often than the quiet period, for a while
                 coalescer.request("repo", burst=False)
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.02)
+
+        async def work() -> int:
+            runs.append(1)
+            return 1
 
         checks = asyncio.create_task(steady_checks())
-        await coalescer.run("repo", lambda: runs.append(1) or 1, ticket=ticket, quiet=0.2, longest=30.0)
+        await coalescer.run("repo", work, ticket=ticket, quiet=0.05, longest=30.0)
         started_during_checks = not checks.done()
         await checks
         return len(runs), started_during_checks
 
-    assert asyncio.run(scenario()) == (1, True), "the run did not wait for the periodic checks to stop"
+    assert run(scenario) == (1, True), "the run did not wait for the periodic checks to stop"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_concurrent_readers_of_one_key_share_one_read_and_its_age_counts_from_the_answer() -> None:
+    clock = Clock()
+
+    async def scenario() -> None:
+        cache: Cache[str, int] = Cache(clock)
+        release = asyncio.Event()
+        reads: list[int] = []
+
+        async def read() -> int:
+            reads.append(1)
+            await release.wait()
+            clock.now += 5  # the answer arrives 5 s after it was asked for
+            return 42
+
+        readers = [asyncio.create_task(cache.fetch("role", 30.0, read)) for _ in range(10)]
+        await asyncio.sleep(0)
+        release.set()
+        assert await asyncio.gather(*readers) == [42] * 10
+        assert reads == [1]
+        assert cache.age("role") == 0.0, "aged from the answer, not the request"
+        clock.now += 30
+        assert await cache.fetch("role", 30.0, read) == 42 and reads == [1], "30 s old: still young enough"
+        clock.now += 1
+        await cache.fetch("role", 30.0, read)
+        assert reads == [1, 1], "31 s old: read again"
+
+    run(scenario)
+
+
+def test_a_caller_that_wants_a_fresh_answer_reads_again_after_a_read_it_waited_for() -> None:
+    clock = Clock()
+
+    async def scenario() -> list[str]:
+        cache: Cache[str, str] = Cache(clock)
+        started, release = asyncio.Event(), asyncio.Event()
+        reads: list[str] = []
+
+        async def first() -> str:
+            reads.append("first")
+            started.set()
+            await release.wait()
+            clock.now += 1
+            return "old"
+
+        async def second() -> str:
+            reads.append("second")
+            return "new"
+
+        running = asyncio.create_task(cache.fetch("k", 60.0, first))
+        await started.wait()
+        fresh = asyncio.create_task(cache.fetch("k", 0.0, second))  # asks after the first read began
+        await asyncio.sleep(0)
+        release.set()
+        assert await running == "old"
+        assert await fresh == "new", "a read that began before it asked is not fresh enough for max_age 0"
+        return reads
+
+    assert run(scenario) == ["first", "second"]
+
+
+def test_a_failed_read_is_shared_by_its_waiters_and_not_cached() -> None:
+    async def scenario() -> None:
+        cache: Cache[str, int] = Cache(Clock())
+        release = asyncio.Event()
+
+        async def fail() -> int:
+            await release.wait()
+            raise RuntimeError("throttled")
+
+        async def works() -> int:
+            return 1
+
+        readers = [asyncio.create_task(cache.fetch("k", 60.0, fail)) for _ in range(3)]
+        await asyncio.sleep(0)
+        release.set()
+        results = await asyncio.gather(*readers, return_exceptions=True)
+        assert all(isinstance(item, RuntimeError) for item in results)
+        assert await cache.fetch("k", 60.0, works) == 1, "nothing was cached: the next caller reads"
+
+    run(scenario)
+
+
+def test_put_keeps_the_age_of_the_read_a_write_was_built_on() -> None:
+    clock = Clock()
+    cache: Cache[str, int] = Cache(clock)
+    cache.put("k", 1)
+    clock.now += 20
+    cache.put("k", 2, read_at=cache.peek("k").read_at)  # type: ignore[union-attr]
+    assert cache.age("k") == 20.0
+    assert cache.lookup("k", 10.0) is None and cache.lookup("k", 20.0) is not None
+    cache.forget("k")
+    assert cache.age("k") == float("inf")

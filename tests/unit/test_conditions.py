@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from ecr_access import conditions
+from ecr_access import status as grant_status
+from ecr_access import verdicts
 from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult, Severity
 from ecr_access.ports import AwsFault, FaultKind
 
@@ -45,7 +46,7 @@ def by_type(status: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_all_ok_is_ready_with_nothing_else_to_report():
-    status = conditions.build_status(outcome(), generation=3, previous=None, now=T0)
+    status = grant_status.build_status(outcome(), generation=3, previous=None, now=T0)
 
     assert status["observedGeneration"] == 3
     assert status["roleArn"] == ROLE_ARN
@@ -78,7 +79,7 @@ def test_all_ok_is_ready_with_nothing_else_to_report():
     ],
 )
 def test_a_problem_makes_ready_false_and_says_who_must_act(found, reason, condition, absent):
-    status = conditions.build_status(found, generation=4, previous=None, now=T0)
+    status = grant_status.build_status(found, generation=4, previous=None, now=T0)
 
     kinds = by_type(status)
     assert set(kinds) == {"Ready", condition}
@@ -95,7 +96,7 @@ def test_a_problem_makes_ready_false_and_says_who_must_act(found, reason, condit
 
 
 def test_per_repository_entries_report_each_repository_in_spec_order():
-    status = conditions.build_status(outcome(serving=NOT_FOUND), generation=1, previous=None, now=T0)
+    status = grant_status.build_status(outcome(serving=NOT_FOUND), generation=1, previous=None, now=T0)
 
     assert status["readyRepositories"] == "1/2"
     assert [(item["arn"], item["ready"], item["reason"]) for item in status["repositories"]] == [
@@ -107,7 +108,7 @@ def test_per_repository_entries_report_each_repository_in_spec_order():
 
 
 def test_ready_message_counts_further_problems():
-    status = conditions.build_status(outcome(trainer=TOO_LARGE, serving=NOT_FOUND), 1, None, T0)
+    status = grant_status.build_status(outcome(trainer=TOO_LARGE, serving=NOT_FOUND), 1, None, T0)
 
     message = by_type(status)["Ready"]["message"]
     assert message.startswith(TOO_LARGE.message)
@@ -128,9 +129,9 @@ def test_ready_message_counts_further_problems():
     ],
 )
 def test_last_transition_time_moves_only_when_a_condition_flips(before, after, moved):
-    first = conditions.build_status(before, 1, None, T0)
+    first = grant_status.build_status(before, 1, None, T0)
 
-    second = conditions.build_status(after, 2, first, T1)
+    second = grant_status.build_status(after, 2, first, T1)
 
     times = {item["type"]: item["lastTransitionTime"] for item in second["conditions"]}
     assert {kind for kind, time in times.items() if time == T1} == moved
@@ -138,10 +139,10 @@ def test_last_transition_time_moves_only_when_a_condition_flips(before, after, m
 
 
 def test_a_condition_that_goes_and_comes_back_gets_a_new_time():
-    first = conditions.build_status(outcome(serving=NOT_FOUND), 1, None, T0)
-    healed = conditions.build_status(outcome(), 1, first, T1)
+    first = grant_status.build_status(outcome(serving=NOT_FOUND), 1, None, T0)
+    healed = grant_status.build_status(outcome(), 1, first, T1)
 
-    again = conditions.build_status(outcome(serving=NOT_FOUND), 1, healed, T2)
+    again = grant_status.build_status(outcome(serving=NOT_FOUND), 1, healed, T2)
 
     assert "Stalled" not in by_type(healed)
     assert by_type(again)["Stalled"]["lastTransitionTime"] == T2
@@ -157,19 +158,19 @@ def test_a_condition_that_goes_and_comes_back_gets_a_new_time():
     ],
 )
 def test_an_unchanged_world_gives_an_identical_status_and_no_write(found):
-    first = conditions.build_status(found, 5, None, T0)
+    first = grant_status.build_status(found, 5, None, T0)
 
-    second = conditions.build_status(found, 5, first, T1)
+    second = grant_status.build_status(found, 5, first, T1)
 
     assert second == first
-    assert conditions.status_patch(first, second) == {}
+    assert grant_status.status_patch(first, second) == {}
 
 
 def test_status_patch_holds_only_what_changed():
-    first = conditions.build_status(outcome(), 1, None, T0)
-    second = conditions.build_status(outcome(serving=NOT_FOUND), 2, first, T1)
+    first = grant_status.build_status(outcome(), 1, None, T0)
+    second = grant_status.build_status(outcome(serving=NOT_FOUND), 2, first, T1)
 
-    patch = conditions.status_patch(first, second)
+    patch = grant_status.status_patch(first, second)
 
     assert set(patch) == {"observedGeneration", "readyRepositories", "repositories", "conditions"}
     assert patch["conditions"] == second["conditions"], "the full conditions list is written"
@@ -177,23 +178,23 @@ def test_status_patch_holds_only_what_changed():
 
 
 def test_status_patch_against_no_status_writes_everything():
-    status = conditions.build_status(outcome(), 1, None, T0)
+    status = grant_status.build_status(outcome(), 1, None, T0)
 
-    assert conditions.status_patch(None, status) == status
+    assert grant_status.status_patch(None, status) == status
 
 
 def test_status_patch_removes_our_keys_that_are_gone_and_leaves_others_alone():
     old = {"observedGeneration": 1, "readyRepositories": "1/1", "someoneElses": "x"}
 
-    patch = conditions.status_patch(old, {"observedGeneration": 1})
+    patch = grant_status.status_patch(old, {"observedGeneration": 1})
 
     assert patch == {"readyRepositories": None}
 
 
 def test_invalid_spec_keeps_what_aws_holds_and_stalls():
-    previous = conditions.build_status(outcome(), 3, None, T0)
+    previous = grant_status.build_status(outcome(), 3, None, T0)
 
-    status = conditions.invalid_spec_status("spec.role: exactly one of name, arn or anyscaleCloudId", 4, previous, T1)
+    status = grant_status.invalid_spec_status("spec.role: exactly one of name, arn or anyscaleCloudId", 4, previous, T1)
 
     for key in ("roleArn", "managedPolicyArn", "managedPolicyOwned", "readyRepositories", "repositories"):
         assert status[key] == previous[key]
@@ -209,12 +210,12 @@ def test_invalid_spec_keeps_what_aws_holds_and_stalls():
 
 
 def test_invalid_spec_twice_needs_no_write():
-    first = conditions.invalid_spec_status("spec.suspend: must be true or false", 2, None, T0)
+    first = grant_status.invalid_spec_status("spec.suspend: must be true or false", 2, None, T0)
 
-    second = conditions.invalid_spec_status("spec.suspend: must be true or false", 2, first, T1)
+    second = grant_status.invalid_spec_status("spec.suspend: must be true or false", 2, first, T1)
 
     assert set(first) == {"observedGeneration", "conditions"}
-    assert conditions.status_patch(first, second) == {}
+    assert grant_status.status_patch(first, second) == {}
 
 
 SUBJECT = "repository arn:aws:ecr:us-west-2:123456789012:repository/ml/trainer"
@@ -246,7 +247,7 @@ SUBJECT = "repository arn:aws:ecr:us-west-2:123456789012:repository/ml/trainer"
 def test_finding_for_fault(kind, operation, not_found, reason, severity, mentions):
     fault = AwsFault(kind, operation, "resource", "Invalid principal in policy")
 
-    finding = conditions.finding_for_fault(fault, SUBJECT, not_found)
+    finding = verdicts.for_fault(fault, SUBJECT, not_found)
 
     assert finding.reason == reason
     assert finding.severity is severity
@@ -257,7 +258,7 @@ def test_finding_for_fault(kind, operation, not_found, reason, severity, mention
 
 def test_every_fault_kind_has_a_camel_case_reason_and_a_sentence():
     for kind in FaultKind:
-        finding = conditions.finding_for_fault(AwsFault(kind, "GetRole", "r", "detail"), SUBJECT, "RoleNotFound")
+        finding = verdicts.for_fault(AwsFault(kind, "GetRole", "r", "detail"), SUBJECT, "RoleNotFound")
         assert finding.reason[:1].isupper() and finding.reason.isalnum()
         assert not finding.ok
         assert finding.message.endswith(".") or finding.message.endswith("detail")
@@ -274,5 +275,5 @@ def test_every_fault_kind_has_a_camel_case_reason_and_a_sentence():
 ])
 def test_the_ready_message_names_what_was_granted(actions: tuple[str, ...], says: str) -> None:
     found = dataclasses.replace(outcome(), actions=actions)
-    ready = by_type(conditions.build_status(found, generation=1, previous=None, now=T0))["Ready"]
+    ready = by_type(grant_status.build_status(found, generation=1, previous=None, now=T0))["Ready"]
     assert f"Role {ROLE_ARN} {says} and has" in ready["message"]

@@ -112,5 +112,5 @@ def test_every_setting_has_an_environment_variable():
         cluster_id="7", namespaces=("7",), region="7", resync_interval=7.0, resync_jitter=0.25,
         role_cache_ttl=7.0, cache_ttl=7.0, coalesce_window=7.0, coalesce_longest=7.0, propagation_window=7.0,
         sweep_interval=7.0, aws_rate_limit=7.0, aws_burst=7.0, retry_delay=7.0, stalled_retry_delay=7.0,
-        progress_after=7.0, unreachable_after=7.0,
+        progress_after=7.0, unreachable_after=7.0, write_attempts=7, refused_retry=7.0, refused_retry_max=7.0,
     )

@@ -28,8 +28,8 @@ from hypothesis import strategies as st
 from ecr_access import handlers
 from ecr_access.config import Config
 from ecr_access.model import Defaults
-from ecr_access.reconcile import Reconciler, Registry, Tuning
-from ecr_access.sweeper import Sweeper
+from ecr_access.reconcile import Reconciler
+from ecr_access.sweep import Registry, Sweeper
 from tests.unit.fakes import FakeEcr, FakeIam
 
 ACCOUNT = "123456789012"
@@ -54,14 +54,18 @@ class Model:
         return self.applied
 
 
+async def no_sleep(_: float) -> None:
+    """The pause between writes against a concurrent writer, skipped."""
+
+
 class World:
     def __init__(self) -> None:
         self.iam = FakeIam(ACCOUNT, ROLES)
         self.ecr = FakeEcr("ml/a", "ml/b")
-        tuning = Tuning(fresh_age=0.0, role_cache_ttl=0.0, retry_jitter=(0.0, 0.0))
-        reconciler = Reconciler(self.iam, self.ecr, cluster_id="prop-cluster", account=ACCOUNT, tuning=tuning,  # type: ignore[arg-type]
-                                sleep=lambda _: None)
-        sweeper = Sweeper(reconciler, Registry("aws", "us-west-2", ACCOUNT), interval=0)
+        config = Config(cache_ttl=0.0, role_cache_ttl=0.0, coalesce_window=0.0)
+        reconciler = Reconciler(self.iam, self.ecr, cluster_id="prop-cluster", account=ACCOUNT,  # type: ignore[arg-type]
+                                config=config, sleep=no_sleep)
+        sweeper = Sweeper(reconciler.repositories, Registry("aws", "us-west-2", ACCOUNT), interval=0)
         runtime = handlers.Runtime(Config(stalled_retry_delay=0.0), DEFAULTS, reconciler, sweeper)
         self.memo = kopf.Memo(runtime=runtime)
         self.bodies: dict[str, dict[str, Any]] = {}

@@ -6,12 +6,14 @@ AWS is in memory at the ports (`tests.unit.fakes`), case-insensitive about role 
 
 from __future__ import annotations
 
+from typing import Any
+
 from ecr_access import attachments
 from ecr_access.conditions import Severity
-from ecr_access.grants import LiveGrant
-from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey
-from ecr_access.reconcile import Reconciler, Tuning
-from ecr_access.spec import parse_spec
+from ecr_access.config import Config
+from ecr_access.model import Defaults
+from ecr_access.reconcile import Reconciler
+from tests.memory import Driver, Grants
 from tests.unit.fakes import FakeEcr, FakeIam
 
 ACCOUNT = "123456789012"
@@ -19,35 +21,25 @@ DEFAULTS = Defaults("aws", "us-west-2", ACCOUNT)
 READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
 
 
-class Index:
-    def __init__(self) -> None:
-        self.live: dict[GrantKey, LiveGrant] = {}
-
-    def add(self, name: str, raw: dict[str, object]) -> tuple[GrantKey, GrantSpec]:
-        key, spec = GrantKey("default", name), parse_spec(raw, DEFAULTS)
-        self.live[key] = LiveGrant(key, spec)
-        return key, spec
-
-    def naming_repository(self, repo: RepositoryRef) -> list[LiveGrant]:
-        return [grant for grant in self.live.values() if repo in grant.spec.repositories]
-
-    def on_role(self, role: RoleKey) -> list[LiveGrant]:
-        return [grant for grant in self.live.values() if grant.spec.role.key == role]
-
-    def everything(self) -> list[LiveGrant]:
-        return list(self.live.values())
+def Index() -> Grants:
+    return Grants(DEFAULTS)
 
 
-def reconciler(iam: FakeIam, ecr: FakeEcr, **tuning: float) -> Reconciler:
-    return Reconciler(iam, ecr, cluster_id="c", account=ACCOUNT, tuning=Tuning(**tuning),  # type: ignore[arg-type]
-                      sleep=lambda _: None)
+async def no_sleep(_: float) -> None:
+    """The pause between writes against a concurrent writer, skipped."""
+
+
+def reconciler(iam: FakeIam, ecr: FakeEcr, clock: Any = None, **settings: float) -> Driver:
+    extra = {"clock": clock} if clock is not None else {}
+    return Driver(Reconciler(iam, ecr, cluster_id="c", account=ACCOUNT,  # type: ignore[arg-type]
+                             config=Config(**{"coalesce_window": 0.0, **settings}), sleep=no_sleep, **extra))
 
 
 def test_an_arn_with_another_path_is_never_the_role_even_from_the_cache() -> None:
     iam, ecr, index = FakeIam(ACCOUNT, ["x"], paths={"x": "/team-a/"}), FakeEcr("ml/a"), Index()
     real = iam.roles["x"].arn
     # Caches that last: the second apply and every sync answer from the cache (where the check was missing).
-    rec = reconciler(iam, ecr, fresh_age=600.0, role_cache_ttl=600.0)
+    rec = reconciler(iam, ecr, cache_ttl=600.0, role_cache_ttl=600.0)
     key, spec = index.add("g", {"role": {"arn": f"arn:aws:iam::{ACCOUNT}:role/team-b/x"},
                                 "repositories": [{"name": "ml/a"}]})
 
@@ -71,7 +63,7 @@ def test_an_arn_in_another_partition_is_not_the_role() -> None:
 
 def test_two_spellings_of_one_role_share_one_record() -> None:
     iam, ecr, index = FakeIam(ACCOUNT, ["MyRole"]), FakeEcr("ml/a", "ml/b"), Index()
-    rec = reconciler(iam, ecr, fresh_age=0.0, role_cache_ttl=0.0)
+    rec = reconciler(iam, ecr, cache_ttl=0.0, role_cache_ttl=0.0)
     upper = index.add("upper", {"role": {"name": "MyRole"}, "repositories": [{"name": "ml/a"}]})
     lower = index.add("lower", {"role": {"name": "myrole"}, "repositories": [{"name": "ml/b"}]})
     for key, spec in (upper, lower):
@@ -93,7 +85,7 @@ def test_two_spellings_of_one_role_share_one_record() -> None:
 
 def test_a_role_edit_moves_the_want_to_the_new_role() -> None:
     iam, ecr, index = FakeIam(ACCOUNT, ["old", "new"]), FakeEcr("ml/a"), Index()
-    rec = reconciler(iam, ecr, fresh_age=0.0, role_cache_ttl=0.0)
+    rec = reconciler(iam, ecr, cache_ttl=0.0, role_cache_ttl=0.0)
     key, before = index.add("g", {"role": {"name": "old"}, "repositories": [{"name": "ml/a"}]})
     rec.apply(key, before, None, index)
 
@@ -109,8 +101,7 @@ def test_the_shared_attached_tag_is_written_from_tags_read_just_now() -> None:
     `attached` tag both share must not be rewritten from the stale copy (that would strand theirs)."""
     iam, ecr, index = FakeIam(ACCOUNT, ["node"]), FakeEcr("ml/a"), Index()
     now = [0.0]
-    rec = Reconciler(iam, ecr, cluster_id="c", account=ACCOUNT, clock=lambda: now[0],  # type: ignore[arg-type]
-                     tuning=Tuning(fresh_age=600.0, role_cache_ttl=600.0), sleep=lambda _: None)
+    rec = reconciler(iam, ecr, clock=lambda: now[0], cache_ttl=600.0, role_cache_ttl=600.0)
     key, none = index.add("g", {"role": {"name": "node"}, "repositories": [{"name": "ml/a"}], "managedPolicy": "None"})
     rec.apply(key, none, None, index)  # reads (and caches) the role: no tags yet
     other = iam.roles["node"]  # the other cluster attaches PullOnly, and records it

@@ -6,6 +6,7 @@ lock us out, not to accept it.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 from ecr_access.aws import errors
@@ -20,7 +21,21 @@ class EcrAdapter:
     def __init__(self, session: AwsSession) -> None:
         self._session = session
 
-    def get_repository_policy(self, repo: RepositoryRef) -> str | None:
+    async def get_repository_policy(self, repo: RepositoryRef) -> str | None:
+        return await asyncio.to_thread(self._get_repository_policy, repo)
+
+    async def set_repository_policy(self, repo: RepositoryRef, text: str) -> None:
+        return await asyncio.to_thread(self._set_repository_policy, repo, text)
+
+    async def delete_repository_policy(self, repo: RepositoryRef) -> None:
+        return await asyncio.to_thread(self._delete_repository_policy, repo)
+
+    async def describe_repositories(self, region: str, registry_id: str) -> list[str]:
+        return await asyncio.to_thread(lambda: list(self._describe_repositories(region, registry_id)))
+
+    # The blocking boto3 calls, each run in a thread by the coroutine of the same name.
+
+    def _get_repository_policy(self, repo: RepositoryRef) -> str | None:
         client = self._session.ecr(repo.region)
         try:
             answer = client.get_repository_policy(registryId=repo.registry_id, repositoryName=repo.name)
@@ -30,7 +45,7 @@ class EcrAdapter:
             raise errors.classify(error, "GetRepositoryPolicy", f"repository {repo.arn}") from error
         return answer.get("policyText")
 
-    def set_repository_policy(self, repo: RepositoryRef, text: str) -> None:
+    def _set_repository_policy(self, repo: RepositoryRef, text: str) -> None:
         try:
             self._session.ecr(repo.region).set_repository_policy(
                 registryId=repo.registry_id, repositoryName=repo.name, policyText=text
@@ -38,7 +53,7 @@ class EcrAdapter:
         except Exception as error:
             raise errors.classify(error, "SetRepositoryPolicy", f"repository {repo.arn}") from error
 
-    def delete_repository_policy(self, repo: RepositoryRef) -> None:
+    def _delete_repository_policy(self, repo: RepositoryRef) -> None:
         client = self._session.ecr(repo.region)
         try:
             client.delete_repository_policy(registryId=repo.registry_id, repositoryName=repo.name)
@@ -49,7 +64,7 @@ class EcrAdapter:
             if fault.kind is not FaultKind.NOT_FOUND:
                 raise fault from error
 
-    def describe_repositories(self, region: str, registry_id: str) -> Iterator[str]:
+    def _describe_repositories(self, region: str, registry_id: str) -> Iterator[str]:
         try:
             paginator = self._session.ecr(region).get_paginator("describe_repositories")
             for page in paginator.paginate(registryId=registry_id):

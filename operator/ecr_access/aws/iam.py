@@ -3,6 +3,7 @@ managed policies, and tag/untag the role (the managed-policy ledger, see `attach
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Mapping
 
 from ecr_access.aws import errors
@@ -16,7 +17,27 @@ class IamAdapter:
     def __init__(self, session: AwsSession) -> None:
         self._session = session
 
-    def get_role(self, name: str) -> RoleInfo | None:
+    async def get_role(self, name: str) -> RoleInfo | None:
+        return await asyncio.to_thread(self._get_role, name)
+
+    async def list_attached_role_policies(self, role_name: str) -> frozenset[str]:
+        return await asyncio.to_thread(self._list_attached_role_policies, role_name)
+
+    async def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
+        return await asyncio.to_thread(self._attach_role_policy, role_name, policy_arn)
+
+    async def detach_role_policy(self, role_name: str, policy_arn: str) -> None:
+        return await asyncio.to_thread(self._detach_role_policy, role_name, policy_arn)
+
+    async def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None:
+        return await asyncio.to_thread(self._tag_role, role_name, tags)
+
+    async def untag_role(self, role_name: str, keys: Iterable[str]) -> None:
+        return await asyncio.to_thread(self._untag_role, role_name, keys)
+
+    # The blocking boto3 calls, each run in a thread by the coroutine of the same name.
+
+    def _get_role(self, name: str) -> RoleInfo | None:
         try:
             role = self._session.iam().get_role(RoleName=name)["Role"]
         except Exception as error:
@@ -27,7 +48,7 @@ class IamAdapter:
         tags = {item["Key"]: item["Value"] for item in role.get("Tags", []) if "Key" in item and "Value" in item}
         return RoleInfo(arn=role["Arn"], role_id=role["RoleId"], tags=tags)
 
-    def list_attached_role_policies(self, role_name: str) -> frozenset[str]:
+    def _list_attached_role_policies(self, role_name: str) -> frozenset[str]:
         found: set[str] = set()
         try:
             paginator = self._session.iam().get_paginator("list_attached_role_policies")
@@ -37,13 +58,13 @@ class IamAdapter:
             raise errors.classify(error, "ListAttachedRolePolicies", f"IAM role {role_name}") from error
         return frozenset(found)
 
-    def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
+    def _attach_role_policy(self, role_name: str, policy_arn: str) -> None:
         try:
             self._session.iam().attach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
         except Exception as error:
             raise errors.classify(error, "AttachRolePolicy", f"IAM role {role_name}") from error
 
-    def detach_role_policy(self, role_name: str, policy_arn: str) -> None:
+    def _detach_role_policy(self, role_name: str, policy_arn: str) -> None:
         try:
             self._session.iam().detach_role_policy(RoleName=role_name, PolicyArn=policy_arn)
         except Exception as error:
@@ -51,14 +72,14 @@ class IamAdapter:
             if fault.kind is not FaultKind.NOT_FOUND:  # already detached (or role gone): nothing to undo
                 raise fault from error
 
-    def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None:
+    def _tag_role(self, role_name: str, tags: Mapping[str, str]) -> None:
         try:
             self._session.iam().tag_role(RoleName=role_name,
                                          Tags=[{"Key": key, "Value": value} for key, value in tags.items()])
         except Exception as error:
             raise errors.classify(error, "TagRole", f"IAM role {role_name}") from error
 
-    def untag_role(self, role_name: str, keys: Iterable[str]) -> None:
+    def _untag_role(self, role_name: str, keys: Iterable[str]) -> None:
         try:
             self._session.iam().untag_role(RoleName=role_name, TagKeys=list(keys))
         except Exception as error:

@@ -1,0 +1,78 @@
+"""One grant cycle, shared by the kopf handlers and the drift loop: apply a grant, and report it.
+
+"Apply, build the status, patch it, post Events, decide the retry" used to be written twice, once
+per caller, and drifted apart. Here it is once, and it writes nothing itself: it returns a `Report`
+that each caller carries out with its own writer (kopf's patch in a handler, the Kubernetes adapter
+in the drift loop), so that a handler's status and its applied record land in kopf's one patch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from ecr_access import grants, status
+from ecr_access.conditions import Severity
+from ecr_access.grants import LiveGrants
+from ecr_access.model import GrantKey, GrantSpec
+from ecr_access.reconcile import ApplyMode, Reconciler
+
+# While the apply runs: report progress, and return the status as it then is on the API server.
+Watch = Callable[[asyncio.Future[Any]], Awaitable[Mapping[str, Any]]]
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """What one cycle asks its caller to write and do."""
+
+    status: status.StatusPatch  # the status merge patch; empty when nothing changed
+    record: str | None = None  # the applied record's new value (`grants.APPLIED_ANNOTATION`), if it moves on
+    warnings: tuple[tuple[str, str], ...] = ()  # Warning Events: (reason, message)
+    transient: bool = False  # something is retried soon (Reconciling)
+    retry: float | None = None  # seconds until the grant is applied again; None: nothing left to retry
+    message: str = ""  # the Ready condition's message
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+    """The retry delays, from `Config`."""
+
+    retry_delay: float
+    stalled_retry_delay: float
+
+
+async def apply_and_report(
+    reconciler: Reconciler, key: GrantKey, spec: GrantSpec, live: LiveGrants, *, generation: int,
+    previous: Mapping[str, Any], applied: GrantSpec | None, recorded: str | None, mode: ApplyMode, timing: Timing,
+    now: Callable[[], str],
+    handled: str | None = None, watch: Watch | None = None,
+) -> Report:
+    """Apply one grant and say what to report. `applied`: its applied record, parsed; `recorded`:
+    that record as written (None when the caller does not write records).
+
+    A suspended grant changes nothing and is only acknowledged. `handled`: a reconcile-now value to
+    echo in status. `watch`: a handler's progress report while a new spec's work outlasts a moment.
+    """
+    if spec.suspend:
+        return Report(status.status_patch(previous, status.suspended_status(generation, previous)))
+    work = asyncio.ensure_future(reconciler.apply(key, spec, applied, live, mode))
+    try:
+        if watch is not None:
+            previous = await watch(work)
+        outcome = await work
+    finally:
+        work.cancel()  # a no-op once done; stops the work if the caller is cancelled (operator stop)
+    new, patch = status.for_outcome(outcome, generation, previous, now(), handled)
+    # What a suspend freezes and a delete releases (metadata, judged like the spec). It moves on only
+    # once nothing of the previous contribution is left, so that a retry or the delete still names it.
+    record = grants.applied_annotation(spec)
+    warnings = [("ConcurrentPolicyEdit", note) for note in outcome.notes]
+    warnings += [("PreviousSpecNotReleased", left.message) for left in outcome.unsettled]
+    transient = outcome.transient or any(item.severity is Severity.TRANSIENT for item in outcome.unsettled)
+    retry = None
+    if outcome.transient or outcome.unsettled:
+        retry = timing.retry_delay if transient else timing.stalled_retry_delay
+    return Report(patch, record if record != recorded and not outcome.unsettled else None, tuple(warnings),
+                  transient, retry, new["conditions"][0]["message"])

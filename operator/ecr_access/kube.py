@@ -1,0 +1,63 @@
+"""The Kubernetes adapter: the only module that imports the `kubernetes` client.
+
+The operator's own writes outside kopf go through here: a grant's status (`patch_status`: the
+drift loop's reports, a handler's progress report and a stalled delete's verdict) and nothing
+else. Reads: a grant's spec as it is now (a stalled delete watching for an edit), whether any grant
+exists at start-up, and the cluster's identity. Blocking calls; the callers run them in threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from kubernetes import client, config
+
+from ecr_access.model import GROUP, PLURAL, VERSION
+
+
+def load_client_config() -> None:
+    """In a pod, the service account; elsewhere, the kubeconfig (KUBECONFIG or ~/.kube/config)."""
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+
+
+def cluster_id(namespaces: Sequence[str]) -> str:
+    """The default cluster id: the kube-system namespace's UID, plus the watched namespaces when the
+    operator is namespace-scoped (so that two namespace-scoped deployments never share Sids)."""
+    uid = client.CoreV1Api().read_namespace("kube-system").metadata.uid
+    return f"{uid}/{','.join(sorted(namespaces))}" if namespaces else str(uid)
+
+
+def patch_status(namespace: str, name: str, patch: Mapping[str, Any]) -> None:
+    """A JSON merge patch of the grant's status subresource (None values delete keys). A grant
+    deleted meanwhile (404) has nothing left to report."""
+    try:
+        client.CustomObjectsApi().patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, PLURAL, name, {"status": dict(patch)})
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def read_spec(namespace: str, name: str) -> Mapping[str, Any] | None:
+    """The grant's spec as the API server has it now; None once the grant is gone."""
+    try:
+        body = client.CustomObjectsApi().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+    except client.ApiException as error:
+        if error.status == 404:
+            return None
+        raise
+    spec: Mapping[str, Any] | None = body.get("spec")
+    return spec
+
+
+def count_grants(namespaces: Sequence[str]) -> int:
+    """0 when no grant exists in the watched namespaces (then the empty indexes are already whole)."""
+    api = client.CustomObjectsApi()
+    if not namespaces:
+        return len(api.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1).get("items", []))
+    return sum(len(api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1).get("items", []))
+               for ns in namespaces)

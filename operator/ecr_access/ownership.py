@@ -1,0 +1,112 @@
+"""Managed-policy ownership: make a role's managed policies and ledger tags match the live grants.
+
+Like a repository's statements, what a role should have is derived from every live grant on it,
+never from one grant or its status, and the ledger on the role (its tags, `attachments`) decides
+any detach. One sync of a role at a time (IAM has no conditional write); the plan is pure
+(`attachments.plan`), and the role's reads are cached and shared (`roles`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Iterable
+
+from ecr_access import attachments
+from ecr_access.grants import LiveGrant
+from ecr_access.model import GrantKey, ManagedPolicy, RoleKey, RoleRef
+from ecr_access.ports import AwsFault, RoleInfo
+from ecr_access.roles import RoleDirectory
+
+logger = logging.getLogger(__name__)
+
+# A role read this recently counts as read just now (the apply that wants to write just read it).
+FRESH = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RoleState:
+    """A role after its ledger sync: who it is, and what its tags say now."""
+
+    info: RoleInfo
+    attached: frozenset[str]  # the ledger's managed policies attached to it, by short name
+    ledger: attachments.Ledger
+
+
+class GrantGone(Exception):
+    """The drift check's grant left the live index (it began deleting) while being applied."""
+
+
+class ManagedPolicyLedger:
+    """Syncs roles of the operator's own account: the managed policies and this cluster's tag."""
+
+    def __init__(self, roles: RoleDirectory, cluster_tag: str) -> None:
+        self.roles = roles
+        self.cluster_tag = cluster_tag
+        self._locks: dict[RoleKey, asyncio.Lock] = {}
+
+    async def sync(
+        self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], *, max_age: float,
+        hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None,
+    ) -> RoleState | None:
+        """Make the role hold what `grants()` (this cluster's live grants on it, read under the
+        role's lock) want. `hand_over`: short names a Retain grant hands over. `require`: raise
+        `GrantGone` if that grant is not among them (the drift check must not act for a grant being
+        deleted). Returns None for a role that does not exist or is in another account."""
+        if role.account != self.roles.account:
+            return None
+        async with self._locks.setdefault(role.key, asyncio.Lock()):
+            current = list(grants())
+            if require is not None and not any(grant.key == require for grant in current):
+                raise GrantGone(require)
+            return await self._sync(role, current, max_age, hand_over)
+
+    async def _sync(
+        self, role: RoleRef, grants: list[LiveGrant], age: float, hand_over: frozenset[str]
+    ) -> RoleState | None:
+        info = await self.roles.lookup(role, age)
+        if info is None:
+            return None
+        partition = info.arn.split(":")[1]
+        for fresh in (False, True):
+            attached = attachments.short_names(await self.roles.attached(role, 0.0 if fresh else age), partition)
+            ledger = attachments.Ledger.from_tags(info.tags, self.cluster_tag)
+            wanted = await self._wanted(info.arn, grants)
+            steps = attachments.plan(ledger, self.cluster_tag, attached, wanted, hand_over)
+            if fresh or not attachments.shared(steps) or self.roles.age(role.key) <= FRESH:
+                break
+            # A detach, or a write of the `attached` tag all clusters share, depends on what the
+            # others did lately: decide it on tags read just now (IAM has no conditional write).
+            info = await self.roles.lookup(role, 0.0)
+            if info is None:
+                return None
+        if not steps:  # the steady state: nothing to write, and the caches are as read
+            return RoleState(info, attached, ledger)
+        try:
+            tags = await attachments.execute(self.roles.iam, role.name, partition, info.tags, steps)
+        except AwsFault:
+            self.roles.forget(role.key)  # some steps may have landed: read the role afresh next time
+            raise
+        for step in steps:
+            if step.kind != "tag":
+                logger.info("%s %s %s (ledger: %s)", "Attached" if step.kind == "attach" else "Detached",
+                            attachments.arn_of(step.key, partition), info.arn, attachments.ATTACHED_TAG)
+        attached = (attached | {s.key for s in steps if s.kind == "attach"}) - {
+            s.key for s in steps if s.kind == "detach"}
+        info = RoleInfo(info.arn, info.role_id, tags)
+        self.roles.written(role.key, info, frozenset(attachments.arn_of(name, partition) for name in attached),
+                           frozenset(attachments.arn_of(name, partition) for name in attachments.KNOWN))
+        return RoleState(info, attached, attachments.Ledger.from_tags(tags, self.cluster_tag))
+
+    async def _wanted(self, arn: str, grants: Iterable[LiveGrant]) -> frozenset[str]:
+        """The managed policies the grants want, by short name, counting only grants whose spec
+        resolves to this very role (a spec naming another path or account does not count)."""
+        wanted = set()
+        for grant in grants:
+            if grant.spec.managed_policy is ManagedPolicy.NONE:
+                continue
+            found = await self.roles.resolve(grant.spec.role)
+            if found is not None and found.arn == arn:
+                wanted.add(grant.spec.managed_policy.value)
+        return frozenset(wanted)

@@ -1,0 +1,70 @@
+"""Role lookup: which IAM role a spec names, and which managed policies it has, cached per role.
+
+N grants on one role cost one GetRole per burst: lookups are cached and shared (`coalesce.Cache`).
+A lookup's age is the caller's choice (`max_age`): other grants' roles may be `cache_ttl` old, a
+grant's own apply passes a younger age so that a deleted role is noticed soon, and a write that
+depends on what other clusters did lately asks for tags read just now (`attachments`).
+
+Every answer, cached or not, is checked against the ARN the spec gives (`RoleRef.matches`):
+GetRole looks a role up by name only, and IAM names ignore case, so `MyRole` and `myrole` share one
+record (`RoleKey`) while a wrong path or account never passes for the role.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from ecr_access.coalesce import Cache
+from ecr_access.model import RoleKey, RoleRef
+from ecr_access.ports import IamPort, RoleInfo
+
+
+class RoleDirectory:
+    """Roles of the operator's own account by `RoleKey`, and their attached policies (ARNs)."""
+
+    def __init__(self, iam: IamPort, account: str, *, cache_ttl: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.iam = iam
+        self.account = account
+        self.cache_ttl = cache_ttl
+        self._roles: Cache[RoleKey, RoleInfo | None] = Cache(clock)
+        self._attached: Cache[RoleKey, frozenset[str]] = Cache(clock)
+
+    async def resolve(self, role: RoleRef, *, max_age: float | None = None) -> RoleInfo | None:
+        """The role the spec names, or None when it does not exist (or is another role by that name)."""
+        info = await self.lookup(role, self.cache_ttl if max_age is None else max_age)
+        return info if info is not None and role.matches(info.arn) else None
+
+    async def lookup(self, role: RoleRef, max_age: float) -> RoleInfo | None:
+        """GetRole by name, tags included, unchecked against the spec's ARN (see `resolve`)."""
+        if role.account != self.account and role.arn:
+            # A role in another account cannot be looked up from here; ECR itself checks it exists.
+            return RoleInfo(arn=role.arn, role_id="")
+        return await self._roles.fetch(role.key, max_age, lambda: self.iam.get_role(role.name))
+
+    async def attached(self, role: RoleRef, max_age: float) -> frozenset[str]:
+        """The ARNs of the managed policies attached to the role."""
+        return await self._attached.fetch(role.key, max_age, lambda: self.iam.list_attached_role_policies(role.name))
+
+    def age(self, role: RoleKey) -> float:
+        """Seconds since the role was read (infinite if never)."""
+        return self._roles.age(role)
+
+    def written(self, role: RoleKey, info: RoleInfo, attached: frozenset[str], known: frozenset[str]) -> None:
+        """What the operator's own writes left on the role: its tags, and of the policies in `known`
+        exactly `attached` (ARNs). Each keeps the age of the read it was built on."""
+        entry = self._roles.peek(role)
+        self._roles.put(role, info, read_at=entry.read_at if entry else None)
+        before = self._attached.peek(role)
+        others = (before.value if before else frozenset()) - known
+        self._attached.put(role, others | attached, read_at=before.read_at if before else None)
+
+    def forget(self, role: RoleKey) -> None:
+        """Read the role afresh next time (a write on it may or may not have landed)."""
+        self._roles.forget(role)
+        self._attached.forget(role)
+
+    def forget_all(self) -> None:
+        """Re-resolve every role next time (ECR refused a principal: a role may be gone)."""
+        self._roles.clear()

@@ -1,0 +1,144 @@
+"""Every sentence a user reads about a grant's AWS side: pure functions from what the syncs found.
+
+A verdict is a `conditions.Finding`: a CamelCase reason, a sentence that says what to do, and a
+severity. Whether a fault is retried (transient) or waits for a person (terminal) is decided once,
+by `FaultKind.transient` (`ports`); a few results become terminal with time, from clocks the
+caller reads and passes in (a principal still refused after the propagation window, a repository
+silent for `unreachable_after`).
+"""
+
+from __future__ import annotations
+
+from ecr_access import policy
+from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult, Severity
+from ecr_access.model import GrantSpec, RepositoryRef
+from ecr_access.ports import AwsFault, FaultKind
+from ecr_access.repositories import Result
+
+
+def severity(fault: AwsFault) -> Severity:
+    return Severity.TRANSIENT if fault.kind.transient else Severity.TERMINAL
+
+
+def for_fault(fault: AwsFault, subject: str, not_found: str = "NotFound") -> Finding:
+    """A classified AWS fault about `subject` (a role or repository) as a status verdict."""
+    kind, grade = fault.kind, severity(fault)
+    if kind is FaultKind.NOT_FOUND:
+        return Finding(not_found, f"{subject} was not found ({fault.operation}).", grade)
+    if kind is FaultKind.ACCESS_DENIED:
+        return Finding("AccessDenied", f"The operator is not allowed to call {fault.operation} on {subject}: "
+                       "add it to the operator's IAM policy (deploy/iam).", grade)
+    if kind is FaultKind.LIMIT_EXCEEDED:
+        return Finding(
+            "ManagedPolicyQuotaExceeded" if fault.operation == "AttachRolePolicy" else "LimitExceeded",
+            f"{fault.operation} on {subject} exceeds an AWS quota ({fault.detail}): "
+            "detach a managed policy from the role or raise the quota.", grade)
+    if kind is FaultKind.INVALID:
+        return Finding("InvalidRequest", f"AWS rejected {fault.operation} on {subject}: {fault.detail}", grade)
+    if kind is FaultKind.PROPAGATING:
+        return Finding("RolePropagating", f"ECR does not accept a principal in the policy of {subject} yet (a new "
+                       "IAM role takes a while to propagate); retrying.", grade)
+    if kind is FaultKind.THROTTLED:
+        return Finding("Throttled", f"AWS throttled {fault.operation} on {subject}; retrying.", grade)
+    return Finding("AwsUnavailable", f"AWS did not answer {fault.operation} on {subject}; retrying.", grade)
+
+
+def label(repo: RepositoryRef) -> str:
+    return f"Repository {repo.name} ({repo.arn})"
+
+
+def role_label(spec: GrantSpec) -> str:
+    return f"IAM role {spec.role.describe()}"
+
+
+def role_missing(spec: GrantSpec) -> Finding:
+    return Finding("RoleNotFound", f"{role_label(spec)} was not found in account {spec.role.account}: create it "
+                   "or fix spec.role.", Severity.TERMINAL)
+
+
+def cross_account(spec: GrantSpec) -> Finding:
+    return Finding("CrossAccountRole", f"{role_label(spec)} is in another account, so the operator cannot attach "
+                   f"{spec.managed_policy.value} to it: set spec.managedPolicy to None and attach it in that account.",
+                   Severity.TERMINAL)
+
+
+def blocked(spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding, *, unsettled: bool) -> Outcome:
+    """The role side failed: nothing is written for this grant's repositories. What the role has
+    attached was not learned, so the report keeps its last answer (`managed_policy_owned=None`)."""
+    repos = tuple(RepositoryResult(repo.arn, sid, Finding(finding.reason, "Not applied: the role step failed.",
+                                                          finding.severity))
+                  for repo in spec.repositories)
+    return Outcome(role_arn, None, None, finding, repos, unsettled=(finding,) if unsettled else ())
+
+
+def unreachable(repo: RepositoryRef, fault: AwsFault, silent: float | None, after: float) -> Finding | None:
+    """A repository that has not answered for `after` seconds needs a person (a region not enabled,
+    or not reachable from the cluster), so it stops counting as transient."""
+    if fault.kind is not FaultKind.UNAVAILABLE or silent is None or silent < after:
+        return None
+    return Finding("RepositoryUnreachable",
+                   f"{label(repo)} in region {repo.region} has not answered for {silent:.0f}s ({fault.detail}): check "
+                   f"that the region is enabled for account {repo.registry_id} and reachable from the cluster; "
+                   "the operator keeps trying.", Severity.TERMINAL)
+
+
+def unreadable(repo: RepositoryRef, problem: Exception, hint: str = "") -> Finding:
+    return Finding("PolicyUnreadable", f"{label(repo)}: {problem}{hint}", Severity.TERMINAL)
+
+
+def foreign_edits(repo: RepositoryRef, times: int) -> str:
+    return (f"{label(repo)}: someone else changed the policy while the operator wrote it ({times}x); merged their "
+            "change and wrote again.")
+
+
+def granted(
+    repo: RepositoryRef, result: Result, *, role_arn: str | None, role_finding: Finding, sid: str,
+    silent: float | None, unreachable_after: float, since_refused: float | None, propagation_window: float,
+) -> Finding:
+    """One repository's verdict for a grant being applied. `since_refused`: seconds since ECR first
+    refused the grant's role as a principal there, if it did."""
+    if isinstance(result, AwsFault):
+        return unreachable(repo, result, silent, unreachable_after) or for_fault(result, label(repo),
+                                                                                "RepositoryNotFound")
+    if isinstance(result, Exception):
+        return unreadable(repo, result, "; fix or delete that policy.")
+    if role_arn is None:
+        return Finding(role_finding.reason, f"{label(repo)} cannot grant a role that does not exist.",
+                       role_finding.severity)
+    if since_refused is not None:
+        if since_refused < propagation_window:
+            return Finding("RolePropagating", f"{label(repo)}: ECR does not accept {role_arn} as a principal yet "
+                           "(a new IAM role takes a while to propagate); retrying.", Severity.TRANSIENT)
+        return Finding("PrincipalRejected", f"{label(repo)}: ECR refuses {role_arn} as a principal: check that "
+                       "the role exists and that spec.role names it exactly.", Severity.TERMINAL)
+    if role_arn in result.rejected.get(sid, frozenset()):
+        return Finding("PolicyTooLarge", f"{label(repo)}: adding {role_arn} would take its policy over "
+                       f"{policy.MAX_POLICY_CHARS} characters; remove statements or grants from it.", Severity.TERMINAL)
+    return APPLIED
+
+
+def dropped(repo: RepositoryRef, result: Result) -> Finding | None:
+    """A repository dropped from the spec that could not be recomputed without the grant (a
+    repository that is gone has nothing left to drop)."""
+    if isinstance(result, AwsFault):
+        return None if result.kind is FaultKind.NOT_FOUND else for_fault(
+            result, f"{label(repo)}, dropped from the spec,")
+    if isinstance(result, Exception):
+        return Finding("PolicyUnreadable", f"{label(repo)}, dropped from the spec: {result}", Severity.TERMINAL)
+    return None
+
+
+def released(repo: RepositoryRef, result: Result, handover_sid: str | None, *, silent: float | None,
+             unreachable_after: float) -> Finding:
+    """One repository's verdict for a grant being released (or handing its access over)."""
+    if isinstance(result, AwsFault):
+        if result.kind is FaultKind.NOT_FOUND:
+            return APPLIED
+        return unreachable(repo, result, silent, unreachable_after) or for_fault(result, label(repo))
+    if isinstance(result, Exception):
+        return unreadable(repo, result)
+    if handover_sid in result.pending:
+        return Finding("PolicyTooLarge", f"{label(repo)}: the Retain hand-over statement does not fit in its policy, "
+                       "so the role keeps its access through the shared statement; make room or set "
+                       "deletionPolicy: Delete.", Severity.TERMINAL)
+    return APPLIED
