@@ -25,8 +25,8 @@ from ecr_access import handover, policy, refusals
 from ecr_access.coalesce import Cache, Coalescer
 from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, with_changes
-from ecr_access.model import GrantKey, RepositoryRef
-from ecr_access.ports import AwsFault, EcrPort, FaultKind
+from ecr_access.model import GrantKey, RepositoryRef, RoleRef
+from ecr_access.ports import AwsFault, EcrPort, FaultKind, RoleInfo
 from ecr_access.roles import RoleDirectory
 
 logger = logging.getLogger(__name__)
@@ -146,25 +146,8 @@ class RepositorySync:
     async def _desired(
         self, repo: RepositoryRef, live: LiveGrants, changed: Changes
     ) -> tuple[list[policy.DesiredStatement], list[handover.Handover]]:
-        """This cluster's statements for `repo`, from every live grant naming it, and the Retain
-        hand-overs in flight (their roles are not in the shared statements unless they do not fit)."""
         grants = with_changes(live.naming_repository(repo), changed, lambda grant: repo in grant.spec.repositories)
-        wanted: dict[str, tuple[tuple[str, ...], set[str]]] = {}
-        handovers = []
-        for grant in grants:
-            sid = policy.statement_sid(self.cluster_id, grant.spec.actions)
-            entry = wanted.setdefault(sid, (grant.spec.actions, set()))
-            info = await self.roles.resolve(grant.spec.role)
-            if info is None:
-                continue
-            if grant.handing_over:
-                handovers.append(handover.Handover(
-                    policy.retained_sid(self.cluster_id, grant.key.namespace, grant.key.name, grant.uid), sid,
-                    info.arn, grant.spec.actions))
-            else:
-                entry[1].add(info.arn)
-        desired = [policy.DesiredStatement(sid, actions, frozenset(arns)) for sid, (actions, arns) in wanted.items()]
-        return desired, handovers
+        return await desired(self.cluster_id, grants, self.roles.resolve)
 
     async def _read_merge_write(
         self, repo: RepositoryRef, desired: list[policy.DesiredStatement], handovers: list[handover.Handover]
@@ -262,3 +245,27 @@ class RepositorySync:
             FaultKind.INVALID, fault.operation, fault.resource,
             f"ECR still rejects a principal after {window:.0f}s ({fault.detail}); check that every role still exists",
         )
+
+
+async def desired(
+    cluster_id: str, grants: list[LiveGrant], resolve: Callable[[RoleRef], Awaitable[RoleInfo | None]]
+) -> tuple[list[policy.DesiredStatement], list[handover.Handover]]:
+    """This cluster's statements for a repository, from every live grant naming it, and the Retain
+    hand-overs in flight (their roles are not in the shared statements unless they do not fit).
+    A grant whose role does not resolve is left out (syncing drops it where it was)."""
+    wanted: dict[str, tuple[tuple[str, ...], set[str]]] = {}
+    handovers = []
+    for grant in grants:
+        sid = policy.statement_sid(cluster_id, grant.spec.actions)
+        entry = wanted.setdefault(sid, (grant.spec.actions, set()))
+        info = await resolve(grant.spec.role)
+        if info is None:
+            continue
+        if grant.handing_over:
+            handovers.append(handover.Handover(
+                policy.retained_sid(cluster_id, grant.key.namespace, grant.key.name, grant.uid), sid,
+                info.arn, grant.spec.actions))
+        else:
+            entry[1].add(info.arn)
+    desired = [policy.DesiredStatement(sid, actions, frozenset(arns)) for sid, (actions, arns) in wanted.items()]
+    return desired, handovers
