@@ -54,21 +54,25 @@ class Cache(Generic[K, V]):
         return entry if entry is not None and self._clock() - entry.read_at <= max_age else None
 
     async def fetch(self, key: K, max_age: float, read: Callable[[], Awaitable[V]]) -> V:
-        """The cached answer if young enough, else a fresh one.
+        """The cached answer if young enough, else a fresh one, read once for all who ask meanwhile.
 
-        A caller that arrives while a read of the key is under way waits for it and shares its
-        answer (and its error), judged by its own `max_age`. With `max_age` 0 the caller wants what
-        AWS holds after it asked, so only a read that started after it asked will do.
+        The rule is the `Coalescer`'s: a caller shares the fate of a read only if that read started
+        after it asked. A read already under way when it asked may still answer it, if its answer is
+        young enough for the caller's `max_age`; if that read fails, the caller reads again itself.
+        With `max_age` 0 (what AWS holds after the caller asked), only a later read will do, however
+        young the earlier answer is.
         """
-        floor = self._started if max_age <= 0 else -1  # reads numbered up to this one do not count
+        floor = self._started  # reads numbered up to this one began before this caller asked
         while True:
-            entry = self.lookup(key, max_age)
-            if entry is not None and entry.read > floor:
+            entry = self._entries.get(key)
+            if entry is not None and (entry.read > floor if max_age <= 0
+                                      else self._clock() - entry.read_at <= max_age):
                 return entry.value
             running = self._reads.get(key)
             if running is None:
                 self._started += 1
                 task = asyncio.ensure_future(self._read(key, self._started, read))
+                task.add_done_callback(_retrieved)
                 self._reads[key] = (self._started, task)
                 return await asyncio.shield(task)  # a cancelled caller leaves the read to the others
             number, task = running
@@ -76,7 +80,7 @@ class Cache(Generic[K, V]):
                 await asyncio.shield(task)
             except Exception:
                 if number > floor:
-                    raise  # the read this caller was waiting for failed: so does the caller
+                    raise  # the read this caller is owed failed: so does the caller
                 # A read from before this caller asked failed: its own comes next.
 
     async def _read(self, key: K, number: int, read: Callable[[], Awaitable[V]]) -> V:
@@ -107,6 +111,12 @@ class Cache(Generic[K, V]):
         self._entries.clear()
 
 
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    """A read whose callers were all cancelled still ends: its error is theirs, not asyncio's to log."""
+    if not task.cancelled():
+        task.exception()
+
+
 @dataclasses.dataclass
 class _Flight:
     lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
@@ -119,7 +129,10 @@ class _Flight:
 
 
 class Coalescer:
-    """Run `fn` for a key at most once per burst of requests for that key, never concurrently."""
+    """Run `fn` for a key at most once per burst of requests for that key, one run at a time.
+
+    (A run whose caller is cancelled, at operator shutdown, stops at its next await; a boto3 call
+    already in its thread still completes. The next run re-reads and verifies, as always.)"""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._flights: dict[Hashable, _Flight] = {}

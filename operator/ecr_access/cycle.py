@@ -4,6 +4,8 @@
 per caller, and drifted apart. Here it is once, and it writes nothing itself: it returns a `Report`
 that each caller carries out with its own writer (kopf's patch in a handler, the Kubernetes adapter
 in the drift loop), so that a handler's status and its applied record land in kopf's one patch.
+The drift loop writes no record, so what is left of a grant's previous contribution stays with the
+grant's handler, which kopf retries until the record can move on.
 """
 
 from __future__ import annotations
@@ -29,9 +31,14 @@ class Report:
 
     status: status.StatusPatch  # the status merge patch; empty when nothing changed
     record: str | None = None  # the applied record's new value (`grants.APPLIED_ANNOTATION`), if it moves on
-    warnings: tuple[tuple[str, str], ...] = ()  # Warning Events: (reason, message)
-    transient: bool = False  # something is retried soon (Reconciling)
-    retry: float | None = None  # seconds until the grant is applied again; None: nothing left to retry
+    # Warning Events, (reason, message): about this apply (a concurrent policy edit), and about what is
+    # left of the previous contribution, which only whoever writes the record can settle.
+    notes: tuple[tuple[str, str], ...] = ()
+    unsettled: tuple[tuple[str, str], ...] = ()
+    transient: bool = False  # what the spec asks for is retried soon (Reconciling)
+    # Seconds until the grant's handler should run again (the spec's transient failures, or what is
+    # left of the previous contribution); None: nothing to retry.
+    retry: float | None = None
     message: str = ""  # the Ready condition's message
 
 
@@ -68,11 +75,12 @@ async def apply_and_report(
     # What a suspend freezes and a delete releases (metadata, judged like the spec). It moves on only
     # once nothing of the previous contribution is left, so that a retry or the delete still names it.
     record = grants.applied_annotation(spec)
-    warnings = [("ConcurrentPolicyEdit", note) for note in outcome.notes]
-    warnings += [("PreviousSpecNotReleased", left.message) for left in outcome.unsettled]
-    transient = outcome.transient or any(item.severity is Severity.TRANSIENT for item in outcome.unsettled)
     retry = None
     if outcome.transient or outcome.unsettled:
-        retry = timing.retry_delay if transient else timing.stalled_retry_delay
-    return Report(patch, record if record != recorded and not outcome.unsettled else None, tuple(warnings),
-                  transient, retry, new["conditions"][0]["message"])
+        soon = outcome.transient or any(item.severity is Severity.TRANSIENT for item in outcome.unsettled)
+        retry = timing.retry_delay if soon else timing.stalled_retry_delay
+    return Report(
+        patch, record if record != recorded and not outcome.unsettled else None,
+        notes=tuple(("ConcurrentPolicyEdit", note) for note in outcome.notes),
+        unsettled=tuple(("PreviousSpecNotReleased", left.message) for left in outcome.unsettled),
+        transient=outcome.transient, retry=retry, message=new["conditions"][0]["message"])

@@ -204,7 +204,7 @@ class DriftChecker:
             return "gone"
         if report.status:
             await asyncio.to_thread(self.write_status, grant.key, report.status)
-        for reason, message in report.warnings:
+        for reason, message in report.notes:  # what is left of the previous spec is the handler's to report
             self.warn(grant, reason, message)
         if report.transient:
             return "retry"

@@ -181,7 +181,7 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     _write_status(patch, report.status)
     if report.record is not None:
         patch.metadata.annotations[grants.APPLIED_ANNOTATION] = report.record
-    for reason, message in report.warnings:
+    for reason, message in (*report.notes, *report.unsettled):
         _warn(body, reason, message)
     if report.retry is not None:
         raise kopf.TemporaryError(report.message, delay=report.retry)

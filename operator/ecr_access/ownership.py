@@ -50,20 +50,21 @@ class ManagedPolicyLedger:
         self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], *, max_age: float,
         hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None,
     ) -> RoleState | None:
-        """Make the role hold what `grants()` (this cluster's live grants on it, read under the
-        role's lock) want. `hand_over`: short names a Retain grant hands over. `require`: raise
-        `GrantGone` if that grant is not among them (the drift check must not act for a grant being
-        deleted). Returns None for a role that does not exist or is in another account."""
+        """Make the role hold what `grants()` (this cluster's live grants on it) want. `grants` is
+        called again after every read of the role, so that a grant created or deleted meanwhile
+        counts before anything is written. `hand_over`: short names a Retain grant hands over.
+        `require`: raise `GrantGone` if that grant is not among them (the drift check must not act
+        for a grant being deleted). Returns None for a role that does not exist or is in another
+        account."""
         if role.account != self.roles.account:
             return None
         async with self._locks.setdefault(role.key, asyncio.Lock()):
-            current = list(grants())
-            if require is not None and not any(grant.key == require for grant in current):
+            if require is not None and not any(grant.key == require for grant in grants()):
                 raise GrantGone(require)
-            return await self._sync(role, current, max_age, hand_over)
+            return await self._sync(role, grants, max_age, hand_over)
 
     async def _sync(
-        self, role: RoleRef, grants: list[LiveGrant], age: float, hand_over: frozenset[str]
+        self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], age: float, hand_over: frozenset[str]
     ) -> RoleState | None:
         info = await self.roles.lookup(role, age)
         if info is None:
@@ -72,7 +73,7 @@ class ManagedPolicyLedger:
         for fresh in (False, True):
             attached = attachments.short_names(await self.roles.attached(role, 0.0 if fresh else age), partition)
             ledger = attachments.Ledger.from_tags(info.tags, self.cluster_tag)
-            wanted = await self._wanted(info.arn, grants)
+            wanted = await self._wanted(info.arn, grants())
             steps = attachments.plan(ledger, self.cluster_tag, attached, wanted, hand_over)
             if fresh or not attachments.shared(steps) or self.roles.age(role.key) <= FRESH:
                 break

@@ -1,6 +1,6 @@
 """The two ports through which the reconciler reaches AWS, and the one error type they raise.
 
-The reconciler's parts (`roles`, `attachments`, `repositories`) depend on these Protocols, `aws/`
+The reconciler's parts (`roles`, `ownership`, `repositories`) depend on these Protocols, `aws/`
 implements them with boto3, and unit tests implement them in memory (`tests/unit/fakes.py`). The
 methods are coroutines: the adapter runs each blocking boto3 call in a thread, so that everything
 else runs on the event loop and shares its state without locks.

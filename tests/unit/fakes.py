@@ -74,10 +74,11 @@ class FakeEcr:
         self.refuse: set[str] = set()
         self.after_set: Callable[[str], None] | None = None
         self.down = False  # every call fails as AWS not answering
+        self.silent: set[str] = set()  # repositories whose calls fail that way
 
     def _call(self, operation: str, repo: Any) -> None:
         self.calls.append(operation)
-        if self.down:
+        if self.down or repo.name in self.silent:
             raise AwsFault(FaultKind.UNAVAILABLE, operation, repo.name, "connect timeout")
         if repo.name not in self.policies:
             raise AwsFault(FaultKind.NOT_FOUND, operation, repo.name, "RepositoryNotFoundException")

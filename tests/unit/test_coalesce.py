@@ -228,3 +228,52 @@ def test_put_keeps_the_age_of_the_read_a_write_was_built_on() -> None:
     assert cache.lookup("k", 10.0) is None and cache.lookup("k", 20.0) is not None
     cache.forget("k")
     assert cache.age("k") == float("inf")
+
+
+def test_a_caller_that_asked_during_a_failed_read_reads_again_itself() -> None:
+    """Only a read that started after a caller asked may fail it: on a cold start, the grants
+    queued behind a throttled GetRole must not all fail with it."""
+    async def scenario() -> tuple[list[Any], int]:
+        cache: Cache[str, str] = Cache(Clock())
+        started, release = asyncio.Event(), asyncio.Event()
+        reads = 0
+
+        async def read() -> str:
+            nonlocal reads
+            reads += 1
+            if reads == 1:
+                started.set()
+                await release.wait()
+                raise RuntimeError("throttled")
+            return "role"
+
+        first = asyncio.create_task(cache.fetch("k", 30.0, read))
+        await started.wait()
+        late = asyncio.create_task(cache.fetch("k", 30.0, read))
+        await asyncio.sleep(0)
+        release.set()
+        results = await asyncio.gather(first, late, return_exceptions=True)
+        return list(results), reads
+
+    (first, late), reads = run(scenario)
+    assert isinstance(first, RuntimeError)
+    assert late == "role" and reads == 2
+
+
+def test_fresh_callers_on_a_real_clock_share_a_read_that_started_after_they_asked() -> None:
+    """max_age 0 (a reconcile-now request) wants what AWS holds after it asked: twenty such callers
+    at once need two reads (the one under way when they asked does not count), not twenty."""
+    async def scenario() -> int:
+        cache: Cache[str, int] = Cache()  # time.monotonic
+        reads = 0
+
+        async def read() -> int:
+            nonlocal reads
+            reads += 1
+            await asyncio.sleep(0.01)
+            return reads
+
+        await asyncio.gather(*(cache.fetch("role", 0.0, read) for _ in range(20)))
+        return reads
+
+    assert run(scenario) <= 2

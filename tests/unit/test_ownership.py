@@ -126,3 +126,27 @@ def test_a_failed_write_makes_the_next_sync_read_the_role_afresh() -> None:
     assert iam.calls[:2] == ["GetRole", "ListAttachedRolePolicies"], "read afresh: some steps may have landed"
     assert READ_ONLY in iam.roles["node"].attached
     assert iam.roles["node"].tags[attachments.ATTACHED_TAG] == "ReadOnly", "the lost answer kept its record"
+
+
+def test_a_grant_that_arrives_while_the_role_is_read_again_counts_before_any_detach() -> None:
+    """The last want seems gone, so the detach is decided on the role read just now; a grant that
+    entered the index during that read wants the policy too: nothing may be detached."""
+    ledger, iam, live, clock = setup()
+    first = grant(live, "a")
+    sync(ledger, live)
+    del live.live[first.key]  # a is released...
+    clock.now += 30
+    read = iam.get_role
+
+    async def get_role_while_c_arrives(name: str) -> Any:
+        grant(live, "c")  # ...and c, ReadOnly on the same role, is created meanwhile
+        return await read(name)
+
+    iam.get_role = get_role_while_c_arrives  # type: ignore[method-assign]
+    iam.calls.clear()
+
+    sync(ledger, live)
+
+    assert "DetachRolePolicy" not in iam.calls
+    assert READ_ONLY in iam.roles["node"].attached
+    assert iam.roles["node"].tags[MINE] == "ReadOnly"
