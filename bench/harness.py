@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from awsproxy.proxy import ProxyThread, run_in_thread
-from ecr_access.sandbox import Sandbox
+from ecr_sandbox.sandbox import Sandbox
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 FOREIGN = {"Sid": "TeamCiPush", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},

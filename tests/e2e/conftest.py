@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ecr_access.sandbox import Sandbox
+from ecr_sandbox.sandbox import Sandbox
 
 RESYNC = 3.0  # seconds: short, so drift repair and "status stays quiet" are observable in a test
 CLUSTER_ID = "e2e-cluster"

@@ -1,4 +1,4 @@
-"""What the sandbox puts in its emulated AWS account, and how it reads it back (boto3 lives in aws/).
+"""What the sandbox puts in its emulated AWS account, and how it reads it back.
 
 An Anyscale-style account: a node role named the way `anyscale cloud setup` names it, a role as
 `anyscale cloud register --instance-iam-role-id` would name it, and two repositories, one of which
