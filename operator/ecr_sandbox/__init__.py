@@ -7,4 +7,5 @@ ecr_access imports it only lazily, in ``ecr-access-operator sandbox``.
 - ``sandbox``: ``Sandbox`` starts and supervises kubesim, a moto server and the real operator process
   (``ecr-access-operator sandbox`` runs it until stopped).
 - ``seed``: what the sandbox puts in its emulated AWS account, and how the demo reads it back.
+- ``kubectl``: ``run_kubectl``, the one way the sandbox and the tests run the real kubectl.
 """

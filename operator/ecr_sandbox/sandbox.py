@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
+from ecr_sandbox.kubectl import run_kubectl
 from ecr_sandbox.seed import REGION, REPOSITORIES, ROLES, aws_client, seed_aws
 
 # The children need the [sandbox] extra: say so at import (ecr-access-operator sandbox turns this into one
@@ -269,11 +270,7 @@ class Sandbox:
     # -- helpers -------------------------------------------------------------------------------------
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
-                              capture_output=True, text=True, timeout=60, check=False)
-        if check and done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done
+        return run_kubectl(*args, kubeconfig=self.kubeconfig, check=check)
 
     def aws(self, service: str, region: str = REGION) -> Any:
         return aws_client(self.aws_env, service, region)

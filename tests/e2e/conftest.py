@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ecr_sandbox.kubectl import run_kubectl
 from ecr_sandbox.sandbox import Sandbox
 
 RESYNC = 3.0  # seconds: short, so drift repair and "status stays quiet" are observable in a test
@@ -47,11 +47,8 @@ class Driver:
         self.iam = sandbox.aws("iam")
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> Any:
-        done = subprocess.run(["kubectl", "--kubeconfig", str(self.sandbox.kubeconfig), *args], input=stdin,
-                              capture_output=True, text=True, timeout=90, check=False)
-        if check and done.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-        return done
+        return run_kubectl(*args, kubeconfig=self.sandbox.kubeconfig, stdin=stdin, check=check, timeout=90,
+                           failure=AssertionError)
 
     def apply(self, manifest: dict[str, Any], check: bool = True) -> Any:
         return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=check)
