@@ -3,13 +3,15 @@
 # Two stages: the build stage installs the operator and its dependencies, pinned by constraints.txt, into a
 # virtualenv; the runtime stage copies only that virtualenv onto a clean slim Python. The install steps live in
 # deploy/docker/install.sh, which tests/deploy/test_docker.py runs in a clean venv (no Docker engine in CI).
+# Only the ecr_access package is copied in: kubesim, awsproxy and ecr_sandbox (the sandbox) beside it in
+# operator/ are development tools, and install.sh fails the build if any of them, or moto, is installed.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml constraints.txt README.md ./
-COPY operator ./operator
+COPY operator/ecr_access ./operator/ecr_access
 COPY deploy/docker/install.sh /usr/local/bin/install-operator
 # No pip cache in the image.
 RUN PIP_NO_CACHE_DIR=1 install-operator /opt/venv /src

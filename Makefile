@@ -2,7 +2,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+# Two installs into the one .venv: `make demo` needs only the [sandbox] extra (moto, cel-python); every
+# other target needs [dev], which includes [sandbox], so a dev install stands for both.
+SANDBOX_STAMP := $(VENV)/.installed-sandbox
+DEV_STAMP     := $(VENV)/.installed-dev
 
 .PHONY: help venv test check lint typecheck importlint unit integration kubesim e2e run demo deploy bench bench-quick lock clean
 
@@ -13,50 +16,60 @@ help:
 	@echo "make run    - run the operator against the current kubeconfig and AWS credentials"
 	@echo "make deploy - install into the current kubectl context (OVERLAY=irsa|pod-identity|argocd)"
 
-# Re-install whenever the pins change; the stamp keeps repeat runs fast.
-$(STAMP): pyproject.toml constraints.txt
+# $(call install,EXTRA): the project, editable, with EXTRA, into .venv (created on first use), pinned.
+# The operator runs with PYTHONOPTIMIZE=2, as in the image (see Dockerfile): give it compiled bytecode,
+# since PYTHONDONTWRITEBYTECODE machines would otherwise compile it at every start. A third-party file
+# that does not compile (some packages ship such test fixtures) is never imported: its error is ignored.
+define install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[dev]"
-	$(BIN)/python -c "import ecr_access, kopf, boto3, moto, celpy"
-	@# The operator runs with PYTHONOPTIMIZE=2, as in the image (see Dockerfile): give it compiled
-	@# bytecode, since PYTHONDONTWRITEBYTECODE machines would otherwise compile it at every start.
-	@# A few test fixtures inside third-party packages do not compile; they are never imported.
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[$(1)]"
 	-$(BIN)/python -OO -m compileall -q -j 0 $(VENV)/lib operator >/dev/null 2>&1
-	touch $(STAMP)
+endef
 
-venv: $(STAMP)
+# Re-install whenever the pins change; the stamps keep repeat runs fast.
+$(SANDBOX_STAMP): pyproject.toml constraints.txt
+	$(call install,sandbox)
+	$(BIN)/python -c "import ecr_access, ecr_sandbox.sandbox, kubesim, kopf, boto3, moto.server, celpy, yaml"
+	touch $(SANDBOX_STAMP)
 
-lint: $(STAMP)
+$(DEV_STAMP): pyproject.toml constraints.txt
+	$(call install,dev)
+	$(BIN)/python -c "import ecr_access, ecr_sandbox.sandbox, kubesim, awsproxy, moto.server, celpy, pytest, mypy"
+	touch $(SANDBOX_STAMP) $(DEV_STAMP)
+
+venv: $(DEV_STAMP)
+
+lint: $(DEV_STAMP)
 	$(BIN)/ruff check .
 
-typecheck: $(STAMP)
+typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-importlint: $(STAMP)
+importlint: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
-unit: $(STAMP)
+unit: $(DEV_STAMP)
 	$(BIN)/pytest tests/unit
 
-integration: $(STAMP)
+integration: $(DEV_STAMP)
 	$(BIN)/pytest tests/integration
 
-kubesim: $(STAMP)
+kubesim: $(DEV_STAMP)
 	$(BIN)/pytest tests/kubesim
 
-e2e: $(STAMP)
+e2e: $(DEV_STAMP)
 	$(BIN)/pytest tests/e2e
 
 # The benchmark (not a test): N = 10, 100, 1000 grants; results in bench/results/<date>.{json,png}.
-bench: $(STAMP)
+bench: $(DEV_STAMP)
 	$(BIN)/python -m bench.harness --sizes 10,100,1000 --resync 20
 
 # A small run of the same harness, under a minute.
-bench-quick: $(STAMP)
+bench-quick: $(DEV_STAMP)
 	$(BIN)/python -m bench.harness --sizes 10 --resync 3 --steady-intervals 2 --drift-samples 2 \
 		--out $${TMPDIR:-/tmp}/ecr-access-bench-quick.json
 
-demo: $(STAMP)
+demo: $(SANDBOX_STAMP)
 	BIN=$(BIN) scripts/demo.sh
 
 test: lint typecheck importlint
@@ -71,10 +84,10 @@ OVERLAY ?=
 deploy:
 	kubectl apply -k deploy/$(if $(OVERLAY),overlays/$(OVERLAY),base)
 
-run: $(STAMP)
+run: $(DEV_STAMP)
 	$(BIN)/ecr-access-operator run
 
-lock: $(STAMP)
+lock: $(DEV_STAMP)
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v -E '^(pip|setuptools)==' > constraints.txt.new
 	(echo "# The full resolved dependency tree, pinned. Regenerate with: make lock"; cat constraints.txt.new) > constraints.txt
 	rm constraints.txt.new

@@ -34,7 +34,8 @@ from typing import Any
 import yaml
 
 from awsproxy.proxy import ProxyThread, run_in_thread
-from ecr_access.sandbox import Sandbox
+from ecr_sandbox.sandbox import Sandbox
+from ecr_sandbox.seed import NODE_TRUST_POLICY, repository_policy, repository_statements
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 FOREIGN = {"Sid": "TeamCiPush", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
@@ -159,8 +160,7 @@ class Bench:
 
     def _seed(self, sandbox: Sandbox) -> None:
         iam, ecr = sandbox.aws("iam"), sandbox.aws("ecr")
-        trust = json.dumps({"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+        trust = json.dumps(NODE_TRUST_POLICY)
         for k in range(self.scenario.roles):
             iam.create_role(RoleName=f"bench-role-{k}", AssumeRolePolicyDocument=trust)
         for r in range(self.scenario.repositories):
@@ -195,8 +195,9 @@ class Bench:
     def _drift_repair(self, sandbox: Sandbox, sample: int) -> float:
         ecr = sandbox.aws("ecr")
         name = f"bench/repo-{sample % self.scenario.repositories}"
-        doc = json.loads(ecr.get_repository_policy(repositoryName=name)["policyText"])
-        kept = [item for item in doc["Statement"] if not str(item.get("Sid", "")).startswith("EcrAccessGrant")]
+        doc = repository_policy(ecr, name)
+        assert doc is not None, f"{name} has no policy to tamper with"
+        kept = [item for item in doc["Statement"] if not _ours(item)]
         if kept:
             ecr.set_repository_policy(repositoryName=name, policyText=json.dumps({**doc, "Statement": kept}))
         else:
@@ -204,14 +205,14 @@ class Bench:
         tampered = time.monotonic()
         deadline = tampered + self.resync * 4 + 30
         while time.monotonic() < deadline:
-            try:
-                text = ecr.get_repository_policy(repositoryName=name)["policyText"]
-            except ecr.exceptions.RepositoryPolicyNotFoundException:
-                text = "{}"
-            if "EcrAccessGrant" in text:
+            if any(_ours(item) for item in repository_statements(ecr, name)):
                 return time.monotonic() - tampered
             time.sleep(0.1)
         raise TimeoutError(f"{name} was not repaired within {deadline - tampered:.0f}s")
+
+
+def _ours(statement: dict[str, Any]) -> bool:
+    return str(statement.get("Sid", "")).startswith("EcrAccessGrant")
 
 
 def _is_ready(item: dict[str, Any]) -> bool:

@@ -43,7 +43,7 @@ step "The repository policies in (emulated) AWS: the operator's statements besid
 set -a; . "$DIR/aws.env"; set +a
 "$BIN/python" - <<'PY'
 import json, os
-from ecr_access.aws.fixtures import FOREIGN_STATEMENT, repository_policies
+from ecr_sandbox.seed import FOREIGN_STATEMENT, repository_policies
 for repo, doc in repository_policies(os.environ):
     print(f"--- {repo}")
     print(json.dumps(doc, indent=2))

@@ -122,7 +122,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "sandbox":
-        from ecr_access import sandbox as sandbox_module  # noqa: PLC0415 - only the sandbox needs moto's world
+        try:  # a development tool, not in the image: see ecr_sandbox
+            from ecr_sandbox import sandbox as sandbox_module  # noqa: PLC0415 - only the sandbox needs moto's world
+        except ModuleNotFoundError as missing:
+            raise SystemExit(f"ecr-access-operator sandbox: {missing.name} is not installed; install the [sandbox] "
+                             "extra from a source checkout: pip install -e '.[sandbox]'") from None
 
         raise SystemExit(sandbox_module.main(args.dir, seed=not args.empty, resync_interval=args.resync_interval,
                                              cluster_id=args.cluster_id))

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 
 from awsproxy.proxy import ProxyThread, run_in_thread
+from ecr_sandbox.seed import NODE_TRUST_POLICY, repository_policy
 from tests.awsproxy.conftest import make_client
 from tests.awsproxy.test_proxy import unique as unique_name
 
-TRUST = json.dumps({"Version": "2012-10-17", "Statement": [
-    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+TRUST = json.dumps(NODE_TRUST_POLICY)
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_a_policy_naming_only_existing_roles_is_forwarded(validating: ProxyThrea
 
     ecr.set_repository_policy(repositoryName=repo, policyText=document(role, "arn:aws:iam::123456789012:root"))
 
-    assert json.loads(ecr.get_repository_policy(repositoryName=repo)["policyText"])["Statement"][0]["Sid"] == "Pull"
+    assert repository_policy(ecr, repo)["Statement"][0]["Sid"] == "Pull"
 
 
 @pytest.mark.parametrize("missing", [

@@ -22,6 +22,7 @@ from botocore.config import Config
 from awsproxy.faults import Fault, FaultConfig, Rates, decide
 from awsproxy.proxy import AwsProxy, ProxyThread, run_in_thread
 from awsproxy.stats import Stats
+from ecr_sandbox.seed import repository_policy
 from tests.awsproxy.conftest import ClientFactory, make_client
 
 
@@ -64,8 +65,7 @@ def test_requests_are_forwarded_and_answers_returned(proxy: ProxyThread, via_pro
 
     assert direct("ecr").describe_repositories(repositoryNames=[repo])["repositories"][0]["repositoryArn"] \
         == created["repositoryArn"]
-    assert json.loads(via_proxy("ecr").get_repository_policy(repositoryName=repo)["policyText"])["Statement"][0][
-        "Sid"] == "A"
+    assert repository_policy(via_proxy("ecr"), repo)["Statement"][0]["Sid"] == "A"
     assert via_proxy("iam").get_role(RoleName=role)["Role"]["Arn"] == direct("iam").get_role(RoleName=role)["Role"][
         "Arn"]
     assert via_proxy("sts").get_caller_identity()["Account"] == "123456789012"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import shutil
-import subprocess
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+
+from ecr_sandbox.kubectl import run_kubectl
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -44,8 +45,7 @@ def kubectl() -> str:
 
 @functools.cache
 def _kustomize_text(directory: str) -> str:
-    result = subprocess.run([kubectl(), "kustomize", str(DEPLOY / directory)], capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = run_kubectl("kustomize", str(DEPLOY / directory), executable=kubectl(), check=False)
     if result.returncode != 0:
         pytest.fail(f"kubectl kustomize deploy/{directory} failed:\n{result.stderr}")
     return result.stdout

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
+from ecr_sandbox.kubectl import run_kubectl
 from kubesim import server
 from tests.deploy.manifests import DEPLOY, NAME, NAMESPACE, helm_crds, helm_render, kubectl, kustomize
 from tests.deploy.test_helm import NON_DEFAULT
@@ -38,10 +38,8 @@ class Cluster:
     cache: Path
 
     def kubectl(self, *args: str, stdin: str | None = None) -> str:
-        command = [kubectl(), "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache), *args]
-        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=60, check=False)
-        assert result.returncode == 0, f"kubectl {' '.join(args)} failed:\n{result.stderr}"
-        return result.stdout
+        return run_kubectl(*args, kubeconfig=self.kubeconfig, cache_dir=self.cache, stdin=stdin, executable=kubectl(),
+                           failure=AssertionError).stdout
 
     def get(self, *source: str, stdin: str | None = None) -> list[Obj]:
         """The live objects named by `-k DIR` or `-f -`, in the order they were rendered."""

@@ -1,6 +1,7 @@
 """The Dockerfile. No Docker engine is available, so the build stage's install is replayed: the files its COPY
 instructions take from the build context go into a clean directory, the script its RUN calls installs them into a
-fresh virtualenv, and the installed entry point must start and print its help."""
+fresh virtualenv, and the installed entry point must start and print its help, with the operator's package alone
+installed (no dev tool beside it in operator/, no emulator)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import pytest
 from tests.deploy.manifests import ROOT, deployment, kustomize
 
 DOCKERFILE = ROOT / "Dockerfile"
+# Beside ecr_access in operator/, for development only: none of them may be in the image.
+DEV_TOOLS = ("kubesim", "awsproxy", "ecr_sandbox")
 
 
 def _instructions() -> list[tuple[str, str]]:
@@ -103,7 +106,8 @@ def test_build_context_keeps_what_the_dockerfile_copies_and_nothing_else() -> No
         for source in sources:
             assert (ROOT / source).exists(), source
             assert not _ignored(source), f"{source} is excluded by .dockerignore"
-    for path in (".venv", ".git", "tests", "deploy/helm", ".venv/bin/python"):
+    dev_tools = [f"operator/{tool}" for tool in DEV_TOOLS]
+    for path in (".venv", ".git", "tests", "deploy/helm", ".venv/bin/python", *dev_tools):
         assert _ignored(path), f"{path} would be sent to the Docker daemon"
 
 
@@ -143,14 +147,15 @@ def test_install_steps_produce_a_working_entry_point(tmp_path: Path) -> None:
     venv = tmp_path / "venv"
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("VIRTUAL_ENV", None)
+    env.pop("PYTHONPATH", None)  # the venv alone, not this checkout's operator/, must answer below
     result = subprocess.run(["sh", str(_install_script()), str(venv), str(src)], capture_output=True, text=True,
                             env=env, timeout=220, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     top = subprocess.run([str(venv / "bin" / "ecr-access-operator"), "--help"], capture_output=True, text=True,
-                         timeout=60, check=False)
+                         env=env, timeout=60, check=False)
     assert top.returncode == 0 and "run" in top.stdout, top.stderr
     run = subprocess.run([str(venv / "bin" / "ecr-access-operator"), "run", "--help"], capture_output=True,
-                         text=True, timeout=60, check=False)
+                         text=True, env=env, timeout=60, check=False)
     assert run.returncode == 0, run.stderr
     for flag in ("--liveness", "--cluster-id", "--namespace", "--region", "--resync-interval"):
         assert flag in run.stdout
@@ -162,10 +167,24 @@ def test_install_steps_produce_a_working_entry_point(tmp_path: Path) -> None:
         line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
         if "==" in line and not line.startswith("#"))}
     freeze = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "freeze"], capture_output=True, text=True,
-                            timeout=60, check=True).stdout
+                            env=env, timeout=60, check=True).stdout
     installed = {canonical(name): version for name, version in (
         line.split("==") for line in freeze.splitlines() if "==" in line)}
     assert "pytest" not in installed and "moto" not in installed
     for name, version in installed.items():
         if name != "ecr-access-operator":
             assert pins.get(name) == version, f"{name}=={version} is not the pinned {pins.get(name)}"
+    # The project installs the operator's package alone: no dev tool, no emulator is importable.
+    probe = ("import importlib.metadata as m, importlib.util as u, json; print(json.dumps(["
+             "m.distribution('ecr-access-operator').read_text('top_level.txt').split(), "
+             f"[name for name in {[*DEV_TOOLS, 'moto', 'celpy']!r} if u.find_spec(name)]]))")
+    top_level, importable = json.loads(subprocess.run([str(venv / "bin" / "python"), "-I", "-c", probe],
+                                                      capture_output=True, text=True, timeout=60, check=True).stdout)
+    assert top_level == ["ecr_access"]
+    assert importable == []
+    # So the sandbox subcommand says, in one line, what is missing and how to get it.
+    sandbox = subprocess.run([str(venv / "bin" / "ecr-access-operator"), "sandbox", "--dir", str(tmp_path / "sb")],
+                             capture_output=True, text=True, env=env, timeout=60, check=False)
+    assert sandbox.returncode != 0
+    assert len(sandbox.stderr.strip().splitlines()) == 1 and "[sandbox]" in sandbox.stderr, sandbox.stderr
+    assert not (tmp_path / "sb").exists()

@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,7 +20,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ecr_access.sandbox import Sandbox
+from ecr_sandbox.kubectl import run_kubectl
+from ecr_sandbox.sandbox import Sandbox
+from ecr_sandbox.seed import NODE_TRUST_POLICY, repository_policy, repository_statements
 
 RESYNC = 3.0  # seconds: short, so drift repair and "status stays quiet" are observable in a test
 CLUSTER_ID = "e2e-cluster"
@@ -47,11 +48,8 @@ class Driver:
         self.iam = sandbox.aws("iam")
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> Any:
-        done = subprocess.run(["kubectl", "--kubeconfig", str(self.sandbox.kubeconfig), *args], input=stdin,
-                              capture_output=True, text=True, timeout=90, check=False)
-        if check and done.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({done.returncode}): {done.stderr}")
-        return done
+        return run_kubectl(*args, kubeconfig=self.sandbox.kubeconfig, stdin=stdin, check=check, timeout=90,
+                           failure=AssertionError)
 
     def apply(self, manifest: dict[str, Any], check: bool = True) -> Any:
         return self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(manifest), check=check)
@@ -67,17 +65,10 @@ class Driver:
         return body
 
     def policy(self, repo: str) -> dict[str, Any] | None:
-        try:
-            return dict(json.loads(self.ecr.get_repository_policy(repositoryName=repo)["policyText"]))
-        except self.ecr.exceptions.RepositoryPolicyNotFoundException:
-            return None
+        return repository_policy(self.ecr, repo)
 
     def statements(self, repo: str) -> list[dict[str, Any]]:
-        doc = self.policy(repo)
-        if doc is None:
-            return []
-        raw = doc["Statement"]
-        return list(raw) if isinstance(raw, list) else [raw]
+        return repository_statements(self.ecr, repo)
 
     def ours(self, repo: str) -> list[dict[str, Any]]:
         return [item for item in self.statements(repo) if str(item.get("Sid", "")).startswith("EcrAccessGrant")]
@@ -88,9 +79,8 @@ class Driver:
             self.ecr.set_repository_policy(repositoryName=name, policyText=json.dumps(policy))
 
     def create_role(self, name: str) -> str:
-        trust = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
-        return str(self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+        trust = json.dumps(NODE_TRUST_POLICY)
+        return str(self.iam.create_role(RoleName=name, AssumeRolePolicyDocument=trust)["Role"]["Arn"])
 
     def attached(self, role: str) -> set[str]:
         answer = self.iam.list_attached_role_policies(RoleName=role)

@@ -29,6 +29,7 @@ import yaml
 from awsproxy.faults import FaultConfig, Rates
 from awsproxy.proxy import ProxyThread, run_in_thread
 from ecr_access import policy
+from ecr_sandbox.seed import repository_policy
 from tests.e2e.conftest import ACCOUNT, READ_ONLY, Driver, ProxiedSandbox, eventually, restarted, running
 
 pytestmark = pytest.mark.e2e
@@ -505,9 +506,8 @@ class ForeignWriter(threading.Thread):
         try:
             while not self.stop.is_set():
                 self.rounds += 1
-                try:
-                    doc = json.loads(self.ecr.get_repository_policy(repositoryName=self.repo)["policyText"])
-                except self.ecr.exceptions.RepositoryPolicyNotFoundException:
+                doc = repository_policy(self.ecr, self.repo)
+                if doc is None:
                     doc = document()
                 self.first = self.first or json.loads(json.dumps(doc))
                 if self.stale_requested.is_set() and not self.stale_written.is_set():

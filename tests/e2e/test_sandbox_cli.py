@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from ecr_access.sandbox import read_env_file
+from ecr_sandbox.kubectl import run_kubectl
+from ecr_sandbox.sandbox import read_env_file
 
 pytestmark = pytest.mark.e2e
 
@@ -41,8 +42,7 @@ def test_the_sandbox_writes_its_contract_files_and_stops_everything_within_10_se
         assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION"} <= set(env)
         kubeconfig = (directory / "kubeconfig").read_text()
         assert "http://127.0.0.1:" in kubeconfig
-        get = subprocess.run(["kubectl", "--kubeconfig", str(directory / "kubeconfig"), "get", "ecrgrants"],
-                             capture_output=True, text=True, timeout=30, check=False)
+        get = run_kubectl("get", "ecrgrants", kubeconfig=directory / "kubeconfig", timeout=30, check=False)
         assert get.returncode == 0, get.stderr  # the CRD is installed; --empty applied no grants
         pids = [int((directory / f"{name}.pid").read_text()) for name in ("operator", "kubesim", "moto")]
         assert all(alive(pid) for pid in pids)
@@ -63,7 +63,7 @@ def test_the_sandbox_writes_its_contract_files_and_stops_everything_within_10_se
 def test_the_sandbox_keeps_restarting_an_operator_that_dies_during_its_restart(tmp_path: pathlib.Path) -> None:
     """Like a Deployment (CrashLoopBackOff): an operator that fails to start again is retried with a
     back-off, and kubesim and moto, with all their state, stay up meanwhile."""
-    from ecr_access.sandbox import Sandbox  # noqa: PLC0415
+    from ecr_sandbox.sandbox import Sandbox  # noqa: PLC0415
     from tests.e2e.conftest import eventually, running  # noqa: PLC0415
 
     sandbox = Sandbox(tmp_path / "sb", seed=False, apply_examples=False, resync_interval=5, cluster_id="backoff")

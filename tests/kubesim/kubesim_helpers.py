@@ -9,6 +9,8 @@ import subprocess
 import urllib.parse
 from typing import Any
 
+from ecr_sandbox.kubectl import run_kubectl
+
 KUBECTL = "/usr/bin/kubectl"
 GROUP = "example.kubesim.io"
 WIDGETS = f"/apis/{GROUP}/v1/namespaces/default/widgets"
@@ -163,8 +165,5 @@ class Kubectl:
 
     def __call__(self, *args: str, stdin: str | None = None, check: bool = True,
                  timeout: float = 30) -> subprocess.CompletedProcess[str]:
-        command = [KUBECTL, "--kubeconfig", str(self.kubeconfig), "--cache-dir", str(self.cache), *args]
-        result = subprocess.run(command, input=stdin, capture_output=True, text=True, timeout=timeout, check=False)
-        if check and result.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed: {result.stderr}")
-        return result
+        return run_kubectl(*args, kubeconfig=self.kubeconfig, cache_dir=self.cache, stdin=stdin, check=check,
+                           timeout=timeout, executable=KUBECTL, failure=AssertionError)

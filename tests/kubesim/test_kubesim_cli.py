@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
-from kubesim_helpers import KUBECTL, Client
+from kubesim_helpers import Client, Kubectl
 
 OPERATOR_DIR = pathlib.Path(__file__).resolve().parents[2] / "operator"
 
@@ -43,11 +43,7 @@ def test_cli_serves_writes_kubeconfig_and_stops_on_sigterm(
     assert config["current-context"] == "kubesim"
     assert config["clusters"][0]["cluster"]["server"] == url
     assert config["users"][0]["user"]["token"]
-    listed = subprocess.run(
-        [KUBECTL, "--kubeconfig", str(tmp_path / "kubeconfig"), "--cache-dir", str(tmp_path / "cache"),
-         "get", "namespaces", "-o", "name"],
-        capture_output=True, text=True, timeout=30, check=True,
-    ).stdout.split()
+    listed = Kubectl(tmp_path / "kubeconfig", tmp_path / "cache")("get", "namespaces", "-o", "name").stdout.split()
     assert "namespace/default" in listed and "namespace/kube-system" in listed
 
     client = Client(url)

@@ -1,8 +1,9 @@
-"""What the sandbox puts in its emulated AWS account, and how it reads it back (boto3 lives in aws/).
+"""What the sandbox puts in its emulated AWS account, and how it, the demo and the tests read it back.
 
 An Anyscale-style account: a node role named the way `anyscale cloud setup` names it, a role as
 `anyscale cloud register --instance-iam-role-id` would name it, and two repositories, one of which
-already holds someone else's statement that the operator must leave alone.
+already holds someone else's statement that the operator must leave alone. Tests and the benchmark
+create their own roles with the same `NODE_TRUST_POLICY`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,9 @@ FOREIGN_STATEMENT = {
     "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
     "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"],
 }
+# The trust policy of an EC2 instance role, which every node role the sandbox, the tests and the bench create has.
+NODE_TRUST_POLICY: dict[str, Any] = {"Version": "2012-10-17", "Statement": [
+    {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
 
 
 def aws_client(aws_env: Mapping[str, str], service: str, region: str = REGION) -> Any:
@@ -44,8 +48,7 @@ def seed_aws(aws_env: Mapping[str, str]) -> None:
     """An Anyscale-style account: node roles, and two repositories, one with a foreign statement."""
     iam = aws_client(aws_env, "iam")
     ecr = aws_client(aws_env, "ecr")
-    trust = json.dumps({"Version": "2012-10-17", "Statement": [
-        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]})
+    trust = json.dumps(NODE_TRUST_POLICY)
     for role in ROLES:
         with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
             iam.create_role(RoleName=role, AssumeRolePolicyDocument=trust)
@@ -58,15 +61,26 @@ def seed_aws(aws_env: Mapping[str, str]) -> None:
     )
 
 
-def repository_policies(aws_env: Mapping[str, str]) -> Iterator[tuple[str, Any]]:
+def repository_policy(ecr: Any, repo: str) -> dict[str, Any] | None:
+    """`repo`'s policy document as the emulated ECR (`ecr`, a boto3 client) holds it; None when it has none."""
+    try:
+        text = ecr.get_repository_policy(repositoryName=repo)["policyText"]
+    except ecr.exceptions.RepositoryPolicyNotFoundException:
+        return None
+    return dict(json.loads(text))
+
+
+def repository_statements(ecr: Any, repo: str) -> list[dict[str, Any]]:
+    """`repo`'s policy statements ([] when it has no policy; a lone statement object is a list of one)."""
+    document = repository_policy(ecr, repo)
+    if document is None:
+        return []
+    raw = document["Statement"]
+    return list(raw) if isinstance(raw, list) else [raw]
+
+
+def repository_policies(aws_env: Mapping[str, str]) -> Iterator[tuple[str, dict[str, Any] | None]]:
     """Each sandbox repository's policy document (None when it has none), for the demo."""
     ecr = aws_client(aws_env, "ecr")
     for repo in REPOSITORIES:
-        try:
-            text = ecr.get_repository_policy(repositoryName=repo)["policyText"]
-        except ecr.exceptions.RepositoryPolicyNotFoundException:
-            yield repo, None
-        else:
-            yield repo, json.loads(text)
-
-
+        yield repo, repository_policy(ecr, repo)

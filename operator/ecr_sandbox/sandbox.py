@@ -13,10 +13,14 @@ The contract others script against (keep it stable): `--dir DIR` receives `kubec
 (KEY=VALUE lines: AWS_ENDPOINT_URL, fake credentials, AWS_DEFAULT_REGION), `operator.pid` (and
 `kubesim.pid`, `moto.pid`), and last of
 all `ready`, once everything is up and the operator is watching.
+
+A development tool, not the product: it runs from a source checkout (it takes `crds/` and `examples/`
+from there) with the `[sandbox]` extra installed, and the image has none of it.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pathlib
 import signal
@@ -30,7 +34,14 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
-from ecr_access.aws.fixtures import REGION, REPOSITORIES, ROLES, aws_client, seed_aws
+from ecr_sandbox.kubectl import run_kubectl
+from ecr_sandbox.seed import REGION, REPOSITORIES, ROLES, aws_client, seed_aws
+
+# The children need the [sandbox] extra: say so at import (ecr-access-operator sandbox turns this into one
+# line), not 60 s later when the moto server does not come up.
+for _needed in ("moto", "celpy"):
+    if importlib.util.find_spec(_needed) is None:
+        raise ModuleNotFoundError(f"No module named {_needed!r}", name=_needed)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 STARTUP_TIMEOUT = 60.0
@@ -259,11 +270,7 @@ class Sandbox:
     # -- helpers -------------------------------------------------------------------------------------
 
     def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(["kubectl", "--kubeconfig", str(self.kubeconfig), *args],
-                              capture_output=True, text=True, timeout=60, check=False)
-        if check and done.returncode != 0:
-            raise RuntimeError(f"kubectl {' '.join(args)} failed: {done.stderr.strip()}")
-        return done
+        return run_kubectl(*args, kubeconfig=self.kubeconfig, check=check)
 
     def aws(self, service: str, region: str = REGION) -> Any:
         return aws_client(self.aws_env, service, region)
