@@ -33,6 +33,7 @@ from ecr_access.grants import LiveGrants
 from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef
 from ecr_access.reconcile import ApplyMode, Reconciler
 from ecr_access.sweep import Registry, sweep
+from ecr_sandbox import seed
 from tests import memory
 
 ACCOUNT = "123456789012"
@@ -147,10 +148,8 @@ class World:
         return self.admin.client("ecr", region_name=region)
 
     def create_role(self, name: str = NODE_ROLE, path: str = "/") -> str:
-        trust = {"Version": "2012-10-17", "Statement": [
-            {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
         return str(self.iam.create_role(RoleName=name, Path=path,
-                                        AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"])
+                                        AssumeRolePolicyDocument=json.dumps(seed.NODE_TRUST_POLICY))["Role"]["Arn"])
 
     def create_repository(self, name: str, policy: dict[str, Any] | None = None, region: str = REGION) -> RepositoryRef:
         self.ecr(region).create_repository(repositoryName=name)
@@ -159,18 +158,10 @@ class World:
         return RepositoryRef("aws", region, ACCOUNT, name)
 
     def policy(self, name: str, region: str = REGION) -> dict[str, Any] | None:
-        try:
-            text = self.ecr(region).get_repository_policy(repositoryName=name)["policyText"]
-        except self.ecr(region).exceptions.RepositoryPolicyNotFoundException:
-            return None
-        return dict(json.loads(text))
+        return seed.repository_policy(self.ecr(region), name)
 
     def statements(self, name: str, region: str = REGION) -> list[dict[str, Any]]:
-        doc = self.policy(name, region)
-        if doc is None:
-            return []
-        raw = doc["Statement"]
-        return list(raw) if isinstance(raw, list) else [raw]
+        return seed.repository_statements(self.ecr(region), name)
 
     def ours(self, name: str) -> list[dict[str, Any]]:
         return [item for item in self.statements(name) if str(item.get("Sid", "")).startswith(self.reconciler.prefix)]
