@@ -31,6 +31,14 @@ from ecr_access.roles import RoleDirectory
 
 logger = logging.getLogger(__name__)
 
+# The role side (resolve, then the managed policy and its ledger) of at most this many applies at a
+# time. Under the AWS rate limit a cold start queues hundreds of IAM calls; unbounded, a role's
+# ListAttachedRolePolicies would queue behind every other role's GetRole, its tags would be seconds
+# old when the shared `attached` tag is planned, and the ledger would read the role again (see
+# `ownership.FRESH`). Bounded, each role's calls follow each other closely, as when the role side
+# ran in the default thread pool (6 threads on the 2-core reference machine).
+ROLE_SIDE_CONCURRENCY = 6
+
 __all__ = ["ApplyMode", "GrantGone", "LiveGrant", "LiveGrants", "Reconciler", "Synced"]
 
 
@@ -74,6 +82,7 @@ class Reconciler:
         self.repositories = RepositorySync(ecr, self.roles, cluster_id=cluster_id, config=self.config, clock=clock,
                                            sleep=sleep)
         self._clock = clock
+        self._role_side = asyncio.Semaphore(ROLE_SIDE_CONCURRENCY)
 
     def sid_for(self, spec: GrantSpec) -> str:
         return policy.statement_sid(self.cluster_id, spec.actions)
@@ -92,12 +101,13 @@ class Reconciler:
         # A change handler's grant may be newer than its index entry: it rides along in the syncs.
         me = None if mode.from_index else LiveGrant(key, spec, applied=applied)
         info = None
-        started = self._clock()
         try:
-            info = await self.roles.resolve(spec.role, max_age=age)
-            # What this apply read itself is fresh enough for the rest of it, even with max_age 0.
-            state = await self._sync_roles(key, spec, applied, live, me, max(age, self._clock() - started),
-                                           mode.from_index)
+            async with self._role_side:
+                started = self._clock()
+                info = await self.roles.resolve(spec.role, max_age=age)
+                # What this apply read itself is fresh enough for the rest of it, even with max_age 0.
+                state = await self._sync_roles(key, spec, applied, live, me, max(age, self._clock() - started),
+                                               mode.from_index)
         except AwsFault as fault:
             # If the role changed, the previous one may not have been recomputed without this grant.
             moved = applied is not None and applied.role.key != spec.role.key
