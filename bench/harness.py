@@ -98,8 +98,10 @@ class Bench:
         return self.proxy.url
 
     def run(self) -> dict[str, Any]:
-        sandbox = Sandbox(self.workdir, seed=False, apply_examples=False, resync_interval=self.resync,
-                          cluster_id="bench", operator_args=["--sweep-interval", "0"],
+        # The grants run under the sandbox's allow-all EcrGrantPolicy: policies are enforced, and judged
+        # in every sync, as in production.
+        sandbox = Sandbox(self.workdir, seed=False, seed_policy=True, apply_examples=False,
+                          resync_interval=self.resync, cluster_id="bench", operator_args=["--sweep-interval", "0"],
                           route_operator_aws=self._route, log=sys.stderr)
         try:
             with sandbox:

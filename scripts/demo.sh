@@ -21,7 +21,7 @@ trap stop EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "Starting the sandbox: kubesim, moto server, the operator; then the CRD, an Anyscale-style account and examples/"
+step "Starting the sandbox: kubesim, moto server, the operator; then the CRDs, an Anyscale-style account, an allow-all EcrGrantPolicy and examples/"
 start=$SECONDS
 until [ -f "$DIR/ready" ]; do
   if ! kill -0 "$SANDBOX" 2>/dev/null; then echo; cat "$DIR.log"; echo "the sandbox failed to start"; exit 1; fi
@@ -35,6 +35,9 @@ kubectl wait --for=condition=Ready ecrgrants --all --timeout=90s
 
 step "kubectl get ecrgrants"
 kubectl get ecrgrants
+
+step "kubectl get ecrgrantpolicies (what each namespace may grant: sandbox-allow-all lets the example grants work)"
+kubectl get ecrgrantpolicies
 
 step "kubectl describe ecrgrant ml-images (key lines)"
 kubectl describe ecrgrant ml-images | grep -E "^(Name|Namespace):|Anyscale Cloud Id|Managed Policy|Role Arn|Ready Repositories|Reason|Message|Sid|Type:" || true

@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
+from ecr_access import tenancy
 from ecr_access.conditions import Outcome
 from ecr_access.grants import LiveGrant, LiveGrants
 from ecr_access.model import Defaults, GrantKey, GrantSpec, RepositoryRef, RoleKey
@@ -15,11 +16,20 @@ from ecr_access.spec import parse_spec
 
 
 class Grants:
-    """An in-memory `LiveGrants`: the set of live grants as kopf's indexes would hold them."""
+    """An in-memory `LiveGrants`: the set of live grants as kopf's indexes would hold them, and the
+    EcrGrantPolicies and namespace labels that judge them (`policies` None: policy mode Open)."""
 
-    def __init__(self, defaults: Defaults) -> None:
+    def __init__(self, defaults: Defaults, policies: list[tenancy.GrantPolicy] | None = None) -> None:
         self.defaults = defaults
         self.live: dict[GrantKey, LiveGrant] = {}
+        self.policies = policies
+        self.labels: dict[str, dict[str, str]] = {}  # namespace -> labels
+
+    def verdict(self, grant: LiveGrant, role_arn: str) -> tenancy.Verdict:
+        if self.policies is None:
+            return tenancy.open_verdict(grant.spec)
+        namespace = grant.key.namespace
+        return tenancy.judge(self.policies, namespace, self.labels.get(namespace, {}), role_arn, grant.spec)
 
     def add(self, name: str, spec: dict[str, Any] | GrantSpec, namespace: str = "default",
             **fields: Any) -> tuple[GrantKey, GrantSpec]:

@@ -60,6 +60,7 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
         count_grants=lambda: kube.count_grants(cfg.effective_namespaces),
         patch_status=patch_status,
         read_spec=lambda key: kube.read_spec(key.namespace, key.name),
+        patch_policy_status=kube.patch_policy_status,
     )
 
 
@@ -94,6 +95,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--namespace", action="append", dest="namespaces", metavar="NS",
                         help=f"watch only this namespace (repeatable) [{env('namespaces')}, comma-separated; "
                         "default: all namespaces]")
+    parser.add_argument("--policy-mode", choices=config_module.POLICY_MODES,
+                        help=f"Enforce: a grant may grant only what an EcrGrantPolicy selecting its namespace allows; "
+                        f"Open: everything (single-tenant clusters) [{env('policy_mode')}; default Enforce]")
     parser.add_argument("--region", help=f"default region for repositories [{env('region')}; default: the AWS "
                         "session's region]")
     parser.add_argument("--resync-interval", type=float, metavar="SECONDS",
@@ -114,7 +118,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "sandbox", help="run kubesim, a moto server and the operator on this machine (no cluster, no AWS account)")
     sandbox.add_argument("--dir", default=".sandbox", type=pathlib.Path,
                          help="where to write kubeconfig, aws.env, operator.pid and ready (default .sandbox/)")
-    sandbox.add_argument("--empty", action="store_true", help="seed no AWS resources and apply no examples")
+    sandbox.add_argument("--empty", action="store_true",
+                         help="seed no AWS resources, no EcrGrantPolicy and apply no examples")
     sandbox.add_argument("--cluster-id", help="passed to the operator")
     sandbox.add_argument("--resync-interval", type=float, metavar="SECONDS", help="passed to the operator")
     sandbox.add_argument("--verbose", action="store_true", help="debug logging")
@@ -134,6 +139,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         cfg = config_module.load({
             "cluster_id": args.cluster_id,
             "namespaces": args.namespaces,
+            "policy_mode": args.policy_mode,
             "region": args.region,
             "resync_interval": args.resync_interval,
             "sweep_interval": args.sweep_interval,

@@ -14,6 +14,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 ENV_PREFIX = "ECR_ACCESS_"
+POLICY_MODES = ("Enforce", "Open")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -26,6 +27,9 @@ class Config:
     cluster_id: str | None = None
     # Namespaces to watch; empty means the whole cluster.
     namespaces: tuple[str, ...] = ()
+    # Enforce: a grant may grant only what an EcrGrantPolicy selecting its namespace allows (none
+    # selecting it: nothing). Open: every grant is permitted, for single-tenant clusters.
+    policy_mode: str = "Enforce"
     # AWS region of the operator's session, and of repositories that give no region. Read from
     # ECR_ACCESS_REGION, then AWS_REGION (what the Deployment and the Helm chart set; boto3 alone
     # would ignore it), then AWS_DEFAULT_REGION; unset, the AWS profile's region.
@@ -83,6 +87,7 @@ class Config:
 _FIELDS: Mapping[str, type] = {
     "cluster_id": str,
     "namespaces": tuple,
+    "policy_mode": str,
     "region": str,
     "resync_interval": float,
     "resync_jitter": float,
@@ -134,6 +139,9 @@ def load(overrides: Mapping[str, object | None], environ: Mapping[str, str] | No
         value = getattr(config, field)
         if kind is float and not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{env_name(field)} must be a finite number >= 0, got {value}")
+    if config.policy_mode not in POLICY_MODES:
+        modes = " or ".join(POLICY_MODES)
+        raise ValueError(f"{env_name('policy_mode')} must be {modes}, got {config.policy_mode!r}")
     if config.write_attempts < 1:
         raise ValueError(f"{env_name('write_attempts')} must be at least 1, got {config.write_attempts}")
     if config.resync_interval <= 0:

@@ -122,6 +122,14 @@ class DriftChecker:
         self._requested[key] = value
         self._wakeup.set()
 
+    def recheck(self, keys: Iterable[Any]) -> None:
+        """Check these grants now, as a pass would (what judges them changed: `revocation`). Call
+        from the loop."""
+        now = self._clock()
+        for key in keys:
+            self._retry[key] = now
+        self._wakeup.set()
+
     async def run(self) -> None:
         await self._ready.wait()
         next_pass = self._clock() + self.first_delay

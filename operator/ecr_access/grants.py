@@ -24,6 +24,7 @@ import logging
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
+from ecr_access import tenancy
 from ecr_access.model import Defaults, DeletionPolicy, GrantKey, GrantSpec, RepositoryRef, RoleKey
 from ecr_access.spec import SpecError, parse_spec, to_raw
 
@@ -110,7 +111,8 @@ def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> Li
 
 
 class LiveGrants(Protocol):
-    """The set of live grants, looked up the ways the reconciler needs (kopf indexes in production)."""
+    """The set of live grants, looked up the ways the reconciler needs (kopf indexes in production),
+    and what the EcrGrantPolicies permit each of them (`tenancy`)."""
 
     def naming_repository(self, repo: RepositoryRef) -> Iterable[LiveGrant]: ...
 
@@ -118,13 +120,34 @@ class LiveGrants(Protocol):
 
     def everything(self) -> Iterable[LiveGrant]: ...
 
+    def verdict(self, grant: LiveGrant, role_arn: str) -> tenancy.Verdict:
+        """What the policies permit `grant`, whose role resolved to `role_arn`."""
+        ...
+
 
 class IndexedGrants:
-    """`LiveGrants` over the two kopf indexes (`handlers`), which map keys to these entries."""
+    """`LiveGrants` over the kopf indexes (`handlers`), which map keys to collections of entries:
+    grants by repository and by role, policies by name and namespace labels by name. Without
+    `policies` (policy mode Open) every grant is permitted."""
 
-    def __init__(self, by_repository: Mapping[Any, Iterable[LiveGrant]], by_role: Mapping[Any, Iterable[LiveGrant]]):
+    def __init__(
+        self, by_repository: Mapping[Any, Iterable[LiveGrant]], by_role: Mapping[Any, Iterable[LiveGrant]],
+        policies: Mapping[Any, Iterable[tenancy.GrantPolicy | tenancy.PolicyError]] | None = None,
+        namespaces: Mapping[Any, Iterable[Mapping[str, str]]] | None = None,
+    ) -> None:
         self._by_repository = by_repository
         self._by_role = by_role
+        self._policies = policies
+        self._namespaces = namespaces or {}
+
+    def verdict(self, grant: LiveGrant, role_arn: str) -> tenancy.Verdict:
+        if self._policies is None:
+            return tenancy.open_verdict(grant.spec)
+        policies = [item for store in self._policies.values() for item in store
+                    if isinstance(item, tenancy.GrantPolicy)]  # a malformed policy permits nothing
+        namespace = grant.key.namespace
+        labels = next(iter(self._namespaces.get(namespace, ())), {})
+        return tenancy.judge(policies, namespace, labels, role_arn, grant.spec)
 
     def naming_repository(self, repo: RepositoryRef) -> list[LiveGrant]:
         return list(self._by_repository.get(repo, ()))

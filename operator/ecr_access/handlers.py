@@ -15,33 +15,33 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import datetime
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 
-from ecr_access import cycle, grants, progress, status
+from ecr_access import cycle, grants, progress, revocation, status, watches
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
-from ecr_access.model import GROUP, PLURAL, VERSION, Defaults, GrantKey, RepositoryRef, RoleKey
+from ecr_access.model import GROUP, PLURAL, VERSION, Defaults, GrantKey
 from ecr_access.reconcile import ApplyMode, LiveGrant, Reconciler
 from ecr_access.spec import SpecError, parse_spec
 from ecr_access.sweep import Sweeper
+from ecr_access.watches import FINALIZER, RESOURCE, now
 
-FINALIZER = "ecraccess.io/finalizer"
 ANNOTATION_PREFIX = "ecraccess.io"
 # Set to any new value (as Flux's reconcile.fluxcd.io/requestedAt) to re-check a grant now, against
 # fresh AWS reads; the value handled is echoed in status.lastHandledReconcileAt.
 RECONCILE_REQUESTED = "ecraccess.io/reconcile-requested-at"
-RESOURCE = (GROUP, VERSION, PLURAL)
 
-# Index ids double as the kwarg names under which kopf passes the indexes to handlers.
-BY_REPOSITORY = "grants_by_repository"
-BY_ROLE = "grants_by_role"
 
 logger = logging.getLogger(__name__)
+
+# What the rest of the code, the tests and deploy/ name here (some are defined in `watches` and `model`).
+__all__ = ["ANNOTATION_PREFIX", "FINALIZER", "GROUP", "PLURAL", "RECONCILE_REQUESTED", "RESOURCE", "VERSION", "Runtime",
+           "configure", "now", "on_grant_create", "on_grant_delete", "on_grant_event", "on_grant_resume",
+           "on_grant_update", "register", "warn"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,6 +63,10 @@ class Runtime:
     # The grant's spec as the API server has it now (blocking; None once it is gone), or None when
     # there is no API server to ask: then a stalled delete just waits out stalled_retry_delay.
     read_spec: Callable[[GrantKey], Mapping[str, Any] | None] | None = None
+    # What the policies and namespace labels were when last seen (`revocation`), and the writer of a
+    # policy's status (`kube.patch_policy_status`).
+    revocations: revocation.Watch = dataclasses.field(default_factory=revocation.Watch)
+    patch_policy_status: Callable[[str, Mapping[str, Any]], None] = lambda name, changes: None
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -79,25 +83,6 @@ def configure(settings: kopf.OperatorSettings) -> None:
     settings.background.cancellation_polling = 1.0
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
-
-
-# -- indexes ----------------------------------------------------------------------------------------
-
-
-def _live_grant(body: Mapping[str, Any], memo: Any) -> LiveGrant | None:
-    """A grant as the indexes hold it (see `grants.from_body`: what each grant contributes)."""
-    runtime: Runtime = memo.runtime
-    return grants.from_body(body, runtime.defaults, FINALIZER)
-
-
-def index_by_repository(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RepositoryRef, LiveGrant]:
-    grant = _live_grant(body, memo)
-    return {} if grant is None else dict.fromkeys(grant.spec.repositories, grant)
-
-
-def index_by_role(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RoleKey, LiveGrant]:
-    grant = _live_grant(body, memo)
-    return {} if grant is None else {grant.spec.role.key: grant}
 
 
 # -- handlers -----------------------------------------------------------------------------------------
@@ -122,7 +107,7 @@ async def on_grant_resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
 
 async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     runtime: Runtime = memo.runtime
-    live = _live(kwargs)
+    live = watches.live(kwargs, runtime.config)
     _indexes_ready(runtime, live)
     meta = body.get("metadata", {})
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
@@ -153,7 +138,7 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
 
 async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
     runtime: Runtime = memo.runtime
-    live = _live(kwargs)
+    live = watches.live(kwargs, runtime.config)
     _indexes_ready(runtime, live)
     meta = body.get("metadata", {})
     generation = int(meta.get("generation") or 0)
@@ -242,18 +227,10 @@ def warn(grant: LiveGrant, reason: str, message: str) -> None:
         logger.warning("%s %s: %s", grant.key, reason, message)
 
 
-def _live(kwargs: Mapping[str, Any]) -> grants.IndexedGrants:
-    return grants.IndexedGrants(kwargs.get(BY_REPOSITORY, {}), kwargs.get(BY_ROLE, {}))
-
-
 def _write_status(patch: kopf.Patch, changes: Mapping[str, Any]) -> None:
     """Put a status patch into kopf's patch; nothing at all when nothing changed (no heartbeats in etcd)."""
     for key, value in changes.items():
         patch.status[key] = value
-
-
-def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # -- registration ------------------------------------------------------------------------------------
@@ -274,7 +251,7 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
         if runtime.drift is not None:
             runtime.drift.start()
         if await asyncio.to_thread(runtime.count_grants) == 0:
-            _indexes_ready(runtime, _live(kwargs))
+            _indexes_ready(runtime, watches.live(kwargs, runtime.config))
 
     async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime | None = getattr(memo, "runtime", None)
@@ -293,8 +270,7 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
     kopf.on.startup(registry=registry, id="startup")(on_startup)
     kopf.on.login(registry=registry, id="login")(on_login)
     kopf.on.cleanup(registry=registry, id="cleanup")(on_cleanup)
-    kopf.index(*RESOURCE, registry=registry, id=BY_REPOSITORY)(index_by_repository)
-    kopf.index(*RESOURCE, registry=registry, id=BY_ROLE)(index_by_role)
+    watches.register(registry, config)
     kopf.on.create(*RESOURCE, registry=registry, id="apply-on-create")(on_grant_create)
     kopf.on.update(*RESOURCE, registry=registry, id="apply-on-update")(on_grant_update)
     kopf.on.resume(*RESOURCE, registry=registry, id="apply-on-resume")(on_grant_resume)

@@ -1,9 +1,10 @@
 """The Kubernetes adapter: the only module that imports the `kubernetes` client.
 
 The operator's own writes outside kopf go through here: a grant's status (`patch_status`: the
-drift loop's reports, a handler's progress report and a stalled delete's verdict) and nothing
-else. Reads: a grant's spec as it is now (a stalled delete watching for an edit), whether any grant
-exists at start-up, and the cluster's identity. Blocking calls; the callers run them in threads.
+drift loop's reports, a handler's progress report and a stalled delete's verdict) and a policy's
+(`patch_policy_status`), and nothing else. Reads: a grant's spec as it is now (a stalled delete
+watching for an edit), whether any grant exists at start-up, and the cluster's identity.
+Blocking calls; the callers run them in threads.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from ecr_access.model import GROUP, PLURAL, VERSION
+from ecr_access.model import GROUP, PLURAL, POLICY_PLURAL, VERSION
 
 
 def load_client_config() -> None:
@@ -37,6 +38,17 @@ def patch_status(namespace: str, name: str, patch: Mapping[str, Any]) -> None:
     try:
         client.CustomObjectsApi().patch_namespaced_custom_object_status(
             GROUP, VERSION, namespace, PLURAL, name, {"status": dict(patch)})
+    except client.ApiException as error:
+        if error.status != 404:
+            raise
+
+
+def patch_policy_status(name: str, patch: Mapping[str, Any]) -> None:
+    """A merge patch of an EcrGrantPolicy's status (cluster-scoped); a policy deleted meanwhile has
+    nothing left to report."""
+    try:
+        client.CustomObjectsApi().patch_cluster_custom_object_status(
+            GROUP, VERSION, POLICY_PLURAL, name, {"status": dict(patch)})
     except client.ApiException as error:
         if error.status != 404:
             raise

@@ -30,6 +30,7 @@ REFERENCE_ACTIONS: tuple[str, ...] = (
 GROUP = "ecraccess.io"
 VERSION = "v1alpha1"
 PLURAL = "ecraccessgrants"
+POLICY_PLURAL = "ecrgrantpolicies"  # EcrGrantPolicy, cluster-scoped (DESIGN §5)
 
 MAX_REPOSITORIES = 100
 MAX_ACTIONS = 64

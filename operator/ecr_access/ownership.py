@@ -34,6 +34,10 @@ class RoleState:
     ledger: attachments.Ledger
 
 
+# Whether the EcrGrantPolicies permit a grant whose role resolved to this ARN (`LiveGrants.verdict`).
+Permitted = Callable[[LiveGrant, str], bool]
+
+
 class GrantGone(Exception):
     """The drift check's grant left the live index (it began deleting) while being applied."""
 
@@ -47,7 +51,7 @@ class ManagedPolicyLedger:
         self._locks: dict[RoleKey, asyncio.Lock] = {}
 
     async def sync(
-        self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], *, max_age: float,
+        self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], permitted: Permitted, *, max_age: float,
         hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None,
     ) -> RoleState | None:
         """Make the role hold what `grants()` (this cluster's live grants on it) want. `grants` is
@@ -61,10 +65,11 @@ class ManagedPolicyLedger:
         async with self._locks.setdefault(role.key, asyncio.Lock()):
             if require is not None and not any(grant.key == require for grant in grants()):
                 raise GrantGone(require)
-            return await self._sync(role, grants, max_age, hand_over)
+            return await self._sync(role, grants, permitted, max_age, hand_over)
 
     async def _sync(
-        self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], age: float, hand_over: frozenset[str]
+        self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], permitted: Permitted, age: float,
+        hand_over: frozenset[str],
     ) -> RoleState | None:
         info = await self.roles.lookup(role, age)
         if info is None:
@@ -73,7 +78,7 @@ class ManagedPolicyLedger:
         for fresh in (False, True):
             attached = attachments.short_names(await self.roles.attached(role, 0.0 if fresh else age), partition)
             ledger = attachments.Ledger.from_tags(info.tags, self.cluster_tag)
-            wanted = await self._wanted(info.arn, grants())
+            wanted = await self._wanted(info.arn, grants(), permitted)
             steps = attachments.plan(ledger, self.cluster_tag, attached, wanted, hand_over)
             if fresh or not attachments.shared(steps) or self.roles.age(role.key) <= FRESH:
                 break
@@ -100,14 +105,15 @@ class ManagedPolicyLedger:
                            frozenset(attachments.arn_of(name, partition) for name in attachments.KNOWN))
         return RoleState(info, attached, attachments.Ledger.from_tags(tags, self.cluster_tag))
 
-    async def _wanted(self, arn: str, grants: Iterable[LiveGrant]) -> frozenset[str]:
+    async def _wanted(self, arn: str, grants: Iterable[LiveGrant], permitted: Permitted) -> frozenset[str]:
         """The managed policies the grants want, by short name, counting only grants whose spec
-        resolves to this very role (a spec naming another path or account does not count)."""
+        resolves to this very role (a spec naming another path or account does not count) and
+        that an EcrGrantPolicy permits (a revoked grant's policy is detached like a deleted one's)."""
         wanted = set()
         for grant in grants:
             if grant.spec.managed_policy is ManagedPolicy.NONE:
                 continue
             found = await self.roles.resolve(grant.spec.role)
-            if found is not None and found.arn == arn:
+            if found is not None and found.arn == arn and permitted(grant, arn):
                 wanted.add(grant.spec.managed_policy.value)
         return frozenset(wanted)

@@ -28,6 +28,7 @@ from ecr_access.ownership import GrantGone, ManagedPolicyLedger, RoleState
 from ecr_access.ports import AwsFault, EcrPort, FaultKind, IamPort
 from ecr_access.repositories import RepositorySync, Result, Synced
 from ecr_access.roles import RoleDirectory
+from ecr_access.tenancy import Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -125,12 +126,18 @@ class Reconciler:
                 tickets[repo] = self.repositories.request(repo, changes(exclude=key), burst=mode.debounce)
         synced = await self._sync_all(tickets, live, age)
         if info is None:  # left out of the statements; syncing drops it where it was (DESIGN §2.3)
-            return self._verdict(spec, sid, None, verdicts.role_missing(spec), None, False, synced)
+            return self._verdict(key, spec, sid, None, verdicts.role_missing(spec), None, False, synced, None)
+        # What the EcrGrantPolicies permit it: every sync above derived the statements and the role's
+        # managed policies with the same judgement, so what is not permitted was not written, or undone.
+        permits = live.verdict(LiveGrant(key, spec), info.arn)
+        if not permits.permitted:
+            return self._verdict(key, spec, sid, info.arn, verdicts.not_permitted(permits.message), None, False,
+                                 synced, permits)
         wanted = spec.managed_policy.value
         attached = state is not None and wanted in state.attached
         policy_arn = spec.managed_policy.arn(info.arn.split(":")[1]) if attached else None
         owned = state is not None and wanted in state.ledger.attached
-        return self._verdict(spec, sid, info.arn, APPLIED, policy_arn, owned, synced)
+        return self._verdict(key, spec, sid, info.arn, APPLIED, policy_arn, owned, synced, permits)
 
     async def release(
         self, key: GrantKey, spec: GrantSpec | None, applied: GrantSpec | None, live: LiveGrants, uid: str = ""
@@ -198,7 +205,10 @@ class Reconciler:
         def grants() -> list[LiveGrant]:
             return with_changes(live.on_role(role.key), changed, lambda grant: grant.spec.role.key == role.key)
 
-        return await self.ledger.sync(role, grants, max_age=age, hand_over=hand_over, require=require)
+        def permitted(grant: LiveGrant, role_arn: str) -> bool:
+            return live.verdict(grant, role_arn).permitted
+
+        return await self.ledger.sync(role, grants, permitted, max_age=age, hand_over=hand_over, require=require)
 
     async def _sync_all(
         self, tickets: Mapping[RepositoryRef, int], live: LiveGrants, max_age: float
@@ -208,10 +218,11 @@ class Reconciler:
         return dict(zip(repos, results, strict=True))
 
     def _verdict(
-        self, spec: GrantSpec, sid: str, role_arn: str | None, role_finding: Finding, policy_arn: str | None,
-        owned: bool, synced: Mapping[RepositoryRef, Result],
+        self, key: GrantKey, spec: GrantSpec, sid: str, role_arn: str | None, role_finding: Finding,
+        policy_arn: str | None, owned: bool, synced: Mapping[RepositoryRef, Result], permits: Verdict | None,
     ) -> Outcome:
-        """Each repository's verdict for this grant, from what its sync found."""
+        """Each repository's verdict for this grant, from what its sync found and what the policies
+        permit (`permits`; None when the role was not found)."""
         results, notes, unsettled = [], [], []
         for repo, result in synced.items():
             if repo not in spec.repositories:
@@ -219,6 +230,11 @@ class Reconciler:
                 if left is not None:
                     logger.warning("Could not drop a grant from %s: %s", repo.arn, result)
                     unsettled.append(left)
+                continue
+            if permits is not None and not permits.allows(repo):
+                finding = role_finding if not permits.permitted else verdicts.repository_not_permitted(
+                    repo, key.namespace)
+                results.append(RepositoryResult(repo.arn, sid, finding))
                 continue
             first = None
             if isinstance(result, Synced):

@@ -147,7 +147,11 @@ class RepositorySync:
         self, repo: RepositoryRef, live: LiveGrants, changed: Changes
     ) -> tuple[list[policy.DesiredStatement], list[handover.Handover]]:
         grants = with_changes(live.naming_repository(repo), changed, lambda grant: repo in grant.spec.repositories)
-        return await desired(self.cluster_id, grants, self.roles.resolve)
+
+        def permitted(grant: LiveGrant, role_arn: str) -> bool:
+            return live.verdict(grant, role_arn).allows(repo)
+
+        return await desired(self.cluster_id, grants, self.roles.resolve, permitted)
 
     async def _read_merge_write(
         self, repo: RepositoryRef, desired: list[policy.DesiredStatement], handovers: list[handover.Handover]
@@ -248,18 +252,21 @@ class RepositorySync:
 
 
 async def desired(
-    cluster_id: str, grants: list[LiveGrant], resolve: Callable[[RoleRef], Awaitable[RoleInfo | None]]
+    cluster_id: str, grants: list[LiveGrant], resolve: Callable[[RoleRef], Awaitable[RoleInfo | None]],
+    permitted: Callable[[LiveGrant, str], bool],
 ) -> tuple[list[policy.DesiredStatement], list[handover.Handover]]:
     """This cluster's statements for a repository, from every live grant naming it, and the Retain
     hand-overs in flight (their roles are not in the shared statements unless they do not fit).
-    A grant whose role does not resolve is left out (syncing drops it where it was)."""
+    A grant whose role does not resolve is left out (syncing drops it where it was), and so is one
+    that no EcrGrantPolicy permits on this repository: it is undone as a delete would undo it, with
+    no hand-over (`tenancy`)."""
     wanted: dict[str, tuple[tuple[str, ...], set[str]]] = {}
     handovers = []
     for grant in grants:
         sid = policy.statement_sid(cluster_id, grant.spec.actions)
         entry = wanted.setdefault(sid, (grant.spec.actions, set()))
         info = await resolve(grant.spec.role)
-        if info is None:
+        if info is None or not permitted(grant, info.arn):
             continue
         if grant.handing_over:
             handovers.append(handover.Handover(

@@ -62,6 +62,16 @@ def cross_account(spec: GrantSpec) -> Finding:
                    Severity.TERMINAL)
 
 
+def not_permitted(message: str) -> Finding:
+    """No EcrGrantPolicy permits the grant (`tenancy.Verdict.message` names what): a person must act."""
+    return Finding("NotPermitted", f"{message} Nothing is granted in AWS for it.", Severity.TERMINAL)
+
+
+def repository_not_permitted(repo: RepositoryRef, namespace: str) -> Finding:
+    return Finding("NotPermitted", f"{label(repo)}: no EcrGrantPolicy selecting namespace {namespace} allows this "
+                   "repository for this grant; nothing is granted on it.", Severity.TERMINAL)
+
+
 def blocked(spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding, *, unsettled: bool) -> Outcome:
     """The role side failed: nothing is written for this grant's repositories. What the role has
     attached was not learned, so the report keeps its last answer (`managed_policy_owned=None`)."""

@@ -6,7 +6,8 @@ ecr_access imports it only lazily, in ``ecr-access-operator sandbox``.
 
 - ``sandbox``: ``Sandbox`` starts and supervises kubesim, a moto server and the real operator process
   (``ecr-access-operator sandbox`` runs it until stopped).
-- ``seed``: what the sandbox puts in its emulated AWS account (``NODE_TRUST_POLICY`` and the rest), and
-  how tests and the demo read it back.
+- ``seed``: what the sandbox puts in its emulated AWS account (``NODE_TRUST_POLICY`` and the rest) and in
+  its cluster (``ALLOW_ALL_POLICY``, the EcrGrantPolicy ``sandbox-allow-all``), and how tests and the demo
+  read it back.
 - ``kubectl``: ``run_kubectl``, the one way the sandbox and the tests run the real kubectl.
 """

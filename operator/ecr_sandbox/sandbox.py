@@ -5,14 +5,19 @@ It starts three processes, like a small real installation:
 - a moto server (emulated AWS, with the AWS managed policies loaded) on 127.0.0.1;
 - the operator, as `ecr-access-operator run`: the same code path production runs.
 
-Then it installs `crds/`, seeds AWS like an Anyscale cloud (a node role, two repositories, one of them
-already holding someone else's statement) and applies `examples/`. Like a Deployment, it restarts
+Then it installs `crds/` (the EcrAccessGrant and EcrGrantPolicy CRDs, `kubectl apply -k crds`), seeds
+AWS like an Anyscale cloud (a node role, two repositories, one of them already holding someone else's
+statement), creates the EcrGrantPolicy `sandbox-allow-all` (every namespace may grant any role pull on
+any repository: `seed.ALLOW_ALL_POLICY`), starts the operator and applies `examples/` (the example grants
+in namespace `default`, and the example policy `team-ml`, which selects no sandbox namespace). `--empty`
+(`seed=False`) seeds nothing, AWS or policy, and applies no examples. Like a Deployment, it restarts
 the operator if the operator dies, which is what lets end-to-end tests kill it at random.
 
 The contract others script against (keep it stable): `--dir DIR` receives `kubeconfig`, `aws.env`
 (KEY=VALUE lines: AWS_ENDPOINT_URL, fake credentials, AWS_DEFAULT_REGION), `operator.pid` (and
 `kubesim.pid`, `moto.pid`), and last of
-all `ready`, once everything is up and the operator is watching.
+all `ready`, once everything is up and the operator is watching: by then both CRDs are served and,
+unless `--empty`, the policy `sandbox-allow-all` exists and the examples are applied.
 
 A development tool, not the product: it runs from a source checkout (it takes `crds/` and `examples/`
 from there) with the `[sandbox]` extra installed, and the image has none of it.
@@ -34,8 +39,10 @@ from collections.abc import Callable, Mapping, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
+import yaml
+
 from ecr_sandbox.kubectl import run_kubectl
-from ecr_sandbox.seed import REGION, REPOSITORIES, ROLES, aws_client, seed_aws
+from ecr_sandbox.seed import ALLOW_ALL_POLICY, REGION, REPOSITORIES, ROLES, SANDBOX_POLICY, aws_client, seed_aws
 
 # The children need the [sandbox] extra: say so at import (ecr-access-operator sandbox turns this into one
 # line), not 60 s later when the moto server does not come up.
@@ -88,18 +95,23 @@ class Sandbox:
         *,
         seed: bool = True,
         apply_examples: bool | None = None,
+        seed_policy: bool | None = None,
         resync_interval: float | None = None,
         cluster_id: str | None = None,
         operator_args: Sequence[str] = (),
         operator_env: Mapping[str, str] | None = None,
         route_operator_aws: Callable[[str], str] | None = None,
-        crds: pathlib.Path = REPO_ROOT / "crds" / "ecraccessgrants.yaml",
+        crds: pathlib.Path = REPO_ROOT / "crds",
         examples: pathlib.Path = REPO_ROOT / "examples",
         log: TextIO = sys.stderr,
     ) -> None:
         self.dir = directory
         self.seed = seed
         self.apply_examples = seed if apply_examples is None else apply_examples
+        # The allow-all EcrGrantPolicy goes with the seeding unless told otherwise: tests of tenancy
+        # itself seed AWS without it (seed_policy=False), the benchmark seeds it alone (seed=False,
+        # seed_policy=True).
+        self.seed_policy = seed if seed_policy is None else seed_policy
         self.resync_interval = resync_interval
         self.cluster_id = cluster_id
         self.operator_args = list(operator_args)
@@ -107,7 +119,7 @@ class Sandbox:
         # Given the moto server's URL, the URL the operator should use instead (a counting or
         # fault-injecting proxy in front of it); the sandbox's own clients keep talking to moto.
         self.route_operator_aws = route_operator_aws
-        self.crds = crds
+        self.crds = crds  # a kustomization directory (applied with -k) or one manifest file
         self.examples = examples
         self.log = log
         self.kubeconfig = directory / "kubeconfig"
@@ -143,12 +155,18 @@ class Sandbox:
         self._start_moto()
         if self.route_operator_aws is not None:
             self.operator_env_overrides["AWS_ENDPOINT_URL"] = self.route_operator_aws(self.aws_env["AWS_ENDPOINT_URL"])
-        self._say("installing the CRD")
-        self.kubectl("apply", "-f", str(self.crds))
-        self.kubectl("wait", "--for=condition=Established", "crd/ecraccessgrants.ecraccess.io", "--timeout=30s")
+        self._say("installing the CRDs")
+        # Every CRD crds/kustomization.yaml lists, each waited for until the API server serves it.
+        installed = self.kubectl("apply", "-k" if self.crds.is_dir() else "-f", str(self.crds), "-o", "name")
+        self.kubectl("wait", "--for=condition=Established", *installed.stdout.split(), "--timeout=30s")
         if self.seed:
             self._say(f"seeding AWS: roles {', '.join(ROLES)}; repositories {', '.join(REPOSITORIES)}")
             self.seed_aws()
+        if self.seed_policy:
+            # Before the operator starts: its first look at the grants already sees the policy.
+            self._say(f"creating EcrGrantPolicy {SANDBOX_POLICY} (every namespace may grant any role pull on any"
+                      " repository)")
+            self.seed_policies()
         self._say("starting the operator (ecr-access-operator run)")
         self.start_operator()
         if self.apply_examples:
@@ -269,14 +287,18 @@ class Sandbox:
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def kubectl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return run_kubectl(*args, kubeconfig=self.kubeconfig, check=check)
+    def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return run_kubectl(*args, kubeconfig=self.kubeconfig, stdin=stdin, check=check)
 
     def aws(self, service: str, region: str = REGION) -> Any:
         return aws_client(self.aws_env, service, region)
 
     def seed_aws(self) -> None:
         seed_aws(self.aws_env)
+
+    def seed_policies(self) -> None:
+        """Create (or restore) the allow-all EcrGrantPolicy `seed.SANDBOX_POLICY`."""
+        self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(ALLOW_ALL_POLICY))
 
     def _base_env(self) -> dict[str, str]:
         env = {key: value for key, value in os.environ.items() if not key.startswith(("AWS_", "KUBECONFIG"))}
@@ -318,6 +340,7 @@ def main(directory: pathlib.Path, *, seed: bool, resync_interval: float | None, 
                 f"  export KUBECONFIG={sandbox.kubeconfig}\n"
                 f"  set -a; . {directory}/aws.env; set +a     # boto3 and the AWS CLI now talk to moto\n"
                 f"  kubectl get ecrgrants\n"
+                f"  kubectl get ecrgrantpolicies        # what each namespace may grant\n"
                 f"Stop it with Ctrl-C.\n",
                 flush=True,
             )

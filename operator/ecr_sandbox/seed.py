@@ -1,9 +1,13 @@
-"""What the sandbox puts in its emulated AWS account, and how it, the demo and the tests read it back.
+"""What the sandbox puts in its emulated AWS account and its cluster, and how it, the demo and the tests read it back.
 
 An Anyscale-style account: a node role named the way `anyscale cloud setup` names it, a role as
 `anyscale cloud register --instance-iam-role-id` would name it, and two repositories, one of which
 already holds someone else's statement that the operator must leave alone. Tests and the benchmark
 create their own roles with the same `NODE_TRUST_POLICY`.
+
+In the cluster: `ALLOW_ALL_POLICY`, one EcrGrantPolicy that lets every namespace grant any role pull
+on any repository, so that the examples, `make demo` and the tests that are not about tenancy work
+under the operator's default policy mode (Enforce) as they did before policies existed.
 """
 
 from __future__ import annotations
@@ -30,6 +34,26 @@ FOREIGN_STATEMENT = {
 # The trust policy of an EC2 instance role, which every node role the sandbox, the tests and the bench create has.
 NODE_TRUST_POLICY: dict[str, Any] = {"Version": "2012-10-17", "Statement": [
     {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}]}
+
+
+# The sandbox's allow-all EcrGrantPolicy (DESIGN §5), applied after the CRDs and before the operator starts
+# and the examples are applied; `--empty` applies none. Every namespace ({}), any role, any repository, any
+# managed policy, and the reference's 12 pull actions only (actions: []): write actions still need a policy
+# that lists them. A convenience of a single-user sandbox, not a recommendation: a cluster's policies are
+# narrower (examples/policy-team.yaml), which is why this lives here and not in examples/.
+SANDBOX_POLICY = "sandbox-allow-all"
+ALLOW_ALL_POLICY: dict[str, Any] = {
+    "apiVersion": "ecraccess.io/v1alpha1",
+    "kind": "EcrGrantPolicy",
+    "metadata": {"name": SANDBOX_POLICY, "labels": {"app.kubernetes.io/managed-by": "ecr-sandbox"}},
+    "spec": {
+        "namespaceSelector": {},
+        "roles": ["*"],
+        "repositories": ["*"],
+        "managedPolicies": ["ReadOnly", "PullOnly", "None"],
+        "actions": [],
+    },
+}
 
 
 def aws_client(aws_env: Mapping[str, str], service: str, region: str = REGION) -> Any:

@@ -20,11 +20,14 @@ import pytest
 import yaml
 
 from ecr_sandbox.kubectl import run_kubectl
+from tests.unit.test_policy_crd import admission_errors
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "ecr-access-operator"
 CRD_PATH = ROOT / "crds" / "ecraccessgrants.yaml"
+POLICY_CRD_PATH = ROOT / "crds" / "ecrgrantpolicies.yaml"
+CRD_PATHS = (CRD_PATH, POLICY_CRD_PATH)  # every CRD, in the order crds/kustomization.yaml lists them
 KUSTOMIZATIONS = ("base", "overlays/irsa", "overlays/pod-identity", "overlays/argocd")
 
 NAMESPACE = "ecr-access-system"
@@ -116,8 +119,8 @@ def sync_wave(obj: Obj) -> int:
 
 
 @functools.cache
-def _crd_schema() -> Obj:
-    return yaml.safe_load(CRD_PATH.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+def _crd_schema(path: Path = CRD_PATH) -> Obj:
+    return yaml.safe_load(path.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
 
 
 def validate_grant(obj: Obj) -> None:
@@ -126,3 +129,21 @@ def validate_grant(obj: Obj) -> None:
     assert obj["apiVersion"] == "ecraccess.io/v1alpha1" and obj["kind"] == "EcrAccessGrant"
     body = {key: value for key, value in obj.items() if key != "metadata"}
     jsonschema.validate(body, _crd_schema())
+
+
+def validate_policy(obj: Obj) -> None:
+    """Validate an EcrGrantPolicy against its CRD: the OpenAPI schema, then the CEL rules (the helpers of
+    tests/unit/test_policy_crd.py, which also tests them)."""
+    assert obj["apiVersion"] == "ecraccess.io/v1alpha1" and obj["kind"] == "EcrGrantPolicy"
+    assert "namespace" not in obj["metadata"], "EcrGrantPolicy is cluster-scoped"
+    body = {key: value for key, value in obj.items() if key != "metadata"}
+    jsonschema.validate(body, _crd_schema(POLICY_CRD_PATH))
+    assert admission_errors(obj) == [], f"EcrGrantPolicy/{obj['metadata']['name']}"
+
+
+def validate_example(obj: Obj) -> None:
+    """A grant or a policy, each against its own CRD."""
+    if obj.get("kind") == "EcrGrantPolicy":
+        validate_policy(obj)
+    else:
+        validate_grant(obj)

@@ -18,8 +18,9 @@ import pytest
 import yaml
 
 from ecr_sandbox.kubectl import run_kubectl
+from ecr_sandbox.seed import ALLOW_ALL_POLICY
 from kubesim import server
-from tests.deploy.manifests import DEPLOY, NAME, NAMESPACE, helm_crds, helm_render, kubectl, kustomize
+from tests.deploy.manifests import DEPLOY, NAME, NAMESPACE, ROOT, helm_crds, helm_render, kubectl, kustomize
 from tests.deploy.test_helm import NON_DEFAULT
 
 Obj = dict[str, Any]
@@ -48,6 +49,13 @@ class Cluster:
 
     def established(self, crd_name: str) -> None:
         self.kubectl("wait", "--for=condition=Established", f"crd/{crd_name}", "--timeout=10s")
+
+    def refused(self, manifest: Obj) -> str:
+        """kubectl's error when the API server refuses `manifest` (the test fails if it is accepted)."""
+        done = run_kubectl("apply", "-f", "-", kubeconfig=self.kubeconfig, cache_dir=self.cache,
+                           stdin=yaml.safe_dump(manifest), executable=kubectl(), check=False)
+        assert done.returncode != 0, f"accepted: {manifest}"
+        return done.stderr
 
 
 @pytest.fixture
@@ -100,8 +108,10 @@ def test_kustomization_applies_cleanly_and_reapplies_unchanged(cluster: Cluster,
     rendered = kustomize(directory)
     created = _verbs(cluster.kubectl("apply", "-k", path))
     assert len(created) == len(rendered) and set(created.values()) == {"created"}, created
-    crd = next(obj for obj in rendered if obj["kind"] == "CustomResourceDefinition")
-    cluster.established(crd["metadata"]["name"])
+    crds = [obj for obj in rendered if obj["kind"] == "CustomResourceDefinition"]
+    assert len(crds) == 2  # grants and policies
+    for crd in crds:
+        cluster.established(crd["metadata"]["name"])
     live = cluster.get("-k", path)
     _check_installed(rendered, live)
 
@@ -158,3 +168,59 @@ def test_helm_chart_applies_cleanly_and_reapplies_unchanged(cluster: Cluster, va
     versions = [obj["metadata"]["resourceVersion"] for obj in live]
     assert [obj["metadata"]["resourceVersion"] for obj in cluster.get("-n", NAMESPACE, "-f", "-", stdin=manifest)] \
         == versions
+
+
+def _policy(name: str, **spec: Any) -> Obj:
+    return {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrGrantPolicy", "metadata": {"name": name}, "spec": spec}
+
+
+def test_the_policy_crd_serves_the_example_and_the_sandbox_policy_and_refuses_bad_ones(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-k", str(DEPLOY / "base"))
+    cluster.established("ecrgrantpolicies.ecraccess.io")
+    example = ROOT / "examples" / "policy-team.yaml"
+    assert _verbs(cluster.kubectl("apply", "-f", str(example))) == {"ecrgrantpolicy.ecraccess.io/team-ml": "created"}
+    cluster.kubectl("apply", "-f", "-", stdin=yaml.safe_dump(ALLOW_ALL_POLICY))
+    (live,) = cluster.get("-f", str(example))
+    assert "namespace" not in live["metadata"], "cluster-scoped"
+    assert live["spec"] == yaml.safe_load(example.read_text())["spec"]
+    allow_all = cluster.get("egp", "sandbox-allow-all")[0]
+    assert allow_all["spec"]["managedPolicies"] == ["ReadOnly", "PullOnly", "None"]
+
+    # The status the operator writes is accepted through the status subresource (and leaves the spec alone).
+    status = {"observedGeneration": 1, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "Valid", "message": "The policy is valid.",
+         "observedGeneration": 1, "lastTransitionTime": "2025-01-01T00:00:00Z"}]}
+    cluster.kubectl("patch", "egp", "team-ml", "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": status}))
+    assert cluster.get("egp", "team-ml")[0]["status"] == status
+
+    # What a cluster admin sees: the short name, the category shared with grants, the columns (Ready is empty
+    # until the operator has written a status).
+    table = [line.split() for line in cluster.kubectl("get", "egp").splitlines()]
+    assert table[0] == ["NAME", "READY", "NAMESPACES", "AGE"]
+    assert [row[:-1] for row in table[1:]] == [["sandbox-allow-all", "{}"],
+                                               ["team-ml", "True", '{"matchLabels":{"team":"ml"}}']]
+    assert "ecrgrantpolicy.ecraccess.io/team-ml" in cluster.kubectl("get", "ecraccess", "-o", "name")
+    explained = cluster.kubectl("explain", "ecrgrantpolicy.spec.roles")
+    assert "FIELD: roles <[]string>" in explained
+    assert "Globs over the role ARN a grant resolves to" in explained
+    assert "namespaceSelector" in cluster.kubectl("explain", "egp.spec")
+
+    # The schema and the CEL rules, as the API server applies them.
+    selector = {"matchLabels": {"team": "ml"}}
+    assert "values must not be empty when operator is In or NotIn" in cluster.refused(_policy(
+        "in-without-values", namespaceSelector={"matchExpressions": [{"key": "team", "operator": "In"}]},
+        roles=["*"], repositories=["*"]))
+    assert "values must be empty when operator is Exists or DoesNotExist" in cluster.refused(_policy(
+        "exists-with-values", namespaceSelector={"matchExpressions": [{"key": "t", "operator": "Exists",
+                                                                        "values": ["x"]}]},
+        roles=["*"], repositories=["*"]))
+    assert "spec.roles[0]" in cluster.refused(_policy("space", namespaceSelector=selector,
+                                                      roles=["arn:aws:iam::1:role/a b"], repositories=["*"]))
+    assert "spec.roles" in cluster.refused(_policy("no-roles", namespaceSelector=selector, roles=[],
+                                                   repositories=["*"]))
+    assert "spec.managedPolicies[0]" in cluster.refused(_policy(
+        "full-access", namespaceSelector=selector, roles=["*"], repositories=["*"], managedPolicies=["FullAccess"]))
+    assert "start it with arn:" in cluster.refused(_policy("no-arn", namespaceSelector=selector,
+                                                           roles=["cld_*-cluster_node_role"], repositories=["*"]))
+    assert [obj["metadata"]["name"] for obj in cluster.get("egp")] == ["sandbox-allow-all", "team-ml"]

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.manifests import DEPLOY, ROOT, kustomize, one, validate_grant
+from tests.deploy.manifests import DEPLOY, ROOT, kustomize, one, validate_example
 
 FLUX = DEPLOY / "flux" / "ecr-access-operator.yaml"
 
@@ -46,25 +46,34 @@ def test_operator_health_checks_name_objects_the_overlay_installs() -> None:
     objects = kustomize(operator["path"].removeprefix("./deploy/"))
     checks = operator["healthChecks"]
     assert {check["kind"] for check in checks} == {"CustomResourceDefinition", "Deployment"}
+    # Every CRD the overlay installs is checked: grants and policies can be applied only once both are served.
+    crds = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "CustomResourceDefinition"}
+    assert {check["name"] for check in checks if check["kind"] == "CustomResourceDefinition"} == crds
+    assert crds == {"ecraccessgrants.ecraccess.io", "ecrgrantpolicies.ecraccess.io"}
     for check in checks:
         obj = one(objects, check["kind"], check["name"])
         assert obj["apiVersion"] == check["apiVersion"]
         assert obj["metadata"].get("namespace") == check.get("namespace")
 
 
-def test_the_crd_is_never_pruned() -> None:
+def test_no_crd_is_ever_pruned() -> None:
     operator = _kustomization("ecr-access-operator")["spec"]
-    crd = one(kustomize(operator["path"].removeprefix("./deploy/")), "CustomResourceDefinition")
+    objects = kustomize(operator["path"].removeprefix("./deploy/"))
+    crds = [obj for obj in objects if obj["kind"] == "CustomResourceDefinition"]
     (patch,) = [p for p in operator["patches"] if p["target"]["kind"] == "CustomResourceDefinition"]
-    assert patch["target"]["name"] == crd["metadata"]["name"]
+    # A target by kind alone selects every CRD of the overlay (kustomize selectors: each field narrows).
+    assert set(patch["target"]) == {"kind"}
+    assert {obj["metadata"]["name"] for obj in crds} == {"ecraccessgrants.ecraccess.io",
+                                                         "ecrgrantpolicies.ecraccess.io"}
     (op,) = yaml.safe_load(patch["patch"])
     assert op["value"]["kustomize.toolkit.fluxcd.io/prune"] == "disabled"
 
 
 @pytest.mark.parametrize("path", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
-def test_grants_path_holds_grants_the_crd_accepts(path: str) -> None:
+def test_grants_path_holds_grants_and_policies_their_crds_accept(path: str) -> None:
     grants_dir = Path(_kustomization("ecr-access-grants")["spec"]["path"])
     assert ROOT / grants_dir == ROOT / "examples"
     for doc in yaml.safe_load_all((ROOT / grants_dir / path).read_text()):
         if doc:
-            validate_grant(doc)
+            assert doc["kind"] in {"EcrAccessGrant", "EcrGrantPolicy"}
+            validate_example(doc)

@@ -16,7 +16,7 @@ import yaml
 
 from tests.deploy.manifests import (
     CHART,
-    CRD_PATH,
+    CRD_PATHS,
     KUBE_VERSIONS,
     NAME,
     NAMESPACE,
@@ -29,7 +29,26 @@ from tests.deploy.manifests import (
     one,
     rbac_rules,
     validate,
+    validate_policy,
 )
+
+TEAM_POLICY: dict[str, Any] = {  # examples/policy-team.yaml, as a values item
+    "name": "team-ml",
+    "namespaceSelector": {"matchLabels": {"team": "ml"}},
+    "roles": ["arn:aws:iam::123456789012:role/cld_*-cluster_node_role"],
+    "repositories": ["arn:aws:ecr:*:123456789012:repository/ml/*"],
+    "managedPolicies": ["None"],
+    "actions": [],
+}
+PUSH_POLICY: dict[str, Any] = {
+    "name": "ci.push",
+    "annotations": {"helm.sh/resource-policy": "keep"},
+    "namespaceSelector": {"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
+                                                 "values": ["ci"]}]},
+    "roles": ["arn:aws:iam::123456789012:role/ci-*"],
+    "repositories": ["*"],
+    "actions": ["ecr:PutImage", "ecr:*LayerUpload", "ecr:UploadLayerPart"],
+}
 
 NON_DEFAULT: dict[str, Any] = {
     "image": {"repository": "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ecr-access-operator", "tag": "0.1.1"},
@@ -37,11 +56,18 @@ NON_DEFAULT: dict[str, Any] = {
     "region": "eu-west-1",
     "clusterId": "prod-eu",
     "resyncInterval": 120,
+    "policyMode": "Open",
     "watchNamespaces": ["team-ml", "team-data"],
     "extraEnv": [{"name": "ECR_ACCESS_RETRY_DELAY", "value": "30"}],
     "rbac": {"aggregateEditorToEdit": True},
+    "grantPolicies": [TEAM_POLICY, PUSH_POLICY],
     "resources": {"requests": {"cpu": "100m", "memory": "200Mi"}, "limits": {"cpu": "1", "memory": "400Mi"}},
 }
+POLICY_KIND = ("ecraccess.io/v1alpha1", "EcrGrantPolicy")
+
+
+def _policies(objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [obj for obj in objects if (obj["apiVersion"], obj["kind"]) == POLICY_KIND]
 
 
 def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
@@ -68,10 +94,13 @@ def test_lint_reports_a_broken_template(tmp_path: Path) -> None:
     assert _problems(helm_python.lint(broken, None, strict=True))
 
 
-def test_chart_crd_is_byte_identical_to_the_repositorys() -> None:
-    assert (CHART / "crds" / "ecraccessgrants.yaml").read_bytes() == CRD_PATH.read_bytes(), (
-        "copy crds/ecraccessgrants.yaml to deploy/helm/ecr-access-operator/crds/")
-    assert helm_crds() == [yaml.safe_load(CRD_PATH.read_text())]
+def test_chart_crds_are_byte_identical_to_the_repositorys() -> None:
+    for path in CRD_PATHS:
+        assert (CHART / "crds" / path.name).read_bytes() == path.read_bytes(), (
+            f"copy crds/{path.name} to deploy/helm/ecr-access-operator/crds/")
+    assert sorted(path.name for path in (CHART / "crds").iterdir()) == sorted(path.name for path in CRD_PATHS)
+    by_name = {crd["metadata"]["name"]: crd for crd in helm_crds()}
+    assert by_name == {crd["metadata"]["name"]: crd for crd in (yaml.safe_load(p.read_text()) for p in CRD_PATHS)}
 
 
 def test_chart_version_follows_the_operator() -> None:
@@ -121,8 +150,12 @@ def test_default_render_runs_the_pod_like_the_kustomize_base() -> None:
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
 @pytest.mark.parametrize("values", [None, NON_DEFAULT], ids=["defaults", "non-default"])
 def test_rendered_objects_validate_against_kubernetes_schemas(values: dict[str, Any] | None, version: str) -> None:
+    # Policies are our own kind: the Kubernetes schemas do not know it, its CRD does.
     for obj in helm_render(values) + helm_crds():
-        validate(obj, version)
+        if (obj["apiVersion"], obj["kind"]) == POLICY_KIND:
+            validate_policy(obj)
+        else:
+            validate(obj, version)
 
 
 def test_non_default_values_reach_the_objects() -> None:
@@ -136,6 +169,7 @@ def test_non_default_values_reach_the_objects() -> None:
         "AWS_REGION": "eu-west-1",
         "ECR_ACCESS_CLUSTER_ID": "prod-eu",
         "ECR_ACCESS_RESYNC_INTERVAL": "120",
+        "ECR_ACCESS_POLICY_MODE": "Open",
         "ECR_ACCESS_NAMESPACES": "team-ml,team-data",
         "ECR_ACCESS_RETRY_DELAY": "30",
     }
@@ -143,10 +177,56 @@ def test_non_default_values_reach_the_objects() -> None:
     assert editor["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
 
 
-def test_watching_namespaces_adds_only_what_kopf_needs_to_follow_them() -> None:
+def test_watching_namespaces_adds_no_permission() -> None:
+    # kopf follows watched namespaces with list/watch on namespaces, which the operator has anyway: namespace
+    # labels decide which EcrGrantPolicies select a namespace.
     default = rbac_rules(one(helm_render(), "ClusterRole", NAME))
     scoped = rbac_rules(one(helm_render(NON_DEFAULT), "ClusterRole", NAME))
-    assert scoped - default == {("", "namespaces", "list", ()), ("", "namespaces", "watch", ())}
+    assert scoped == default
+    assert {("", "namespaces", "list", ()), ("", "namespaces", "watch", ())} <= default
+
+
+@pytest.mark.parametrize("values", [None, NON_DEFAULT], ids=["defaults", "non-default"])
+def test_no_role_in_the_chart_lets_anyone_write_policies(values: dict[str, Any] | None) -> None:
+    # Not even the grants editor aggregated into `edit` (rbac.aggregateEditorToEdit, set in NON_DEFAULT).
+    writes = {"create", "update", "patch", "delete", "deletecollection", "*"}
+    for role in (obj for obj in helm_render(values) if obj["kind"] == "ClusterRole"):
+        found = {(resource, verb) for group, resource, verb, _ in rbac_rules(role)
+                 if resource.split("/")[0] in ("ecrgrantpolicies", "*") and verb in writes and group}
+        allowed = {("ecrgrantpolicies/status", "patch")} if role["metadata"]["name"] == NAME else set()
+        assert found == allowed, role["metadata"]["name"]
+    viewer = one(helm_render(values), "ClusterRole", f"{NAME}-grants-viewer")
+    assert {("ecraccess.io", "ecrgrantpolicies", verb, ()) for verb in ("get", "list", "watch")} <= rbac_rules(viewer)
+
+
+def test_the_chart_creates_no_policy_by_default() -> None:
+    # Secure by default: until a cluster admin lists policies (or applies them), grants may grant nothing.
+    assert _policies(helm_render()) == []
+    with helm_python.Chart.load(CHART) as chart:
+        assert chart.values["grantPolicies"] == []
+
+
+def test_grant_policies_from_values_render_as_policies_the_crd_accepts() -> None:
+    objects = helm_render({"grantPolicies": [TEAM_POLICY, PUSH_POLICY]})
+    rendered = {obj["metadata"]["name"]: obj for obj in _policies(objects)}
+    assert list(rendered) == ["team-ml", "ci.push"]
+    for item in (TEAM_POLICY, PUSH_POLICY):
+        obj = rendered[item["name"]]
+        validate_policy(obj)
+        assert obj["spec"] == {key: value for key, value in item.items() if key not in ("name", "annotations")}
+        assert "namespace" not in obj["metadata"], "policies are cluster-scoped"
+        assert obj["metadata"].get("annotations") == item.get("annotations")
+        assert obj["metadata"]["labels"]["app.kubernetes.io/instance"] == NAME
+    # Absent optional fields stay absent (the CRD's defaults apply), an explicit [] stays [] (pull actions only).
+    assert "managedPolicies" not in rendered["ci.push"]["spec"]
+    assert rendered["team-ml"]["spec"]["actions"] == []
+
+
+def test_an_allow_all_policy_renders_its_empty_selector() -> None:
+    (obj,) = _policies(helm_render({"grantPolicies": [
+        {"name": "allow-all", "namespaceSelector": {}, "roles": ["*"], "repositories": ["*"]}]}))
+    assert obj["spec"] == {"namespaceSelector": {}, "roles": ["*"], "repositories": ["*"]}
+    validate_policy(obj)
 
 
 def test_another_release_name_keeps_every_reference_consistent() -> None:
@@ -171,6 +251,21 @@ def test_another_release_name_keeps_every_reference_consistent() -> None:
     ({"image": {"repository": ""}}, "/image/repository"),
     ({"watchNamespaces": ["Team_ML"]}, "/watchNamespaces/0"),
     ({"rbac": {"aggregateEditorToEdit": "yes"}}, "/rbac/aggregateEditorToEdit"),
+    ({"grantPolicies": [{**TEAM_POLICY, "roles": []}]}, "/grantPolicies/0/roles"),
+    ({"grantPolicies": [{**TEAM_POLICY, "roles": ["arn:aws:iam::1:role/a b"]}]}, "/grantPolicies/0/roles/0"),
+    ({"grantPolicies": [{**TEAM_POLICY, "roles": ["arn:aws:iam::1:role/cld_?"]}]}, "/grantPolicies/0/roles/0"),
+    ({"grantPolicies": [{**TEAM_POLICY, "roles": ["cld_*-cluster_node_role"]}]}, "/grantPolicies/0/roles/0"),
+    ({"grantPolicies": [{**TEAM_POLICY, "repositories": ["ml/*"]}]}, "/grantPolicies/0/repositories/0"),
+    ({"grantPolicies": [{**TEAM_POLICY, "managedPolicies": ["FullAccess"]}]}, "/grantPolicies/0/managedPolicies/0"),
+    ({"grantPolicies": [{key: value for key, value in TEAM_POLICY.items() if key != "namespaceSelector"}]},
+     "/grantPolicies/0"),
+    ({"grantPolicies": [{**TEAM_POLICY, "namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "In"}]}}]}, "/grantPolicies/0/namespaceSelector/matchExpressions/0"),
+    ({"grantPolicies": [{**TEAM_POLICY, "namespaceSelector": {"matchExpressions": [
+        {"key": "team", "operator": "Exists", "values": ["ml"]}]}}]},
+     "/grantPolicies/0/namespaceSelector/matchExpressions/0/values"),
+    ({"grantPolicies": [{**TEAM_POLICY, "name": "Team_ML"}]}, "/grantPolicies/0/name"),
+    ({"grantPolicies": [{**TEAM_POLICY, "roels": ["*"]}]}, "roels"),
 ], ids=str)
 def test_values_schema_rejects_bad_values_naming_the_key(values: dict[str, Any], where: str) -> None:
     with pytest.raises(helm_python.HelmValuesError, match=where):
@@ -181,3 +276,7 @@ def test_values_schema_accepts_the_defaults_and_documented_settings() -> None:
     with helm_python.Chart.load(CHART) as chart:
         chart.validate_schema(chart.values)
         chart.validate_schema(chart.merge_values(NON_DEFAULT))
+
+
+def test_policies_are_enforced_unless_the_values_say_open() -> None:
+    assert _env(helm_render())["ECR_ACCESS_POLICY_MODE"] == "Enforce"

@@ -6,14 +6,17 @@ from __future__ import annotations
 import dataclasses
 import os
 import urllib.parse
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from ecr_access import cli, config, handlers
+from ecr_access import cli, config, handlers, tenancy
+from ecr_access.model import Defaults
+from ecr_access.spec import parse_spec
 from tests.deploy.manifests import (
-    CRD_PATH,
+    CRD_PATHS,
     DEPLOY,
     KUBE_VERSIONS,
     KUSTOMIZATIONS,
@@ -26,9 +29,13 @@ from tests.deploy.manifests import (
     sync_wave,
     validate,
     validate_grant,
+    validate_policy,
 )
 
 CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
+POLICIES = "ecrgrantpolicies"  # the EcrGrantPolicy CRD's plural (crds/ecrgrantpolicies.yaml)
+CRD_NAMES = [yaml.safe_load(path.read_text())["metadata"]["name"] for path in CRD_PATHS]
+WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
 
 # The operator's ClusterRole, rule by rule, with the call that needs each (also in deploy/README.md).
 OPERATOR_RULES = {
@@ -47,6 +54,18 @@ OPERATOR_RULES = {
     (handlers.GROUP, f"{handlers.PLURAL}/status", "patch", ()),
     # kube.cluster_id: GET /api/v1/namespaces/kube-system (the default cluster id).
     ("", "namespaces", "get", ("kube-system",)),
+    # Tenancy (DESIGN §5). kopf for the operator: list+watch every EcrGrantPolicy (watches.index_policies, the
+    # index every grant is judged against, and watches.on_policy_event, which re-judges the grants a change affects).
+    (handlers.GROUP, POLICIES, "list", ()),
+    (handlers.GROUP, POLICIES, "watch", ()),
+    # GET .../ecrgrantpolicies/{name}: no call needs it today; it shows nothing list does not (read only).
+    (handlers.GROUP, POLICIES, "get", ()),
+    # kube.patch_policy_status: PATCH .../ecrgrantpolicies/{name}/status (Ready, or False/InvalidPolicy).
+    (handlers.GROUP, f"{POLICIES}/status", "patch", ()),
+    # kopf for the operator: list+watch namespaces (watches.index_namespaces: the labels policies select on, and
+    # watches.on_namespace_event, which re-judges a relabelled namespace's grants).
+    ("", "namespaces", "list", ()),
+    ("", "namespaces", "watch", ()),
 }
 
 
@@ -54,8 +73,12 @@ OPERATOR_RULES = {
 def test_every_kustomization_renders_the_whole_install(directory: str) -> None:
     objects = kustomize(directory)
     kinds = sorted(obj["kind"] for obj in objects)
-    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "ServiceAccount", "ClusterRole", "ClusterRole",
-                            "ClusterRole", "ClusterRoleBinding", "Deployment"])
+    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
+                            "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment"])
+    assert sorted(obj["metadata"]["name"] for obj in objects if obj["kind"] == "CustomResourceDefinition") == sorted(
+        CRD_NAMES)
+    # The install creates no policy: until a cluster admin writes one, grants may grant nothing (Enforce).
+    assert not any(obj["kind"] == "EcrGrantPolicy" for obj in objects)
     for obj in objects:
         if obj["kind"] not in CLUSTER_SCOPED:
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
@@ -77,8 +100,9 @@ def test_validation_catches_a_misspelt_field() -> None:
         validate(deployment(objects), KUBE_VERSIONS[0])
 
 
-def test_crd_validates_as_apiextensions_v1_and_a_broken_one_does_not() -> None:
-    crd = one(kustomize("base"), "CustomResourceDefinition")
+@pytest.mark.parametrize("name", CRD_NAMES)
+def test_crd_validates_as_apiextensions_v1_and_a_broken_one_does_not(name: str) -> None:
+    crd = one(kustomize("base"), "CustomResourceDefinition", name)
     assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
     validate(crd, KUBE_VERSIONS[-1])
     crd["spec"]["versions"][0]["served"] = "yes"
@@ -86,10 +110,11 @@ def test_crd_validates_as_apiextensions_v1_and_a_broken_one_does_not() -> None:
         validate(crd, KUBE_VERSIONS[-1])
 
 
-def test_the_installed_crd_is_the_repositorys_crd() -> None:
-    installed = one(kustomize("base"), "CustomResourceDefinition")
-    source = yaml.safe_load(CRD_PATH.read_text())
-    assert (installed["metadata"]["name"], installed["spec"]) == (source["metadata"]["name"], source["spec"])
+@pytest.mark.parametrize("path", CRD_PATHS, ids=lambda path: path.name)
+def test_the_installed_crds_are_the_repositorys_crds(path: Path) -> None:
+    source = yaml.safe_load(path.read_text())
+    installed = one(kustomize("base"), "CustomResourceDefinition", source["metadata"]["name"])
+    assert installed["spec"] == source["spec"]
 
 
 def test_operator_cluster_role_grants_exactly_what_kopf_and_the_operator_call() -> None:
@@ -108,10 +133,24 @@ def test_operator_role_is_bound_to_the_deployments_service_account() -> None:
     assert deployment(objects)["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
 
 
-def test_viewer_role_is_read_only_and_aggregated_to_view() -> None:
+def test_viewer_role_reads_grants_and_policies_and_is_aggregated_to_view() -> None:
     viewer = one(kustomize("base"), "ClusterRole", "ecr-access-operator-grants-viewer")
     assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
-    assert {verb for _, _, verb, _ in rbac_rules(viewer)} == {"get", "list", "watch"}
+    assert rbac_rules(viewer) == {(handlers.GROUP, resource, verb, ()) for resource in (handlers.PLURAL, POLICIES)
+                                  for verb in ("get", "list", "watch")}
+
+
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
+def test_no_shipped_role_lets_anyone_write_policies(directory: str) -> None:
+    # Editing policies is a cluster admin's matter: whoever may write one decides what every namespace it selects
+    # may grant with the operator's AWS permissions. Not the aggregated roles, not the editor, not the operator
+    # (which writes only their status).
+    for role in (obj for obj in kustomize(directory) if obj["kind"] == "ClusterRole"):
+        writes = {(resource, verb) for group, resource, verb, _ in rbac_rules(role)
+                  if group in (handlers.GROUP, "*") and resource.split("/")[0] in (POLICIES, "*")
+                  and verb in WRITE_VERBS}
+        allowed = {(f"{POLICIES}/status", "patch")} if role["metadata"]["name"] == "ecr-access-operator" else set()
+        assert writes == allowed, role["metadata"]["name"]
 
 
 def test_editor_role_can_manage_grants_but_is_not_aggregated_to_edit_or_admin() -> None:
@@ -121,6 +160,7 @@ def test_editor_role_can_manage_grants_but_is_not_aggregated_to_edit_or_admin() 
     rules = rbac_rules(editor)
     assert {(handlers.GROUP, handlers.PLURAL, verb, ()) for verb in ("create", "update", "patch", "delete")} <= rules
     assert not any(resource.endswith("/status") for _, resource, _, _ in rules), "only the operator writes status"
+    assert {resource for _, resource, _, _ in rules} == {handlers.PLURAL}, "grants only, never policies"
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS)
@@ -206,18 +246,35 @@ def test_container_args_and_env_start_the_operator_with_the_intended_settings(mo
     assert main["env"][0]["name"] == "AWS_REGION", "deploy/README.md's example patch sets env/0"
 
 
-def test_argocd_waves_put_the_crd_first_then_rbac_then_the_operator_then_grants() -> None:
+@pytest.mark.parametrize("name", CRD_NAMES)
+def test_argocd_waves_put_the_crds_first_then_rbac_and_policies_then_the_operator_then_grants(name: str) -> None:
     objects = kustomize("overlays/argocd")
-    crd = one(objects, "CustomResourceDefinition")
+    crd = one(objects, "CustomResourceDefinition", name)
     grant = yaml.safe_load((DEPLOY / "argocd" / "example-grant.yaml").read_text())
+    policy = yaml.safe_load((DEPLOY / "argocd" / "example-policy.yaml").read_text())
     rbac_waves = {sync_wave(obj) for obj in objects if obj["kind"] in {"Namespace", "ServiceAccount", "ClusterRole",
                                                                         "ClusterRoleBinding"}}
     assert len(rbac_waves) == 1
-    assert sync_wave(crd) < rbac_waves.pop() < sync_wave(deployment(objects)) < sync_wave(grant)
+    rbac_wave = rbac_waves.pop()
+    assert sync_wave(crd) < rbac_wave < sync_wave(deployment(objects)) < sync_wave(grant)
+    # The policy exists before the operator starts, so that its first look at the grant already permits it.
+    assert sync_wave(crd) < sync_wave(policy) == rbac_wave
     options = crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].split(",")
-    assert {"Prune=false", "Delete=false"} <= set(options), "deleting the CRD would delete every grant"
-    assert "SkipDryRunOnMissingResource=true" in grant["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
+    assert {"Prune=false", "Delete=false"} <= set(options), "deleting a CRD would delete every object of its kind"
+    for obj in (grant, policy):
+        assert "SkipDryRunOnMissingResource=true" in obj["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
     validate_grant(grant)
+    validate_policy(policy)
+
+
+def test_argocd_example_policy_permits_the_example_grant() -> None:
+    grant = yaml.safe_load((DEPLOY / "argocd" / "example-grant.yaml").read_text())
+    policy = yaml.safe_load((DEPLOY / "argocd" / "example-policy.yaml").read_text())
+    spec = parse_spec(grant["spec"], Defaults("aws", "us-west-2", "123456789012"))
+    role = "arn:aws:iam::123456789012:role/cld_abc123-cluster_node_role"
+    judged = tenancy.judge([tenancy.parse_policy(policy["metadata"]["name"], policy["spec"])],
+                           grant["metadata"]["namespace"], {}, role, spec)
+    assert judged.permitted and judged.repositories == set(spec.repositories)
 
 
 def test_argocd_overlay_changes_nothing_but_annotations() -> None:

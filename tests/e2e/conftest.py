@@ -150,9 +150,10 @@ class ProxiedSandbox(Sandbox):
     """
 
     def __init__(self, directory: Any, proxy: Any, *, cluster_id: str, seed: bool = True,
-                 resync_interval: float = RESYNC) -> None:
+                 seed_policy: bool | None = None, resync_interval: float = RESYNC) -> None:
         super().__init__(
-            directory, seed=seed, apply_examples=False, resync_interval=resync_interval, cluster_id=cluster_id,
+            directory, seed=seed, seed_policy=seed_policy, apply_examples=False, resync_interval=resync_interval,
+            cluster_id=cluster_id,
             # Transient failures are retried after 2 s rather than 15 s, so that a test under faults
             # takes seconds; the behaviour under test does not depend on the delay.
             operator_env={"AWS_ENDPOINT_URL": proxy.url, "ECR_ACCESS_RETRY_DELAY": "2"},

@@ -55,7 +55,8 @@ def proxy() -> Iterator[ProxyThread]:
 
 @pytest.fixture(scope="module")
 def owned_sandbox(tmp_path_factory: pytest.TempPathFactory, proxy: ProxyThread) -> Iterator[ProxiedSandbox]:
-    with running(ProxiedSandbox(tmp_path_factory.mktemp("ownership"), proxy, cluster_id=CLUSTER_ID, seed=False)) as sb:
+    with running(ProxiedSandbox(tmp_path_factory.mktemp("ownership"), proxy, cluster_id=CLUSTER_ID, seed=False,
+                                seed_policy=True)) as sb:
         yield sb
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import kopf
 
-from ecr_access import grants, handlers
+from ecr_access import handlers, watches
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
 from ecr_access.model import GrantKey
@@ -29,7 +29,10 @@ class Cluster:
         sweeper = Sweeper(world.reconciler.repositories, HOME, interval=0)
         # A tiny resync interval: each drift check reads AWS afresh, as one a whole interval later would.
         # A tiny stalled delay: a stalled delete waits that long for a change before kopf retries it.
-        self.config = Config(resync_interval=0.01, stalled_retry_delay=0.05)
+        # Policy mode Open, unless a test calls `enforce`.
+        self.config = Config(resync_interval=0.01, stalled_retry_delay=0.05, policy_mode="Open")
+        self.policies: dict[str, dict[str, Any]] = {}  # EcrGrantPolicy bodies by name
+        self.namespaces: dict[str, dict[str, str]] = {}  # namespace labels
         self.memo = kopf.Memo(runtime=handlers.Runtime(self.config, DEFAULTS, world.reconciler, sweeper,
                                                        patch_status=self.patch_status))
         self.patches: list[dict[str, Any]] = []
@@ -45,7 +48,7 @@ class Cluster:
         old = self.bodies.get(name, {})
         meta = {"name": name, "namespace": "default", "generation": generation, "uid": uid or f"uid-{name}",
                 "annotations": old.get("metadata", {}).get("annotations", {}),
-                "finalizers": [handlers.FINALIZER]}
+                "finalizers": [watches.FINALIZER]}
         body = {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessGrant", "metadata": meta,
                 "spec": spec, "status": old.get("status", {})}
         self.bodies[name] = body
@@ -64,15 +67,24 @@ class Cluster:
             else:
                 target[key] = value
 
+    def enforce(self, **policies: dict[str, Any]) -> None:
+        """Policy mode Enforce, with these EcrGrantPolicy specs by name."""
+        self.runtime_config(policy_mode="Enforce")
+        self.policies = {name: {"metadata": {"name": name, "generation": 1}, "spec": spec}
+                         for name, spec in policies.items()}
+
     def indexes(self) -> dict[str, dict[Any, list[Any]]]:
         by_repo: dict[Any, list[Any]] = {}
         by_role: dict[Any, list[Any]] = {}
         for body in self.bodies.values():
-            for key, value in handlers.index_by_repository(kopf.Body(body), self.memo).items():
+            for key, value in watches.index_by_repository(kopf.Body(body), self.memo).items():
                 by_repo.setdefault(key, []).append(value)
-            for key, value in handlers.index_by_role(kopf.Body(body), self.memo).items():
+            for key, value in watches.index_by_role(kopf.Body(body), self.memo).items():
                 by_role.setdefault(key, []).append(value)
-        return {handlers.BY_REPOSITORY: by_repo, handlers.BY_ROLE: by_role}
+        policies = {name: [watches.index_policies(kopf.Body(body))[name]] for name, body in self.policies.items()}
+        namespaces = {name: [labels] for name, labels in self.namespaces.items()}
+        return {watches.BY_REPOSITORY: by_repo, watches.BY_ROLE: by_role, watches.POLICIES: policies,
+                watches.NAMESPACES: namespaces}
 
     async def handler_call(self, handler: Any, name: str) -> None:
         """Await a handler inside a running loop (for tests that do something else meanwhile); its
@@ -107,8 +119,7 @@ class Cluster:
         checker = DriftChecker(self.world.reconciler, interval=interval or self.config.resync_interval,
                                retry_delay=15, write_status=write_status, warn=lambda grant, reason, message: None,
                                now=lambda: handlers.now())  # noqa: PLW0108 - the test's clock is patched in later
-        indexes = self.indexes()
-        checker.indexes_ready(grants.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
+        checker.indexes_ready(watches.live(self.indexes(), self.config))
         self.loop.run_until_complete(checker.check(only=[GrantKey("default", name)]))
         for key, value in written.items():
             if value is None:

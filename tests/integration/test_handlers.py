@@ -10,7 +10,7 @@ from typing import Any
 import kopf
 import pytest
 
-from ecr_access import grants, handlers
+from ecr_access import grants, handlers, watches
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
 from ecr_access.model import REFERENCE_ACTIONS
@@ -223,7 +223,7 @@ def test_indexes_leave_out_deleting_and_invalid_grants(world: World, cluster: Cl
     cluster.bodies["deleting"]["metadata"]["deletionTimestamp"] = "2026-01-01T01:00:00Z"
     cluster.put("invalid", {"role": {}, "repositories": [{"name": "ml/trainer"}]})
 
-    [(repo, grants)] = cluster.indexes()[handlers.BY_REPOSITORY].items()
+    [(repo, grants)] = cluster.indexes()[watches.BY_REPOSITORY].items()
 
     assert repo.arn == TRAINER_ARN
     assert [grant.key.name for grant in grants] == ["live"]
@@ -237,7 +237,7 @@ def test_register_uses_our_fixed_ids_and_finalizer() -> None:
     ids |= {handler.id for handler in registry._indexing.get_all_handlers()}
     ids |= {handler.id for handler in registry._watching.get_all_handlers()}
     assert {"apply-on-create", "apply-on-update", "apply-on-resume", "release", "reconcile-request",
-            handlers.BY_REPOSITORY, handlers.BY_ROLE} <= ids
+            watches.BY_REPOSITORY, watches.BY_ROLE} <= ids
     assert registry._spawning.get_all_handlers() == [], "no per-grant timers: one drift loop checks them all"
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
@@ -252,8 +252,8 @@ def test_an_index_entry_changes_when_only_the_status_does(cluster: Cluster) -> N
     after = copy.deepcopy(before)
     after["status"] = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True"}]}
 
-    [(_, old)] = handlers.index_by_role(kopf.Body(before), cluster.memo).items()
-    [(_, new)] = handlers.index_by_role(kopf.Body(after), cluster.memo).items()
+    [(_, old)] = watches.index_by_role(kopf.Body(before), cluster.memo).items()
+    [(_, new)] = watches.index_by_role(kopf.Body(after), cluster.memo).items()
 
     assert old != new
     assert new.status["observedGeneration"] == 1 and new.generation == 1 and new.uid == "uid-g"
@@ -301,8 +301,7 @@ def test_a_reconcile_request_rechecks_at_once_with_fresh_reads_and_is_echoed(wor
     checker = DriftChecker(world.reconciler, interval=300, retry_delay=15, now=handlers.now,
                            write_status=lambda grant, status: written.append(dict(status)),
                            warn=lambda grant, reason, message: None)
-    indexes = cluster.indexes()
-    checker.indexes_ready(grants.IndexedGrants(indexes[handlers.BY_REPOSITORY], indexes[handlers.BY_ROLE]))
+    checker.indexes_ready(watches.live(cluster.indexes(), cluster.config))
     runtime = dataclasses.replace(cluster.memo.runtime, drift=checker)
     body = cluster.bodies["g"]
     body["metadata"]["annotations"][handlers.RECONCILE_REQUESTED] = "2026-12-01T10:00:00Z"

@@ -105,12 +105,26 @@ def test_env_name(field, variable):
 def test_every_setting_has_an_environment_variable():
     environ: dict[str, Any] = {config.env_name(field.name): "7" for field in Config.__dataclass_fields__.values()}
     environ["ECR_ACCESS_RESYNC_JITTER"] = "0.25"
+    environ["ECR_ACCESS_POLICY_MODE"] = "Open"
 
     loaded = config.load({}, environ)
 
     assert loaded == Config(
-        cluster_id="7", namespaces=("7",), region="7", resync_interval=7.0, resync_jitter=0.25,
+        policy_mode="Open", cluster_id="7", namespaces=("7",), region="7", resync_interval=7.0, resync_jitter=0.25,
         role_cache_ttl=7.0, cache_ttl=7.0, coalesce_window=7.0, coalesce_longest=7.0, propagation_window=7.0,
         sweep_interval=7.0, aws_rate_limit=7.0, aws_burst=7.0, retry_delay=7.0, stalled_retry_delay=7.0,
         progress_after=7.0, unreachable_after=7.0, write_attempts=7, refused_retry=7.0, refused_retry_max=7.0,
     )
+
+
+@pytest.mark.parametrize("mode", ["enforce", "Closed", ""])
+def test_a_policy_mode_other_than_enforce_or_open_is_refused_at_start_up(mode):
+    if not mode:
+        assert config.load({}, {"ECR_ACCESS_POLICY_MODE": mode}).policy_mode == "Enforce", "unset: the default"
+        return
+    with pytest.raises(ValueError, match="ECR_ACCESS_POLICY_MODE must be Enforce or Open"):
+        config.load({}, {"ECR_ACCESS_POLICY_MODE": mode})
+
+
+def test_policies_are_enforced_by_default():
+    assert Config().policy_mode == "Enforce"

@@ -28,7 +28,9 @@ from ecr_access.model import REFERENCE_ACTIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD_PATH = ROOT / "crds" / "ecraccessgrants.yaml"
-EXAMPLE_PATHS = sorted((ROOT / "examples").glob("*.yaml"))
+# The example grants; examples/ also holds policies (EcrGrantPolicy), which tests/unit/test_policy_crd.py checks.
+EXAMPLE_PATHS = sorted(path for path in (ROOT / "examples").glob("*.yaml")
+                       if yaml.safe_load(path.read_text()).get("kind") == "EcrAccessGrant")
 
 
 Schema = dict[str, Any]

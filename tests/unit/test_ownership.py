@@ -50,7 +50,7 @@ ROLE = grant(Grants(DEFAULTS)).spec.role
 
 
 def sync(ledger: ManagedPolicyLedger, live: Grants, max_age: float = 60.0, **kwargs: Any) -> Any:
-    return asyncio.run(ledger.sync(ROLE, live.everything, max_age=max_age, **kwargs))
+    return asyncio.run(ledger.sync(ROLE, live.everything, lambda grant, arn: True, max_age=max_age, **kwargs))
 
 
 def test_the_first_attach_is_recorded_first_in_one_tag_call_and_the_steady_state_costs_nothing() -> None:

@@ -25,7 +25,7 @@ import kopf
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecr_access import handlers
+from ecr_access import handlers, watches
 from ecr_access.config import Config
 from ecr_access.model import Defaults
 from ecr_access.reconcile import Reconciler
@@ -66,7 +66,7 @@ class World:
         reconciler = Reconciler(self.iam, self.ecr, cluster_id="prop-cluster", account=ACCOUNT,  # type: ignore[arg-type]
                                 config=config, sleep=no_sleep)
         sweeper = Sweeper(reconciler.repositories, Registry("aws", "us-west-2", ACCOUNT), interval=0)
-        runtime = handlers.Runtime(Config(stalled_retry_delay=0.0), DEFAULTS, reconciler, sweeper)
+        runtime = handlers.Runtime(Config(stalled_retry_delay=0.0, policy_mode="Open"), DEFAULTS, reconciler, sweeper)
         self.memo = kopf.Memo(runtime=runtime)
         self.bodies: dict[str, dict[str, Any]] = {}
         self.models: dict[str, Model] = {}
@@ -80,11 +80,11 @@ class World:
         by_repo: dict[Any, list[Any]] = {}
         by_role: dict[Any, list[Any]] = {}
         for body in self.bodies.values():
-            for key, value in handlers.index_by_repository(kopf.Body(body), self.memo).items():
+            for key, value in watches.index_by_repository(kopf.Body(body), self.memo).items():
                 by_repo.setdefault(key, []).append(value)
-            for key, value in handlers.index_by_role(kopf.Body(body), self.memo).items():
+            for key, value in watches.index_by_role(kopf.Body(body), self.memo).items():
                 by_role.setdefault(key, []).append(value)
-        return {handlers.BY_REPOSITORY: by_repo, handlers.BY_ROLE: by_role}
+        return {watches.BY_REPOSITORY: by_repo, watches.BY_ROLE: by_role}
 
     def call(self, handler: Any, name: str) -> bool:
         """Run one handler; apply its patch as a merge patch. False if it asked kopf to retry."""
@@ -111,7 +111,7 @@ class World:
         old = self.bodies.get(name)
         meta = copy.deepcopy(old["metadata"]) if old else {
             "name": name, "namespace": "default", "uid": f"uid-{next(self.uids)}", "generation": 0,
-            "finalizers": [handlers.FINALIZER]}
+            "finalizers": [watches.FINALIZER]}
         meta["generation"] += 1
         repos: list[dict[str, str]] = [{"name": repo} for repo in spec["repos"]]
         if not spec["valid"]:  # the same repository twice: the schema lets it through, the operator refuses it

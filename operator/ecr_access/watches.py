@@ -1,0 +1,145 @@
+"""kopf wiring for what the operator sees: the live-grant indexes, and the EcrGrantPolicies and
+namespace labels that judge every grant (DESIGN §5).
+
+kopf fills every index completely before any resource handler runs, so the first handler sees all
+grants, all policies and all namespaces at once: no grant is judged on a partial view. The watch
+handlers here only report a policy's validity and ask the drift loop to re-judge the grants a
+change affects (`revocation`); the judging itself happens in every sync (`tenancy`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from ecr_access import grants, revocation, tenancy
+from ecr_access.config import Config
+from ecr_access.model import GROUP, PLURAL, POLICY_PLURAL, VERSION, RepositoryRef, RoleKey
+
+FINALIZER = "ecraccess.io/finalizer"
+RESOURCE = (GROUP, VERSION, PLURAL)
+POLICY_RESOURCE = (GROUP, VERSION, POLICY_PLURAL)
+NAMESPACE_RESOURCE = ("v1", "namespaces")
+
+# Index ids double as the kwarg names under which kopf passes the indexes to handlers.
+BY_REPOSITORY = "grants_by_repository"
+BY_ROLE = "grants_by_role"
+POLICIES = "grant_policies"
+NAMESPACES = "namespace_labels"
+
+logger = logging.getLogger(__name__)
+
+
+def now() -> str:
+    """The time conditions flip at (nothing else in status reads the clock)."""
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def live(kwargs: Mapping[str, Any], config: Config) -> grants.IndexedGrants:
+    """The live grants, and what judges them, from the indexes kopf passes a handler."""
+    enforce = config.policy_mode == "Enforce"
+    return grants.IndexedGrants(kwargs.get(BY_REPOSITORY, {}), kwargs.get(BY_ROLE, {}),
+                                policies=kwargs.get(POLICIES, {}) if enforce else None,
+                                namespaces=kwargs.get(NAMESPACES, {}))
+
+
+def _live_grant(body: Mapping[str, Any], memo: Any) -> grants.LiveGrant | None:
+    """A grant as the indexes hold it (see `grants.from_body`: what each grant contributes)."""
+    return grants.from_body(body, memo.runtime.defaults, FINALIZER)
+
+
+def index_by_repository(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RepositoryRef, grants.LiveGrant]:
+    grant = _live_grant(body, memo)
+    return {} if grant is None else dict.fromkeys(grant.spec.repositories, grant)
+
+
+def index_by_role(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RoleKey, grants.LiveGrant]:
+    grant = _live_grant(body, memo)
+    return {} if grant is None else {grant.spec.role.key: grant}
+
+
+def _parsed(body: Mapping[str, Any]) -> tenancy.GrantPolicy | tenancy.PolicyError:
+    name = str((body.get("metadata") or {}).get("name", ""))
+    try:
+        return tenancy.parse_policy(name, body.get("spec"))
+    except tenancy.PolicyError as error:
+        return error
+
+
+def index_policies(body: kopf.Body, **_: Any) -> dict[str, tenancy.GrantPolicy | tenancy.PolicyError]:
+    """Every policy by name; a malformed one is kept as its error, and permits nothing."""
+    return {str(body.get("metadata", {}).get("name", "")): _parsed(body)}
+
+
+def index_namespaces(body: kopf.Body, **_: Any) -> dict[str, dict[str, str]]:
+    meta = body.get("metadata", {})
+    return {str(meta.get("name", "")): dict(meta.get("labels") or {})}
+
+
+def _labels_of(kwargs: Mapping[str, Any]) -> Any:
+    namespaces = kwargs.get(NAMESPACES, {})
+    return lambda name: next(iter(namespaces.get(name, ())), {})
+
+
+def _policies(kwargs: Mapping[str, Any]) -> list[tenancy.GrantPolicy]:
+    return [item for store in kwargs.get(POLICIES, {}).values() for item in store
+            if isinstance(item, tenancy.GrantPolicy)]
+
+
+async def on_policy_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A policy listed, created, edited or deleted: report whether it is valid, and re-judge the
+    grants in the namespaces its old or new version selects."""
+    runtime: Any = getattr(memo, "runtime", None)
+    if runtime is None:
+        return
+    meta = body.get("metadata", {})
+    name = str(meta.get("name", ""))
+    parsed = None if type == "DELETED" else _parsed(body)
+    if parsed is not None:
+        previous = dict(body.get("status") or {})
+        new = revocation.policy_status(parsed, int(meta.get("generation") or 0), previous, now())
+        changes = {key: value for key, value in new.items() if previous.get(key) != value}
+        if changes:
+            try:
+                await asyncio.to_thread(runtime.patch_policy_status, name, changes)
+            except Exception as error:  # the report is lost, not the judging
+                logger.warning("Could not write the status of EcrGrantPolicy %s: %s", name, error)
+    if runtime.config.policy_mode != "Enforce" or runtime.drift is None:
+        return
+    judged = parsed if isinstance(parsed, tenancy.GrantPolicy) else None
+    keys = runtime.revocations.policy(name, judged, live(kwargs, runtime.config), _labels_of(kwargs),
+                                      listing=type is None)
+    if keys:
+        logger.info("EcrGrantPolicy %s changed: re-judging %d grants", name, len(keys))
+        runtime.drift.recheck(keys)
+
+
+async def on_namespace_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    """A namespace relabelled: re-judge its grants if that changes which policies select it."""
+    runtime: Any = getattr(memo, "runtime", None)
+    if runtime is None or runtime.config.policy_mode != "Enforce" or runtime.drift is None:
+        return
+    meta = body.get("metadata", {})
+    name = str(meta.get("name", ""))
+    labels = {} if type == "DELETED" else dict(meta.get("labels") or {})
+    keys = runtime.revocations.namespace(name, labels, _policies(kwargs), live(kwargs, runtime.config))
+    if keys:
+        logger.info("Namespace %s relabelled: re-judging %d grants", name, len(keys))
+        runtime.drift.recheck(keys)
+
+
+def register(registry: kopf.OperatorRegistry, config: Config) -> None:
+    """The indexes, and in Enforce mode the policy and namespace watches."""
+    kopf.index(*RESOURCE, registry=registry, id=BY_REPOSITORY)(index_by_repository)
+    kopf.index(*RESOURCE, registry=registry, id=BY_ROLE)(index_by_role)
+    if config.policy_mode != "Enforce":
+        return
+    kopf.index(*POLICY_RESOURCE, registry=registry, id=POLICIES)(index_policies)
+    kopf.index(*NAMESPACE_RESOURCE, registry=registry, id=NAMESPACES)(index_namespaces)
+    kopf.on.event(*POLICY_RESOURCE, registry=registry, id="policy-watch")(on_policy_event)
+    kopf.on.event(*NAMESPACE_RESOURCE, registry=registry, id="namespace-watch")(on_namespace_event)
