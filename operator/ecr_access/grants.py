@@ -138,7 +138,9 @@ class IndexedGrants:
         self._by_repository = by_repository
         self._by_role = by_role
         self._policies = policies
-        self._namespaces = namespaces or {}
+        # Not `namespaces or {}`: kopf's index is empty, and false, until it fills, and this view is
+        # kept (by the drift loop) long after; it must stay the live index.
+        self._namespaces = namespaces if namespaces is not None else {}
 
     def verdict(self, grant: LiveGrant, role_arn: str) -> tenancy.Verdict:
         if self._policies is None:

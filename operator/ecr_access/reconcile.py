@@ -134,6 +134,8 @@ class Reconciler:
             return self._verdict(key, spec, sid, info.arn, verdicts.not_permitted(permits.message), None, False,
                                  synced, permits)
         wanted = spec.managed_policy.value
+        if not permits.repositories:  # wanted only while a repository is permitted (see `_sync_role`)
+            return self._verdict(key, spec, sid, info.arn, APPLIED, None, False, synced, permits)
         attached = state is not None and wanted in state.attached
         policy_arn = spec.managed_policy.arn(info.arn.split(":")[1]) if attached else None
         owned = state is not None and wanted in state.ledger.attached
@@ -206,7 +208,10 @@ class Reconciler:
             return with_changes(live.on_role(role.key), changed, lambda grant: grant.spec.role.key == role.key)
 
         def permitted(grant: LiveGrant, role_arn: str) -> bool:
-            return live.verdict(grant, role_arn).permitted
+            # A managed policy reads every repository in the account: a grant wants it only while the
+            # policies permit the grant on at least one repository.
+            found = live.verdict(grant, role_arn)
+            return found.permitted and bool(found.repositories)
 
         return await self.ledger.sync(role, grants, permitted, max_age=age, hand_over=hand_over, require=require)
 

@@ -46,13 +46,18 @@ class Watch:
                        for item in versions)}
 
     def namespace(self, name: str, labels: Labels, policies: Iterable[GrantPolicy],
-                  live: LiveGrants) -> set[GrantKey]:
+                  live: LiveGrants, *, listing: bool = False) -> set[GrantKey]:
         """A namespace's labels are now `labels` (deleted: {}): its grants, if that changes which
-        policies select it. The first sight of a namespace changes nothing: grants were judged with
-        the labels the complete index held."""
+        policies select it. `listing`: seen in kopf's initial listing, which the grants were judged
+        with. A namespace created later may have had grants judged before its labels were indexed
+        (one `kubectl apply` creating both), so its first sight counts as a change from no labels."""
         before = self._labels.get(name)
         self._labels[name] = dict(labels)
-        if before is None or before == labels:
+        if before is None:
+            if listing:
+                return set()
+            before = {}
+        if before == labels:
             return set()
         listed = list(policies)
         selected_before = {item.name for item in listed if item.selector.selects(_with_name(name, before))}

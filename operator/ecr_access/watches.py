@@ -127,7 +127,8 @@ async def on_namespace_event(body: kopf.Body, type: str | None, memo: kopf.Memo,
     meta = body.get("metadata", {})
     name = str(meta.get("name", ""))
     labels = {} if type == "DELETED" else dict(meta.get("labels") or {})
-    keys = runtime.revocations.namespace(name, labels, _policies(kwargs), live(kwargs, runtime.config))
+    keys = runtime.revocations.namespace(name, labels, _policies(kwargs), live(kwargs, runtime.config),
+                                         listing=type is None)
     if keys:
         logger.info("Namespace %s relabelled: re-judging %d grants", name, len(keys))
         runtime.drift.recheck(keys)

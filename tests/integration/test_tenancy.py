@@ -185,7 +185,7 @@ def test_a_namespace_relabelled_re_judges_its_grants_only_when_its_policies_chan
     grants.add("g", grant("ml/a"), namespace="web")
     watch = revocation.Watch()
     for name, labels in grants.labels.items():
-        assert watch.namespace(name, labels, grants.policies or [], grants) == set(), "first sight: nothing"
+        assert watch.namespace(name, labels, grants.policies or [], grants, listing=True) == set(), "listed"
 
     assert watch.namespace("ml", {"team": "ml"}, grants.policies or [], grants) == set(), "still selected"
     assert watch.namespace("ml", {"team": "data"}, grants.policies or [], grants) == {GrantKey("ml", "g")}
@@ -299,3 +299,30 @@ def test_a_policy_event_reports_its_validity_and_re_judges_the_namespaces_it_sel
     ready = written[-1][1]["conditions"][0]
     assert (ready["status"], ready["reason"]) == ("False", "InvalidPolicy") and "spec.roles[0]" in ready["message"]
     assert rechecked[-1] == {GrantKey("default", "g")}, "a malformed policy permits nothing: re-judged"
+
+
+def test_a_grant_with_no_permitted_repository_left_wants_no_managed_policy(world: World) -> None:
+    """AmazonEC2ContainerRegistryReadOnly reads every repository in the account: once a policy no
+    longer permits a grant on any of its repositories, the policy attached for it is detached."""
+    world.create_role()
+    world.create_repository("ml/a")
+    grants = enforcing(team_policy(), ml={"team": "ml"})
+    key, spec = grants.add("g", grant("ml/a"), namespace="ml")
+    assert world.apply(key, spec, None, grants).role.ok and READ_ONLY in world.attached()
+
+    grants.policies = [team_policy(repositories=("other/*",))]  # the role and ReadOnly are still allowed
+    narrowed = world.apply(key, spec, None, grants)
+
+    assert reasons(narrowed) == ["NotPermitted"] and narrowed.managed_policy_arn is None
+    assert world.attached() == set() and world.ours("ml/a") == []
+
+
+def test_a_namespace_created_after_start_up_has_its_grants_judged_with_its_labels() -> None:
+    """One `kubectl apply` creates a namespace and its grant: the grant may be judged before the
+    namespace's labels are indexed, so the namespace's first sight re-judges its grants."""
+    grants = enforcing(team_policy())
+    grants.add("g", grant("ml/a"), namespace="new")
+    watch = revocation.Watch()
+
+    assert watch.namespace("new", {"team": "ml"}, grants.policies or [], grants) == {GrantKey("new", "g")}
+    assert watch.namespace("listed", {"team": "ml"}, grants.policies or [], grants, listing=True) == set()

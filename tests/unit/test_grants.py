@@ -79,3 +79,23 @@ def test_a_record_is_judged_like_a_spec_and_never_suspends() -> None:
     record = json.dumps({**NOW, "suspend": True})
     found = grants.parse_applied(record, DEFAULTS)
     assert found is not None and found.suspend is False
+
+
+def test_the_indexed_view_judges_with_the_namespace_labels_indexed_after_it_was_made() -> None:
+    """The drift loop keeps the first view it gets, at start-up, when kopf's indexes may still be
+    empty (an empty index is falsy): it must read the live index, not a copy of it as it was."""
+    from ecr_access import tenancy  # noqa: PLC0415
+    from ecr_access.grants import IndexedGrants, LiveGrant  # noqa: PLC0415
+    from ecr_access.model import GrantKey  # noqa: PLC0415
+    from ecr_access.spec import parse_spec  # noqa: PLC0415
+
+    policy = tenancy.parse_policy("team", {"namespaceSelector": {"matchLabels": {"team": "ml"}},
+                                           "roles": ["*"], "repositories": ["*"]})
+    policies: dict[str, list[object]] = {}
+    namespaces: dict[str, list[dict[str, str]]] = {}
+    view = IndexedGrants({}, {}, policies=policies, namespaces=namespaces)  # type: ignore[arg-type]
+    policies["team"] = [policy]
+    namespaces["ml"] = [{"team": "ml"}]
+    spec = parse_spec({"role": {"name": "node"}, "repositories": [{"name": "ml/a"}]}, DEFAULTS)
+
+    assert view.verdict(LiveGrant(GrantKey("ml", "g"), spec), "arn:aws:iam::123456789012:role/node").permitted
