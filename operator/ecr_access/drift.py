@@ -180,7 +180,9 @@ class DriftChecker:
             self._retry.clear()
         report = PassReport()
         for start in range(0, len(grants), CONCURRENCY):
-            batch = [grant for grant in grants[start:start + CONCURRENCY] if grant.active]
+            # Inactive grants too (suspended, or their spec invalid): their frozen contribution is
+            # judged again (`Reconciler.resync`). A grant handing over belongs to its delete handler.
+            batch = [grant for grant in grants[start:start + CONCURRENCY] if not grant.handing_over]
             results = await asyncio.gather(*(self._check_one(grant, live, (handled or {}).get(grant.key))
                                              for grant in batch), return_exceptions=True)
             for grant, result in zip(batch, results, strict=True):
@@ -201,8 +203,11 @@ class DriftChecker:
         # The index entry as it is now: the grant may have changed, or begun deleting, since the pass
         # began (a deleting grant is gone from the index or handing over, and must not be applied again).
         grant = next((entry for entry in live.on_role(snapshot.spec.role.key) if entry.key == snapshot.key), None)
-        if grant is None or not grant.active:  # suspended, invalid or deleting: its handlers are in charge
+        if grant is None or grant.handing_over:  # deleting: its release handler is in charge
             return "gone"
+        if not grant.active:  # suspended or invalid: change nothing of it, but judge it as it stands
+            await self.reconciler.resync(grant, live, self.max_age)
+            return "unchanged"
         mode = ApplyMode.requested() if handled else ApplyMode.drift(self.max_age)
         try:
             report = await cycle.apply_and_report(

@@ -119,17 +119,18 @@ class Reconciler:
         if info is not None and mode.offer_refused:
             for repo in spec.repositories:
                 self.repositories.offer_again(repo, info.arn)
+        # What the EcrGrantPolicies permit it. Every sync derives the statements and the role's managed
+        # policies with the same judgement, so what is not permitted is not written, or is undone (every
+        # repository is synced: the grant may have had access there before a policy was narrowed).
+        permits = live.verdict(LiveGrant(key, spec), info.arn) if info is not None else None
         changed = changes(include=me)
         tickets = {repo: self.repositories.request(repo, changed, burst=mode.debounce) for repo in spec.repositories}
         for repo in applied.repositories if applied is not None else ():
             if repo not in tickets:  # dropped from the spec: recomputed without this grant
                 tickets[repo] = self.repositories.request(repo, changes(exclude=key), burst=mode.debounce)
         synced = await self._sync_all(tickets, live, age)
-        if info is None:  # left out of the statements; syncing drops it where it was (DESIGN §2.3)
+        if info is None or permits is None:  # left out of the statements; syncing drops it (DESIGN §2.3)
             return self._verdict(key, spec, sid, None, verdicts.role_missing(spec), None, False, synced, None)
-        # What the EcrGrantPolicies permit it: every sync above derived the statements and the role's
-        # managed policies with the same judgement, so what is not permitted was not written, or undone.
-        permits = live.verdict(LiveGrant(key, spec), info.arn)
         if not permits.permitted:
             return self._verdict(key, spec, sid, info.arn, verdicts.not_permitted(permits.message), None, False,
                                  synced, permits)
@@ -158,6 +159,8 @@ class Reconciler:
             return Outcome(None, None, False, APPLIED, ())  # never valid, never applied: nothing of ours
         given = contribution(spec, applied)
         retain = given is not None and (spec or given).deletion_policy is DeletionPolicy.RETAIN
+        if retain and given is not None and not await self._permitted(LiveGrant(key, given), live):
+            retain = False  # a grant the policies no longer permit hands nothing over (DESIGN §5)
         me = LiveGrant(key, given, active=False, handing_over=True, uid=uid) if retain and given else None
         changed = changes(include=me, exclude=None if me else key)
         tickets = {repo: self.repositories.request(repo, changed)
@@ -186,6 +189,27 @@ class Reconciler:
                         role_finding = verdicts.for_fault(fault, f"IAM role {role.describe()}")
         info = await self.roles.resolve(given.role) if given is not None else None
         return Outcome(info.arn if info else None, None, None, role_finding, tuple(results))
+
+    async def resync(self, grant: LiveGrant, live: LiveGrants, max_age: float) -> None:
+        """Sync what an inactive grant (suspended, or its spec invalid) contributes, its frozen
+        applied record, changing nothing of it. The syncs judge it against the policies as they are
+        now, so a contribution they no longer permit is undone; otherwise nothing is written."""
+        tickets = {repo: self.repositories.request(repo, {}, burst=False) for repo in grant.spec.repositories}
+        for repo, result in (await self._sync_all(tickets, live, max_age)).items():
+            if not isinstance(result, Synced):
+                logger.warning("Could not sync %s for the inactive grant %s: %s", repo.arn, grant.key, result)
+        if grant.spec.role.account == self.account:
+            try:
+                await self._sync_role(grant.spec.role, live, {}, max_age)
+            except AwsFault as fault:
+                logger.warning("Could not sync role %s for the inactive grant %s: %s", grant.spec.role.describe(),
+                               grant.key, fault)
+
+    async def _permitted(self, grant: LiveGrant, live: LiveGrants) -> bool:
+        """Whether the policies permit the grant on at least one repository (its role resolved)."""
+        info = await self.roles.resolve(grant.spec.role)
+        found = live.verdict(grant, info.arn) if info is not None else None
+        return found is not None and found.permitted and bool(found.repositories)
 
     async def _sync_roles(
         self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, me: LiveGrant | None,
@@ -235,12 +259,16 @@ class Reconciler:
                 if left is not None:
                     logger.warning("Could not drop a grant from %s: %s", repo.arn, result)
                     unsettled.append(left)
-                continue
+        for repo in spec.repositories:
             if permits is not None and not permits.allows(repo):
-                finding = role_finding if not permits.permitted else verdicts.repository_not_permitted(
-                    repo, key.namespace)
+                # Its access is undone by the sync, if it had any; a failed removal is reported (and
+                # retried when transient), never passed off as "nothing is granted". Whether the
+                # repository exists is not said: NotPermitted either way.
+                finding = verdicts.revoking(repo, synced.get(repo)) or (
+                    role_finding if not permits.permitted else verdicts.repository_not_permitted(repo, key.namespace))
                 results.append(RepositoryResult(repo.arn, sid, finding))
                 continue
+            result = synced[repo]
             first = None
             if isinstance(result, Synced):
                 if result.foreign_edits:

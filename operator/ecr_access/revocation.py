@@ -34,11 +34,13 @@ class Watch:
     def policy(self, name: str, now: GrantPolicy | None, live: LiveGrants,
                labels_of: Callable[[str], Labels], *, listing: bool = False) -> set[GrantKey]:
         """A policy is now `now` (None: deleted or malformed, which permits nothing): the grants to
-        re-judge. `listing`: seen in kopf's initial listing, which the grants were already judged
-        with (kopf fills its indexes before any handler runs), so nothing needs judging again."""
+        re-judge. `listing`: seen in a listing (kopf's at start-up, or its re-listing after a lost
+        watch). A policy first seen in the start-up listing was judged with already (kopf fills its
+        indexes before any handler runs); one seen before, and different now, changed meanwhile."""
+        seen = name in self._policies
         before = self._policies.get(name)
         self._policies[name] = now
-        if listing or before == now:
+        if (listing and not seen) or (seen and before == now):
             return set()
         versions = [item for item in (before, now) if item is not None]
         return {grant.key for grant in live.everything()

@@ -72,6 +72,17 @@ def repository_not_permitted(repo: RepositoryRef, namespace: str) -> Finding:
                    "repository for this grant; nothing is granted on it.", Severity.TERMINAL)
 
 
+def revoking(repo: RepositoryRef, result: Result | None) -> Finding | None:
+    """A repository the policies no longer permit, whose removal failed (None: removed, or nothing
+    to remove)."""
+    subject = f"{label(repo)}, where no EcrGrantPolicy permits this grant any more,"
+    if isinstance(result, AwsFault):
+        return None if result.kind is FaultKind.NOT_FOUND else for_fault(result, subject)
+    if isinstance(result, Exception):
+        return Finding("PolicyUnreadable", f"{subject} could not be cleaned: {result}", Severity.TERMINAL)
+    return None
+
+
 def blocked(spec: GrantSpec, sid: str, role_arn: str | None, finding: Finding, *, unsettled: bool) -> Outcome:
     """The role side failed: nothing is written for this grant's repositories. What the role has
     attached was not learned, so the report keeps its last answer (`managed_policy_owned=None`)."""
