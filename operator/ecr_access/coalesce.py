@@ -22,6 +22,7 @@ the rest of the burst joins its run rather than the next one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Hashable
@@ -149,12 +150,13 @@ class Coalescer:
 
     async def run(
         self, key: Hashable, fn: Callable[[], Awaitable[T]], *, ticket: int | None = None, quiet: float = 0.0,
-        longest: float = 0.0,
+        longest: float = 0.0, gate: asyncio.Semaphore | None = None,
     ) -> T:
         """The result of a run of `fn` that started after the ticket was taken; raises its error.
 
         The first waiter starts the run once no `burst` request arrived for `quiet` seconds, or
-        after `longest` seconds."""
+        after `longest` seconds, and once it passes `gate` (a bound on AWS work at once): requests
+        made while it waits for the gate join the run."""
         if ticket is None:
             ticket = self.request(key)
         flight = self._flights[key]
@@ -166,11 +168,12 @@ class Coalescer:
                     await asyncio.sleep(quiet)
                     if flight.bursting == seen or self._clock() - started >= longest:
                         break
-                start = flight.requested
-                try:
-                    flight.value, flight.error = await fn(), None
-                except Exception as raised:
-                    flight.value, flight.error = None, raised
+                async with gate or contextlib.nullcontext():
+                    start = flight.requested
+                    try:
+                        flight.value, flight.error = await fn(), None
+                    except Exception as raised:
+                        flight.value, flight.error = None, raised
                 flight.completed = start
                 flight.runs += 1
             if flight.error is not None:

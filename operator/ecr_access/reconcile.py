@@ -32,13 +32,14 @@ from ecr_access.tenancy import Verdict
 
 logger = logging.getLogger(__name__)
 
-# The role side (resolve, then the managed policy and its ledger) of at most this many applies at a
-# time. Under the AWS rate limit a cold start queues hundreds of IAM calls; unbounded, a role's
-# ListAttachedRolePolicies would queue behind every other role's GetRole, its tags would be seconds
-# old when the shared `attached` tag is planned, and the ledger would read the role again (see
-# `ownership.FRESH`). Bounded, each role's calls follow each other closely, as when the role side
-# ran in the default thread pool (6 threads on the 2-core reference machine).
-ROLE_SIDE_CONCURRENCY = 6
+# How many pieces of AWS work run at once: role sides (resolve, then the managed policy and its
+# ledger) and repository syncs, together. Under the AWS rate limit a cold start queues hundreds of
+# calls; unbounded, a role's ListAttachedRolePolicies queued behind every repository sync's GetRole,
+# its tags were seconds old when the shared `attached` tag was planned, and the ledger read each role
+# again (`ownership.FRESH`); and repository syncs started before their burst had asked. Bounded,
+# each piece's calls follow each other closely, as when the work ran in the default thread pool (6
+# threads on the 2-core reference machine). Measured with `make bench` at N=1,000 (see the README).
+AWS_CONCURRENCY = 6
 
 __all__ = ["ApplyMode", "GrantGone", "LiveGrant", "LiveGrants", "Reconciler", "Synced"]
 
@@ -80,10 +81,10 @@ class Reconciler:
         self.cluster_tag = attachments.cluster_tag(cluster_id)
         self.roles = RoleDirectory(iam, account, cache_ttl=self.config.role_cache_ttl, clock=clock)
         self.ledger = ManagedPolicyLedger(self.roles, self.cluster_tag)
+        self._aws_work = asyncio.Semaphore(AWS_CONCURRENCY)
         self.repositories = RepositorySync(ecr, self.roles, cluster_id=cluster_id, config=self.config, clock=clock,
-                                           sleep=sleep)
+                                           sleep=sleep, gate=self._aws_work)
         self._clock = clock
-        self._role_side = asyncio.Semaphore(ROLE_SIDE_CONCURRENCY)
 
     def sid_for(self, spec: GrantSpec) -> str:
         return policy.statement_sid(self.cluster_id, spec.actions)
@@ -103,7 +104,7 @@ class Reconciler:
         me = None if mode.from_index else LiveGrant(key, spec, applied=applied)
         info = None
         try:
-            async with self._role_side:
+            async with self._aws_work:
                 started = self._clock()
                 info = await self.roles.resolve(spec.role, max_age=age)
                 # What this apply read itself is fresh enough for the rest of it, even with max_age 0.

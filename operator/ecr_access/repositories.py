@@ -55,9 +55,11 @@ class RepositorySync:
     def __init__(
         self, ecr: EcrPort, roles: RoleDirectory, *, cluster_id: str, config: Config,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, gate: asyncio.Semaphore | None = None,
     ) -> None:
+        """`gate`: a bound on AWS work at once, shared with the role side (`reconcile`)."""
         self.ecr = ecr
+        self.gate = gate
         self.roles = roles
         self.cluster_id = cluster_id
         self.prefix = policy.cluster_prefix(cluster_id)
@@ -93,7 +95,7 @@ class RepositorySync:
                     return await self._cached(repo, live, max_age) or await self._run(repo, live)
 
                 result = await self._flights.run(repo, run, ticket=ticket, quiet=self.config.coalesce_window,
-                                                 longest=self.config.coalesce_longest)
+                                                 longest=self.config.coalesce_longest, gate=self.gate)
         except (AwsFault, policy.PolicyDocumentError) as problem:
             return self._answered(repo, problem)
         return self._answered(repo, result)
