@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ecr_access import cycle
+from ecr_access import cycle, tasks
 from ecr_access.grants import LiveGrant, LiveGrants
 from ecr_access.ownership import GrantGone
 from ecr_access.reconcile import ApplyMode, Reconciler
@@ -107,15 +107,11 @@ class DriftChecker:
             self._ready.set()
 
     def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self.run(), name="drift-check")
+        self._task = tasks.start(self._task, self.run(), "drift-check")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
 
     def request(self, key: Any, value: str) -> None:
         """Check this grant now, against fresh AWS reads, and echo `value` once done. Call from the loop."""

@@ -13,11 +13,10 @@ task beside the drift loop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 
-from ecr_access import policy
+from ecr_access import policy, tasks
 from ecr_access.grants import LiveGrants
 from ecr_access.model import RepositoryRef
 from ecr_access.ports import AwsFault
@@ -96,15 +95,12 @@ class Sweeper:
             self._ready.set()
 
     def start(self) -> None:
-        if self.enabled and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._loop(), name="orphan-sweep")
+        if self.enabled:
+            self._task = tasks.start(self._task, self._loop(), "orphan-sweep")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.stop(self._task)
+        self._task = None
 
     async def sweep_once(self) -> None:
         if self._live is None:
