@@ -21,7 +21,7 @@ trap stop EXIT
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-step "Starting the sandbox: kubesim, moto server, the operator; then the CRDs, an Anyscale-style account, an allow-all EcrGrantPolicy and examples/"
+step "Starting the sandbox: kubesim, moto server, the operator; then the CRDs, an Anyscale-style account and a central registry account, an allow-all EcrGrantPolicy and examples/"
 start=$SECONDS
 until [ -f "$DIR/ready" ]; do
   if ! kill -0 "$SANDBOX" 2>/dev/null; then echo; cat "$DIR.log"; echo "the sandbox failed to start"; exit 1; fi
@@ -39,6 +39,9 @@ kubectl get ecrgrants
 step "kubectl get ecrgrantpolicies (what each namespace may grant: sandbox-allow-all lets the example grants work)"
 kubectl get ecrgrantpolicies
 
+step "kubectl get ecraccessaccounts (the central registry account the operator acts in, by assuming a role there)"
+kubectl get ecraccessaccounts
+
 step "kubectl describe ecrgrant ml-images (key lines)"
 kubectl describe ecrgrant ml-images | grep -E "^(Name|Namespace):|Anyscale Cloud Id|Managed Policy|Role Arn|Ready Repositories|Reason|Message|Sid|Type:" || true
 
@@ -46,13 +49,14 @@ step "The repository policies in (emulated) AWS: the operator's statements besid
 set -a; . "$DIR/aws.env"; set +a
 "$BIN/python" - <<'PY'
 import json, os
-from ecr_sandbox.seed import FOREIGN_STATEMENT, repository_policies
+from ecr_sandbox.seed import CENTRAL_FOREIGN_STATEMENT, FOREIGN_STATEMENT, repository_policies
 for repo, doc in repository_policies(os.environ):
     print(f"--- {repo}")
     print(json.dumps(doc, indent=2))
     statements = doc["Statement"] if doc else []
-    if FOREIGN_STATEMENT in statements:
-        print(f"(the foreign statement {FOREIGN_STATEMENT['Sid']!r} is preserved exactly)")
+    for foreign in (FOREIGN_STATEMENT, CENTRAL_FOREIGN_STATEMENT):
+        if foreign in statements:
+            print(f"(the foreign statement {foreign['Sid']!r} is preserved exactly)")
 PY
 
 step "Stopping the sandbox"

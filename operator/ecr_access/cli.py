@@ -15,8 +15,10 @@ from typing import Any
 
 import kopf
 
+from ecr_access import accounts, handlers, kube
 from ecr_access import config as config_module
-from ecr_access import handlers, kube
+from ecr_access.account_check import AccountChecker
+from ecr_access.aws.accounts import AssumedAccounts
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
@@ -35,32 +37,38 @@ def build_runtime(cfg: Config) -> handlers.Runtime:
     session = AwsSession.create(cfg.region, rate=cfg.aws_rate_limit, burst=cfg.aws_burst)
     defaults = session.defaults(cfg.region)
     cluster_id = cfg.cluster_id or kube.cluster_id(cfg.effective_namespaces)
+    others = AssumedAccounts(session, accounts.session_name(cluster_id))  # bound to the accounts' index later
     reconciler = Reconciler(IamAdapter(session), EcrAdapter(session), cluster_id=cluster_id, account=defaults.account,
-                            config=cfg)
+                            config=cfg, others=others)
     logging.getLogger(__name__).info(
         "Operator identity: account %s, region %s, partition %s, cluster id %s (Sid prefix %s)",
         defaults.account, defaults.region, defaults.partition, cluster_id, reconciler.prefix,
     )
     home = Registry(defaults.partition, defaults.region, defaults.account)
+    drift = DriftChecker(
+        reconciler,
+        interval=cfg.resync_interval,
+        retry_delay=cfg.retry_delay,
+        stalled_retry_delay=cfg.stalled_retry_delay,
+        write_status=patch_status,
+        warn=handlers.warn,
+        now=handlers.now,
+        first_delay=jittered(cfg.resync_interval, cfg.resync_jitter),
+    )
     return handlers.Runtime(
         config=cfg,
         defaults=defaults,
         reconciler=reconciler,
         sweeper=Sweeper(reconciler.repositories, home, cfg.sweep_interval),
-        drift=DriftChecker(
-            reconciler,
-            interval=cfg.resync_interval,
-            retry_delay=cfg.retry_delay,
-            stalled_retry_delay=cfg.stalled_retry_delay,
-            write_status=patch_status,
-            warn=handlers.warn,
-            now=handlers.now,
-            first_delay=jittered(cfg.resync_interval, cfg.resync_jitter),
-        ),
+        drift=drift,
         count_grants=lambda: kube.count_grants(cfg.effective_namespaces),
         patch_status=patch_status,
         read_spec=lambda key: kube.read_spec(key.namespace, key.name),
         patch_policy_status=kube.patch_policy_status,
+        others=others,
+        account_checker=AccountChecker(others, defaults, retry_delay=cfg.retry_delay,
+                                       stalled_retry_delay=cfg.stalled_retry_delay, now=handlers.now,
+                                       patch_status=kube.patch_account_status, recheck=drift.recheck_account),
     )
 
 

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from ecr_access import cycle, tasks
+from ecr_access import accounts, cycle, tasks
 from ecr_access.grants import LiveGrant, LiveGrants
 from ecr_access.ownership import GrantGone
 from ecr_access.reconcile import ApplyMode, Reconciler
@@ -125,6 +125,11 @@ class DriftChecker:
         for key in keys:
             self._retry[key] = now
         self._wakeup.set()
+
+    def recheck_account(self, account: str) -> None:
+        """Check now the grants whose role or repositories are in `account` (it just became usable)."""
+        if self._live is not None:
+            self.recheck(grant.key for grant in self._live.everything() if accounts.touches(grant.spec, account))
 
     async def run(self) -> None:
         await self._ready.wait()

@@ -22,6 +22,8 @@ from typing import Any
 import kopf
 
 from ecr_access import cycle, grants, progress, revocation, status, watches
+from ecr_access.account_check import AccountChecker
+from ecr_access.aws.accounts import AssumedAccounts
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
 from ecr_access.model import GROUP, PLURAL, VERSION, Defaults, GrantKey
@@ -67,6 +69,9 @@ class Runtime:
     # policy's status (`kube.patch_policy_status`).
     revocations: revocation.Watch = dataclasses.field(default_factory=revocation.Watch)
     patch_policy_status: Callable[[str, Mapping[str, Any]], None] = lambda name, changes: None
+    # The accounts EcrAccessAccounts configure (`aws.accounts`), and the check that reports on them.
+    others: AssumedAccounts | None = None
+    account_checker: AccountChecker | None = None
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -108,7 +113,7 @@ async def on_grant_resume(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
 async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
     runtime: Runtime = memo.runtime
     live = watches.live(kwargs, runtime.config)
-    _indexes_ready(runtime, live)
+    _indexes_ready(runtime, live, kwargs)
     meta = body.get("metadata", {})
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
     # What to release comes from the spec and from what the grant last applied, never from status:
@@ -139,7 +144,7 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
 async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Mapping[str, Any]) -> None:
     runtime: Runtime = memo.runtime
     live = watches.live(kwargs, runtime.config)
-    _indexes_ready(runtime, live)
+    _indexes_ready(runtime, live, kwargs)
     meta = body.get("metadata", {})
     generation = int(meta.get("generation") or 0)
     previous = dict(body.get("status") or {})
@@ -201,12 +206,14 @@ async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime.drift.request(key, str(value))
 
 
-def _indexes_ready(runtime: Runtime, live: grants.IndexedGrants) -> None:
+def _indexes_ready(runtime: Runtime, live: grants.IndexedGrants, kwargs: Mapping[str, Any]) -> None:
     """kopf runs no resource handler before its indexes are complete: the first call is the signal
     that the orphan sweep and the drift check may start."""
     runtime.sweeper.indexes_ready(live)
     if runtime.drift is not None:
         runtime.drift.indexes_ready(live)
+    if runtime.others is not None:
+        runtime.others.bind(watches.account_lookup(kwargs))
 
 
 def _warn(body: kopf.Body, reason: str, message: str) -> None:
@@ -247,11 +254,13 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
         configure(settings)
         runtime: Runtime = await asyncio.to_thread(build_runtime, config)
         memo.runtime = runtime
+        if runtime.account_checker is not None:
+            runtime.account_checker.attach(asyncio.get_running_loop())
         runtime.sweeper.start()
         if runtime.drift is not None:
             runtime.drift.start()
         if await asyncio.to_thread(runtime.count_grants) == 0:
-            _indexes_ready(runtime, watches.live(kwargs, runtime.config))
+            _indexes_ready(runtime, watches.live(kwargs, runtime.config), kwargs)
 
     async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime | None = getattr(memo, "runtime", None)

@@ -1,8 +1,9 @@
 """The Kubernetes adapter: the only module that imports the `kubernetes` client.
 
 The operator's own writes outside kopf go through here: a grant's status (`patch_status`: the
-drift loop's reports, a handler's progress report and a stalled delete's verdict) and a policy's
-(`patch_policy_status`), and nothing else. Reads: a grant's spec as it is now (a stalled delete
+drift loop's reports, a handler's progress report and a stalled delete's verdict), a policy's
+(`patch_policy_status`) and an account's (`patch_account_status`, when assuming its role starts
+failing or works again), and nothing else. Reads: a grant's spec as it is now (a stalled delete
 watching for an edit), whether any grant exists at start-up, and the cluster's identity.
 Blocking calls; the callers run them in threads.
 """
@@ -14,7 +15,7 @@ from typing import Any
 
 from kubernetes import client, config
 
-from ecr_access.model import GROUP, PLURAL, POLICY_PLURAL, VERSION
+from ecr_access.model import ACCOUNT_PLURAL, GROUP, PLURAL, POLICY_PLURAL, VERSION
 
 
 def load_client_config() -> None:
@@ -46,9 +47,18 @@ def patch_status(namespace: str, name: str, patch: Mapping[str, Any]) -> None:
 def patch_policy_status(name: str, patch: Mapping[str, Any]) -> None:
     """A merge patch of an EcrGrantPolicy's status (cluster-scoped); a policy deleted meanwhile has
     nothing left to report."""
+    _patch_cluster_status(POLICY_PLURAL, name, patch)
+
+
+def patch_account_status(name: str, patch: Mapping[str, Any]) -> None:
+    """A merge patch of an EcrAccessAccount's status (cluster-scoped), as `patch_policy_status`."""
+    _patch_cluster_status(ACCOUNT_PLURAL, name, patch)
+
+
+def _patch_cluster_status(plural: str, name: str, patch: Mapping[str, Any]) -> None:
     try:
-        client.CustomObjectsApi().patch_cluster_custom_object_status(
-            GROUP, VERSION, POLICY_PLURAL, name, {"status": dict(patch)})
+        client.CustomObjectsApi().patch_cluster_custom_object_status(GROUP, VERSION, plural, name,
+                                                                     {"status": dict(patch)})
     except client.ApiException as error:
         if error.status != 404:
             raise

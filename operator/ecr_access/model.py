@@ -31,6 +31,7 @@ GROUP = "ecraccess.io"
 VERSION = "v1alpha1"
 PLURAL = "ecraccessgrants"
 POLICY_PLURAL = "ecrgrantpolicies"  # EcrGrantPolicy, cluster-scoped (DESIGN §5)
+ACCOUNT_PLURAL = "ecraccessaccounts"  # EcrAccessAccount, cluster-scoped (DESIGN §6)
 
 MAX_REPOSITORIES = 100
 MAX_ACTIONS = 64

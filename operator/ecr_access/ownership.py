@@ -43,7 +43,7 @@ class GrantGone(Exception):
 
 
 class ManagedPolicyLedger:
-    """Syncs roles of the operator's own account: the managed policies and this cluster's tag."""
+    """Syncs roles in the accounts the operator reaches: the managed policies and this cluster's tag."""
 
     def __init__(self, roles: RoleDirectory, cluster_tag: str) -> None:
         self.roles = roles
@@ -58,9 +58,9 @@ class ManagedPolicyLedger:
         called again after every read of the role, so that a grant created or deleted meanwhile
         counts before anything is written. `hand_over`: short names a Retain grant hands over.
         `require`: raise `GrantGone` if that grant is not among them (the drift check must not act
-        for a grant being deleted). Returns None for a role that does not exist or is in another
-        account."""
-        if role.account != self.roles.account:
+        for a grant being deleted). Returns None for a role that does not exist or is in an
+        account the operator has no credentials in."""
+        if not self.roles.reaches(role.account):
             return None
         async with self._locks.setdefault(role.key, asyncio.Lock()):
             if require is not None and not any(grant.key == require for grant in grants()):
@@ -90,7 +90,7 @@ class ManagedPolicyLedger:
         if not steps:  # the steady state: nothing to write, and the caches are as read
             return RoleState(info, attached, ledger)
         try:
-            tags = await attachments.execute(self.roles.iam, role.name, partition, info.tags, steps)
+            tags = await attachments.execute(self.roles.iam(role.account), role.name, partition, info.tags, steps)
         except AwsFault:
             self.roles.forget(role.key)  # some steps may have landed: read the role afresh next time
             raise

@@ -30,21 +30,28 @@ class FaultKind(enum.Enum):
     NOT_FOUND = "NotFound"  # terminal: a role or repository that does not exist
     LIMIT_EXCEEDED = "LimitExceeded"  # terminal: a quota such as managed policies per role
     INVALID = "InvalidRequest"  # terminal: AWS rejected what we sent
+    ACCOUNT_NOT_CONFIGURED = "AccountNotConfigured"  # terminal: another account with no EcrAccessAccount
+    ACCOUNT_UNAVAILABLE = "AccountUnavailable"  # transient: its role could not be assumed (or refreshed)
 
     @property
     def transient(self) -> bool:
-        return self in (FaultKind.THROTTLED, FaultKind.UNAVAILABLE, FaultKind.PROPAGATING)
+        return self in (FaultKind.THROTTLED, FaultKind.UNAVAILABLE, FaultKind.PROPAGATING,
+                        FaultKind.ACCOUNT_UNAVAILABLE)
 
 
 class AwsFault(Exception):
     """A classified AWS failure, carrying the operation and the resource it concerned."""
 
-    def __init__(self, kind: FaultKind, operation: str, resource: str, detail: str) -> None:
+    def __init__(self, kind: FaultKind, operation: str, resource: str, detail: str,
+                 cause: FaultKind | None = None) -> None:
+        """`cause`: for ACCOUNT_UNAVAILABLE, what assuming the account's role met (AccessDenied: its
+        trust policy; Throttled or AwsUnavailable: try again soon)."""
         super().__init__(f"{operation} on {resource}: {detail}")
         self.kind = kind
         self.operation = operation
         self.resource = resource
         self.detail = detail
+        self.cause = cause
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,3 +97,58 @@ class EcrPort(Protocol):
     async def describe_repositories(self, region: str, registry_id: str) -> list[str]:
         """Names of every repository in one registry and region (paginated by the adapter)."""
         ...
+
+
+class OtherAccounts(Protocol):
+    """The AWS accounts other than the operator's own that it may act in (`EcrAccessAccount`,
+    DESIGN §6), each with its own credentials, clients, rate limits and threads."""
+
+    def reaches(self, account: str) -> bool:
+        """Whether an EcrAccessAccount configures `account` (whether its role can be assumed is
+        found out by using it: AwsFault(ACCOUNT_UNAVAILABLE))."""
+        ...
+
+    def iam(self, account: str) -> IamPort:
+        """IAM in that account; raises AwsFault(ACCOUNT_NOT_CONFIGURED) when none is configured."""
+        ...
+
+    def ecr(self, account: str) -> EcrPort:
+        """ECR in that account; raises AwsFault(ACCOUNT_NOT_CONFIGURED) when none is configured."""
+        ...
+
+
+class NoOtherAccounts:
+    """The operator acts in its own account only (no EcrAccessAccount, or tests of one account)."""
+
+    def reaches(self, account: str) -> bool:
+        return False
+
+    def iam(self, account: str) -> IamPort:
+        raise not_configured(account, "IAM")
+
+    def ecr(self, account: str) -> EcrPort:
+        raise not_configured(account, "ECR")
+
+
+def not_configured(account: str, service: str) -> AwsFault:
+    return AwsFault(FaultKind.ACCOUNT_NOT_CONFIGURED, service, f"account {account}",
+                    f"no EcrAccessAccount configures account {account}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Accounts:
+    """Routes each call to the port of the account it concerns: the operator's own, or another."""
+
+    account: str  # the operator's own
+    own_iam: IamPort
+    own_ecr: EcrPort
+    others: OtherAccounts = dataclasses.field(default_factory=NoOtherAccounts)
+
+    def reaches(self, account: str) -> bool:
+        return account == self.account or self.others.reaches(account)
+
+    def iam(self, account: str) -> IamPort:
+        return self.own_iam if account == self.account else self.others.iam(account)
+
+    def ecr(self, account: str) -> EcrPort:
+        return self.own_ecr if account == self.account else self.others.ecr(account)

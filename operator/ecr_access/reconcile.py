@@ -25,7 +25,7 @@ from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, changes, contribution, with_changes
 from ecr_access.model import DeletionPolicy, GrantKey, GrantSpec, ManagedPolicy, RepositoryRef, RoleRef
 from ecr_access.ownership import GrantGone, ManagedPolicyLedger, RoleState
-from ecr_access.ports import AwsFault, EcrPort, FaultKind, IamPort
+from ecr_access.ports import Accounts, AwsFault, EcrPort, FaultKind, IamPort, NoOtherAccounts, OtherAccounts
 from ecr_access.repositories import RepositorySync, Result, Synced
 from ecr_access.roles import RoleDirectory
 from ecr_access.tenancy import Verdict
@@ -39,6 +39,8 @@ logger = logging.getLogger(__name__)
 # again (`ownership.FRESH`); and repository syncs started before their burst had asked. Bounded,
 # each piece's calls follow each other closely, as when the work ran in the default thread pool (6
 # threads on the 2-core reference machine). Measured with `make bench` at N=1,000 (see the README).
+# The bound is per AWS account, as AWS throttles: an account that is slow or throttled holds up only
+# its own work (each account's adapter has its own threads too, `aws/accounts`).
 AWS_CONCURRENCY = 6
 
 __all__ = ["ApplyMode", "GrantGone", "LiveGrant", "LiveGrants", "Reconciler", "Synced"]
@@ -73,18 +75,28 @@ class Reconciler:
     def __init__(
         self, iam: IamPort, ecr: EcrPort, *, cluster_id: str, account: str, config: Config | None = None,
         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        others: OtherAccounts | None = None,
     ) -> None:
-        self.iam, self.ecr = iam, ecr
+        """`iam` and `ecr` act in the operator's own `account`; `others` in the accounts that
+        EcrAccessAccounts configure (DESIGN §6; none by default)."""
+        self.accounts = Accounts(account, iam, ecr, others or NoOtherAccounts())
         self.cluster_id, self.account = cluster_id, account
         self.config = config or Config()
         self.prefix = policy.cluster_prefix(cluster_id)
         self.cluster_tag = attachments.cluster_tag(cluster_id)
-        self.roles = RoleDirectory(iam, account, cache_ttl=self.config.role_cache_ttl, clock=clock)
+        self.roles = RoleDirectory(self.accounts, cache_ttl=self.config.role_cache_ttl, clock=clock)
         self.ledger = ManagedPolicyLedger(self.roles, self.cluster_tag)
-        self._aws_work = asyncio.Semaphore(AWS_CONCURRENCY)
-        self.repositories = RepositorySync(ecr, self.roles, cluster_id=cluster_id, config=self.config, clock=clock,
-                                           sleep=sleep, gate=self._aws_work)
+        self._aws_work: dict[str, asyncio.Semaphore] = {}
+        self.repositories = RepositorySync(self.accounts, self.roles, cluster_id=cluster_id, config=self.config,
+                                           clock=clock, sleep=sleep, gate=self.gate)
         self._clock = clock
+
+    def gate(self, account: str) -> asyncio.Semaphore:
+        """The bound on AWS work at once in one account (`AWS_CONCURRENCY`)."""
+        gate = self._aws_work.get(account)
+        if gate is None:
+            gate = self._aws_work[account] = asyncio.Semaphore(AWS_CONCURRENCY)
+        return gate
 
     def sid_for(self, spec: GrantSpec) -> str:
         return policy.statement_sid(self.cluster_id, spec.actions)
@@ -104,7 +116,7 @@ class Reconciler:
         me = None if mode.from_index else LiveGrant(key, spec, applied=applied)
         info = None
         try:
-            async with self._aws_work:
+            async with self.gate(spec.role.account):
                 started = self._clock()
                 info = await self.roles.resolve(spec.role, max_age=age)
                 # What this apply read itself is fresh enough for the rest of it, even with max_age 0.
@@ -115,7 +127,7 @@ class Reconciler:
             moved = applied is not None and applied.role.key != spec.role.key
             finding = verdicts.for_fault(fault, verdicts.role_label(spec), "RoleNotFound")
             return verdicts.blocked(spec, sid, info.arn if info else None, finding, unsettled=moved)
-        except _CrossAccountError as error:  # raised after the previous role was synced
+        except _UnreachableRole as error:  # raised after the previous role was synced
             return verdicts.blocked(spec, sid, info.arn if info else None, error.finding, unsettled=False)
         if info is not None and mode.offer_refused:
             for repo in spec.repositories:
@@ -199,7 +211,7 @@ class Reconciler:
         for repo, result in (await self._sync_all(tickets, live, max_age)).items():
             if not isinstance(result, Synced):
                 logger.warning("Could not sync %s for the inactive grant %s: %s", repo.arn, grant.key, result)
-        if grant.spec.role.account == self.account:
+        if self.roles.reaches(grant.spec.role.account):
             try:
                 await self._sync_role(grant.spec.role, live, {}, max_age)
             except AwsFault as fault:
@@ -219,9 +231,9 @@ class Reconciler:
         """The grant's role, and the role it applied before if that was another (a role edit)."""
         if applied is not None and applied.role.key != spec.role.key:
             await self._sync_role(applied.role, live, changes(include=me), age)
-        if spec.role.account != self.account:
+        if not self.roles.reaches(spec.role.account):
             if spec.managed_policy is not ManagedPolicy.NONE:
-                raise _CrossAccountError(verdicts.cross_account(spec))
+                raise _UnreachableRole(verdicts.account_not_configured(spec))
             return None
         return await self._sync_role(spec.role, live, changes(include=me), age, require=key if from_index else None)
 
@@ -285,7 +297,9 @@ class Reconciler:
                        tuple(unsettled))
 
 
-class _CrossAccountError(Exception):
+class _UnreachableRole(Exception):
+    """A managed policy to attach in an account the operator has no credentials in."""
+
     def __init__(self, finding: Finding) -> None:
         super().__init__(finding.message)
         self.finding = finding

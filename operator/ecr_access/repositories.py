@@ -26,7 +26,7 @@ from ecr_access.coalesce import Cache, Coalescer
 from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, with_changes
 from ecr_access.model import GrantKey, RepositoryRef, RoleRef
-from ecr_access.ports import AwsFault, EcrPort, FaultKind, RoleInfo
+from ecr_access.ports import Accounts, AwsFault, EcrPort, FaultKind, RoleInfo
 from ecr_access.roles import RoleDirectory
 
 logger = logging.getLogger(__name__)
@@ -53,12 +53,14 @@ class RepositorySync:
     """Keeps repositories' policies holding this cluster's statements for the live grants."""
 
     def __init__(
-        self, ecr: EcrPort, roles: RoleDirectory, *, cluster_id: str, config: Config,
+        self, accounts: Accounts, roles: RoleDirectory, *, cluster_id: str, config: Config,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, gate: asyncio.Semaphore | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        gate: Callable[[str], asyncio.Semaphore] | None = None,
     ) -> None:
-        """`gate`: a bound on AWS work at once, shared with the role side (`reconcile`)."""
-        self.ecr = ecr
+        """`gate(account)`: the bound on AWS work at once in that account, shared with the role side
+        (`reconcile`). Per account, as AWS throttles: a slow account holds up only itself."""
+        self.accounts = accounts
         self.gate = gate
         self.roles = roles
         self.cluster_id = cluster_id
@@ -95,10 +97,16 @@ class RepositorySync:
                     return await self._cached(repo, live, max_age) or await self._run(repo, live)
 
                 result = await self._flights.run(repo, run, ticket=ticket, quiet=self.config.coalesce_window,
-                                                 longest=self.config.coalesce_longest, gate=self.gate)
+                                                 longest=self.config.coalesce_longest,
+                                                 gate=self.gate(repo.registry_id) if self.gate else None)
         except (AwsFault, policy.PolicyDocumentError) as problem:
             return self._answered(repo, problem)
         return self._answered(repo, result)
+
+    def ecr(self, registry_id: str) -> EcrPort:
+        """ECR in the repository's account; raises AwsFault(ACCOUNT_NOT_CONFIGURED) where the
+        operator has no credentials."""
+        return self.accounts.ecr(registry_id)
 
     def silent_for(self, repo: RepositoryRef) -> float | None:
         """Seconds since the repository last answered, while it does not."""
@@ -110,7 +118,7 @@ class RepositorySync:
 
     async def read(self, repo: RepositoryRef) -> policy.Document | None:
         """Read a repository's policy and remember it (see `_cached`)."""
-        document = policy.parse(await self.ecr.get_repository_policy(repo))
+        document = policy.parse(await self.ecr(repo.registry_id).get_repository_policy(repo))
         policy.check_ours(document, self.prefix)  # a hand-broken statement of ours: PolicyUnreadable, not a crash
         self._documents.put(repo, document)
         return document
@@ -210,9 +218,9 @@ class RepositorySync:
 
     async def _write(self, repo: RepositoryRef, document: policy.Document | None) -> None:
         if document is None:
-            await self.ecr.delete_repository_policy(repo)
+            await self.ecr(repo.registry_id).delete_repository_policy(repo)
         else:
-            await self.ecr.set_repository_policy(repo, policy.serialize(document))
+            await self.ecr(repo.registry_id).set_repository_policy(repo, policy.serialize(document))
 
     async def _isolate(
         self, repo: RepositoryRef, document: policy.Document | None, offered: list[policy.DesiredStatement],

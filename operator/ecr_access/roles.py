@@ -8,6 +8,10 @@ depends on what other clusters did lately asks for tags read just now (`attachme
 Every answer, cached or not, is checked against the ARN the spec gives (`RoleRef.matches`):
 GetRole looks a role up by name only, and IAM names ignore case, so `MyRole` and `myrole` share one
 record (`RoleKey`) while a wrong path or account never passes for the role.
+
+A role in another account is looked up with that account's credentials when an EcrAccessAccount
+configures it (`ports.Accounts`); otherwise it cannot be looked up at all, and its ARN is used as
+the spec gives it (ECR itself checks that the principal exists).
 """
 
 from __future__ import annotations
@@ -17,16 +21,15 @@ from collections.abc import Callable
 
 from ecr_access.coalesce import Cache
 from ecr_access.model import RoleKey, RoleRef
-from ecr_access.ports import IamPort, RoleInfo
+from ecr_access.ports import Accounts, IamPort, RoleInfo
 
 
 class RoleDirectory:
-    """Roles of the operator's own account by `RoleKey`, and their attached policies (ARNs)."""
+    """Roles by `RoleKey`, in every account the operator reaches, and their attached policies (ARNs)."""
 
-    def __init__(self, iam: IamPort, account: str, *, cache_ttl: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.iam = iam
-        self.account = account
+    def __init__(self, accounts: Accounts, *, cache_ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.accounts = accounts
+        self.account = accounts.account
         self.cache_ttl = cache_ttl
         self._roles: Cache[RoleKey, RoleInfo | None] = Cache(clock)
         self._attached: Cache[RoleKey, frozenset[str]] = Cache(clock)
@@ -38,14 +41,23 @@ class RoleDirectory:
 
     async def lookup(self, role: RoleRef, max_age: float) -> RoleInfo | None:
         """GetRole by name, tags included, unchecked against the spec's ARN (see `resolve`)."""
-        if role.account != self.account and role.arn:
-            # A role in another account cannot be looked up from here; ECR itself checks it exists.
+        if role.arn and not self.reaches(role.account):
+            # No credentials there: it cannot be looked up from here; ECR itself checks it exists.
             return RoleInfo(arn=role.arn, role_id="")
-        return await self._roles.fetch(role.key, max_age, lambda: self.iam.get_role(role.name))
+        return await self._roles.fetch(role.key, max_age, lambda: self.iam(role.account).get_role(role.name))
 
     async def attached(self, role: RoleRef, max_age: float) -> frozenset[str]:
         """The ARNs of the managed policies attached to the role."""
-        return await self._attached.fetch(role.key, max_age, lambda: self.iam.list_attached_role_policies(role.name))
+        return await self._attached.fetch(
+            role.key, max_age, lambda: self.iam(role.account).list_attached_role_policies(role.name))
+
+    def reaches(self, account: str) -> bool:
+        """Whether the operator has credentials in `account` (its own, or an EcrAccessAccount's)."""
+        return self.accounts.reaches(account)
+
+    def iam(self, account: str) -> IamPort:
+        """IAM in `account`; raises AwsFault(ACCOUNT_NOT_CONFIGURED) where the operator has no credentials."""
+        return self.accounts.iam(account)
 
     def age(self, role: RoleKey) -> float:
         """Seconds since the role was read (infinite if never)."""

@@ -47,7 +47,8 @@ async def sweep(repositories: RepositorySync, live: LiveGrants, home: Registry) 
     cleaned = []
     for registry in sorted(registries):
         try:  # list the whole registry first, so a failure skips just it
-            names = await repositories.ecr.describe_repositories(registry.region, registry.registry_id)
+            names = await repositories.ecr(registry.registry_id).describe_repositories(registry.region,
+                                                                                 registry.registry_id)
         except AwsFault as fault:
             logger.warning("Sweep skipped registry %s in %s (%s): %s", registry.registry_id, registry.region,
                            fault.kind.value, fault)

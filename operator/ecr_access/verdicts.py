@@ -38,6 +38,12 @@ def for_fault(fault: AwsFault, subject: str, not_found: str = "NotFound") -> Fin
     if kind is FaultKind.PROPAGATING:
         return Finding("RolePropagating", f"ECR does not accept a principal in the policy of {subject} yet (a new "
                        "IAM role takes a while to propagate); retrying.", grade)
+    if kind is FaultKind.ACCOUNT_NOT_CONFIGURED:
+        return Finding("AccountNotConfigured", f"{subject} is in account {fault.resource.removeprefix('account ')}, "
+                       "which no EcrAccessAccount configures: create one for it (see deploy/iam).", grade)
+    if kind is FaultKind.ACCOUNT_UNAVAILABLE:
+        return Finding("AccountUnavailable", f"The operator could not act in the account of {subject}: "
+                       f"{fault.detail}; see its EcrAccessAccount. Retrying.", grade)
     if kind is FaultKind.THROTTLED:
         return Finding("Throttled", f"AWS throttled {fault.operation} on {subject}; retrying.", grade)
     return Finding("AwsUnavailable", f"AWS did not answer {fault.operation} on {subject}; retrying.", grade)
@@ -56,10 +62,12 @@ def role_missing(spec: GrantSpec) -> Finding:
                    "or fix spec.role.", Severity.TERMINAL)
 
 
-def cross_account(spec: GrantSpec) -> Finding:
-    return Finding("CrossAccountRole", f"{role_label(spec)} is in another account, so the operator cannot attach "
-                   f"{spec.managed_policy.value} to it: set spec.managedPolicy to None and attach it in that account.",
-                   Severity.TERMINAL)
+def account_not_configured(spec: GrantSpec) -> Finding:
+    """A managed policy to attach to a role in an account no EcrAccessAccount configures."""
+    return Finding("AccountNotConfigured", f"{role_label(spec)} is in account {spec.role.account}, which no "
+                   f"EcrAccessAccount configures, so the operator cannot attach {spec.managed_policy.value} to it: "
+                   "create an EcrAccessAccount for that account, or set spec.managedPolicy to None and attach "
+                   "the policy there yourself.", Severity.TERMINAL)
 
 
 def not_permitted(message: str) -> Finding:

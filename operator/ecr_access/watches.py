@@ -12,25 +12,27 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
 
-from ecr_access import grants, revocation, tenancy
+from ecr_access import accounts, grants, revocation, tenancy
 from ecr_access.config import Config
-from ecr_access.model import GROUP, PLURAL, POLICY_PLURAL, VERSION, RepositoryRef, RoleKey
+from ecr_access.model import ACCOUNT_PLURAL, GROUP, PLURAL, POLICY_PLURAL, VERSION, RepositoryRef, RoleKey
 
 FINALIZER = "ecraccess.io/finalizer"
 RESOURCE = (GROUP, VERSION, PLURAL)
 POLICY_RESOURCE = (GROUP, VERSION, POLICY_PLURAL)
 NAMESPACE_RESOURCE = ("v1", "namespaces")
+ACCOUNT_RESOURCE = (GROUP, VERSION, ACCOUNT_PLURAL)
 
 # Index ids double as the kwarg names under which kopf passes the indexes to handlers.
 BY_REPOSITORY = "grants_by_repository"
 BY_ROLE = "grants_by_role"
 POLICIES = "grant_policies"
 NAMESPACES = "namespace_labels"
+ACCOUNTS = "access_accounts"
 
 logger = logging.getLogger(__name__)
 
@@ -134,10 +136,43 @@ async def on_namespace_event(body: kopf.Body, type: str | None, memo: kopf.Memo,
         runtime.drift.recheck(keys)
 
 
+def index_accounts(body: kopf.Body, **_: Any) -> dict[str, accounts.Entry]:
+    """Every EcrAccessAccount by the account it names; a malformed one under "", configuring nothing."""
+    item = accounts.entry(body)
+    return {item.account_id if isinstance(item, accounts.AccountSpec) else "": item}
+
+
+def account_lookup(kwargs: Mapping[str, Any]) -> Callable[[str], accounts.AccountSpec | None]:
+    """Which EcrAccessAccount configures an account, read from the live index at each call."""
+    index = kwargs.get(ACCOUNTS, {})
+    return lambda account: accounts.chosen(index.get(account, ()))
+
+
+async def on_account(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
+    """An EcrAccessAccount created, edited or seen at start-up: assume its role and report it.
+    A failure is retried by kopf (`AccountChecker.check` says when)."""
+    runtime: Any = getattr(memo, "runtime", None)
+    if runtime is None or runtime.account_checker is None:
+        return
+    runtime.others.bind(account_lookup(kwargs))
+    item = accounts.entry(body)
+    rivals = list(kwargs.get(ACCOUNTS, {}).get(item.account_id, ())) if isinstance(item, accounts.AccountSpec) else []
+    meta = body.get("metadata", {})
+    check = await runtime.account_checker.check(item, int(meta.get("generation") or 0), dict(body.get("status") or {}),
+                                                rivals)
+    for key, value in check.changes.items():
+        patch.status[key] = value
+    if check.retry is not None and check.problem is not None:
+        raise kopf.TemporaryError(check.problem.message, delay=check.retry)
+
+
 def register(registry: kopf.OperatorRegistry, config: Config) -> None:
-    """The indexes, and in Enforce mode the policy and namespace watches."""
+    """The indexes, the account handlers, and in Enforce mode the policy and namespace watches."""
     kopf.index(*RESOURCE, registry=registry, id=BY_REPOSITORY)(index_by_repository)
     kopf.index(*RESOURCE, registry=registry, id=BY_ROLE)(index_by_role)
+    kopf.index(*ACCOUNT_RESOURCE, registry=registry, id=ACCOUNTS)(index_accounts)
+    for kind, on in (("create", kopf.on.create), ("update", kopf.on.update), ("resume", kopf.on.resume)):
+        on(*ACCOUNT_RESOURCE, registry=registry, id=f"account-on-{kind}")(on_account)
     if config.policy_mode != "Enforce":
         return
     kopf.index(*POLICY_RESOURCE, registry=registry, id=POLICIES)(index_policies)

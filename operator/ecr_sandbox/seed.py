@@ -5,6 +5,12 @@ An Anyscale-style account: a node role named the way `anyscale cloud setup` name
 already holds someone else's statement that the operator must leave alone. Tests and the benchmark
 create their own roles with the same `NODE_TRUST_POLICY`.
 
+A second account, a central registry (`CENTRAL_ACCOUNT`): one repository with someone else's
+statement, and the role the operator assumes there (`examples/central-registry.yaml` configures it
+with an EcrAccessAccount, and grants the first account's node role pull on that repository). moto
+routes calls made with assumed-role credentials to the role's account, which is how the seed
+reaches it too (so the moto server must not be given MOTO_ACCOUNT_ID).
+
 In the cluster: `ALLOW_ALL_POLICY`, one EcrGrantPolicy that lets every namespace grant any role pull
 on any repository, so that the examples, `make demo` and the tests that are not about tenancy work
 under the operator's default policy mode (Enforce) as they did before policies existed.
@@ -29,6 +35,16 @@ FOREIGN_STATEMENT = {
     "Sid": "CiPushFromBuildAccount",
     "Effect": "Allow",
     "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
+    "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"],
+}
+# The central registry account and what it holds (DESIGN §6).
+CENTRAL_ACCOUNT = "210987654321"
+CENTRAL_ROLE = "ecr-access-operator"  # what the operator assumes there (deploy/iam/trust-operator.json)
+CENTRAL_REPOSITORY = "central/base-images"
+CENTRAL_FOREIGN_STATEMENT = {
+    "Sid": "CentralCiPush",
+    "Effect": "Allow",
+    "Principal": {"AWS": f"arn:aws:iam::{CENTRAL_ACCOUNT}:root"},
     "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload", "ecr:UploadLayerPart", "ecr:CompleteLayerUpload"],
 }
 # The trust policy of an EC2 instance role, which every node role the sandbox, the tests and the bench create has.
@@ -56,16 +72,20 @@ ALLOW_ALL_POLICY: dict[str, Any] = {
 }
 
 
-def aws_client(aws_env: Mapping[str, str], service: str, region: str = REGION) -> Any:
-    """A boto3 client pointed at the sandbox's moto server."""
+def aws_client(aws_env: Mapping[str, str], service: str, region: str = REGION, account: str = ACCOUNT) -> Any:
+    """A boto3 client pointed at the sandbox's moto server, in the sandbox's account or, as an
+    administrator there, in `account` (by assuming a role in it: moto routes by credentials)."""
     session: Any = boto3.session.Session()
-    return session.client(
-        service,
-        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
-        region_name=region,
-        aws_access_key_id=aws_env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=aws_env["AWS_SECRET_ACCESS_KEY"],
-    )
+    keys = {"aws_access_key_id": aws_env["AWS_ACCESS_KEY_ID"],
+            "aws_secret_access_key": aws_env["AWS_SECRET_ACCESS_KEY"]}
+    if account != ACCOUNT:
+        sts = session.client("sts", endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name=region, **keys)
+        answer = sts.assume_role(RoleArn=f"arn:aws:iam::{account}:role/sandbox-admin", RoleSessionName="sandbox-seed")
+        credentials = answer["Credentials"]
+        keys = {"aws_access_key_id": credentials["AccessKeyId"],
+                "aws_secret_access_key": credentials["SecretAccessKey"],
+                "aws_session_token": credentials["SessionToken"]}
+    return session.client(service, endpoint_url=aws_env["AWS_ENDPOINT_URL"], region_name=region, **keys)
 
 
 def seed_aws(aws_env: Mapping[str, str]) -> None:
@@ -82,6 +102,24 @@ def seed_aws(aws_env: Mapping[str, str]) -> None:
     ecr.set_repository_policy(
         repositoryName="ml/serving",
         policyText=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN_STATEMENT]}),
+    )
+    seed_central(aws_env)
+
+
+def seed_central(aws_env: Mapping[str, str]) -> None:
+    """The central registry account: the role the operator assumes (trusting the sandbox's account),
+    and one repository with a foreign statement."""
+    iam = aws_client(aws_env, "iam", account=CENTRAL_ACCOUNT)
+    ecr = aws_client(aws_env, "ecr", account=CENTRAL_ACCOUNT)
+    trust = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "Action": "sts:AssumeRole"}]}
+    with contextlib.suppress(iam.exceptions.EntityAlreadyExistsException):
+        iam.create_role(RoleName=CENTRAL_ROLE, AssumeRolePolicyDocument=json.dumps(trust))
+    with contextlib.suppress(ecr.exceptions.RepositoryAlreadyExistsException):
+        ecr.create_repository(repositoryName=CENTRAL_REPOSITORY)
+    ecr.set_repository_policy(
+        repositoryName=CENTRAL_REPOSITORY,
+        policyText=json.dumps({"Version": "2012-10-17", "Statement": [CENTRAL_FOREIGN_STATEMENT]}),
     )
 
 
@@ -108,3 +146,6 @@ def repository_policies(aws_env: Mapping[str, str]) -> Iterator[tuple[str, dict[
     ecr = aws_client(aws_env, "ecr")
     for repo in REPOSITORIES:
         yield repo, repository_policy(ecr, repo)
+    central = aws_client(aws_env, "ecr", account=CENTRAL_ACCOUNT)
+    yield f"{CENTRAL_REPOSITORY} (central registry, account {CENTRAL_ACCOUNT})", repository_policy(
+        central, CENTRAL_REPOSITORY)

@@ -265,7 +265,7 @@ def test_a_foreign_write_between_our_write_and_its_verification_is_merged_not_lo
     assert len(outcome.notes) == 1 and "someone else changed the policy" in outcome.notes[0]
 
 
-def test_a_role_in_another_account_cannot_get_a_managed_policy(world: World, grants: Grants) -> None:
+def test_a_role_in_an_unconfigured_account_cannot_get_a_managed_policy(world: World, grants: Grants) -> None:
     world.create_repository("ml/trainer")
     other = "arn:aws:iam::210987654321:role/cld_other-cluster_node_role"
     key, spec = grants.add("g", {"role": {"arn": other}, "repositories": [{"name": "ml/trainer"}]})
@@ -273,8 +273,8 @@ def test_a_role_in_another_account_cannot_get_a_managed_policy(world: World, gra
     outcome = world.apply(key, spec, None, grants)
 
     stalled = conditions_of(outcome)["Stalled"]
-    assert stalled["reason"] == "CrossAccountRole"
-    assert "managedPolicy" in str(stalled["message"])
+    assert stalled["reason"] == "AccountNotConfigured"
+    assert "managedPolicy" in str(stalled["message"]) and "EcrAccessAccount" in str(stalled["message"])
     assert world.calls.writes() == []
     key, spec = grants.add("g", {"role": {"arn": other}, "repositories": [{"name": "ml/trainer"}],
                                  "managedPolicy": "None"})

@@ -15,10 +15,10 @@ from ecr_access import attachments
 from ecr_access.grants import LiveGrant
 from ecr_access.model import Defaults, GrantKey
 from ecr_access.ownership import GrantGone, ManagedPolicyLedger
-from ecr_access.ports import AwsFault, FaultKind
+from ecr_access.ports import Accounts, AwsFault, FaultKind
 from ecr_access.roles import RoleDirectory
 from tests.memory import Grants
-from tests.unit.fakes import FakeIam
+from tests.unit.fakes import FakeEcr, FakeIam
 
 ACCOUNT = "123456789012"
 DEFAULTS = Defaults("aws", "us-west-2", ACCOUNT)
@@ -37,7 +37,7 @@ class Clock:
 def setup() -> tuple[ManagedPolicyLedger, FakeIam, Grants, Clock]:
     clock = Clock()
     iam = FakeIam(ACCOUNT, ["node"])
-    directory = RoleDirectory(iam, ACCOUNT, cache_ttl=60.0, clock=clock)  # type: ignore[arg-type]
+    directory = RoleDirectory(Accounts(ACCOUNT, iam, FakeEcr()), cache_ttl=60.0, clock=clock)
     return ManagedPolicyLedger(directory, MINE), iam, Grants(DEFAULTS), clock
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from ecr_access import grants, policy
 from ecr_access.config import Config
 from ecr_access.model import Defaults, RepositoryRef
-from ecr_access.ports import AwsFault, FaultKind
+from ecr_access.ports import Accounts, AwsFault, FaultKind
 from ecr_access.repositories import RepositorySync, Synced
 from ecr_access.roles import RoleDirectory
 from tests.memory import Grants
@@ -41,9 +41,9 @@ def setup(*roles: str, **settings: Any) -> tuple[RepositorySync, FakeEcr, Grants
     clock = Clock()
     iam, ecr = FakeIam(ACCOUNT, roles or ("node",)), FakeEcr("ml/a")
     config = Config(**{"coalesce_window": 0.0, **settings})
-    directory = RoleDirectory(iam, ACCOUNT, cache_ttl=60.0, clock=clock)  # type: ignore[arg-type]
-    sync = RepositorySync(ecr, directory, cluster_id="c", config=config, clock=clock,  # type: ignore[arg-type]
-                          sleep=no_sleep)
+    accounts = Accounts(ACCOUNT, iam, ecr)
+    directory = RoleDirectory(accounts, cache_ttl=60.0, clock=clock)
+    sync = RepositorySync(accounts, directory, cluster_id="c", config=config, clock=clock, sleep=no_sleep)
     return sync, ecr, Grants(DEFAULTS), clock
 
 

@@ -6,7 +6,6 @@ lock us out, not to accept it.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 from ecr_access.aws import errors
@@ -22,16 +21,16 @@ class EcrAdapter:
         self._session = session
 
     async def get_repository_policy(self, repo: RepositoryRef) -> str | None:
-        return await asyncio.to_thread(self._get_repository_policy, repo)
+        return await self._session.run(self._get_repository_policy, repo)
 
     async def set_repository_policy(self, repo: RepositoryRef, text: str) -> None:
-        return await asyncio.to_thread(self._set_repository_policy, repo, text)
+        return await self._session.run(self._set_repository_policy, repo, text)
 
     async def delete_repository_policy(self, repo: RepositoryRef) -> None:
-        return await asyncio.to_thread(self._delete_repository_policy, repo)
+        return await self._session.run(self._delete_repository_policy, repo)
 
     async def describe_repositories(self, region: str, registry_id: str) -> list[str]:
-        return await asyncio.to_thread(lambda: list(self._describe_repositories(region, registry_id)))
+        return await self._session.run(lambda: list(self._describe_repositories(region, registry_id)))
 
     # The blocking boto3 calls, each run in a thread by the coroutine of the same name.
 

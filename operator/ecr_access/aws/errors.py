@@ -41,8 +41,31 @@ _INVALID = {"InvalidParameterException", "InvalidInput", "MalformedPolicyDocumen
 _PROPAGATION_HINTS = ("invalid repository policy provided", "principal not found", "invalid principal")
 
 
+class AssumeRoleFailed(Exception):
+    """The role of an EcrAccessAccount could not be assumed (or assumed again before its credentials
+    expired), raised through botocore to the call that needed the credentials."""
+
+    def __init__(self, fault: AwsFault) -> None:
+        super().__init__(str(fault))
+        self.fault = fault
+
+
+def classify_assume(error: Exception, role_arn: str) -> AwsFault:
+    """Why AssumeRole failed: ACCOUNT_UNAVAILABLE, with what AWS said, for every cause (trust
+    policy, external id, throttling, network): the grants wait for the account, whatever it was."""
+    try:
+        found = classify(error, "AssumeRole", role_arn)
+        detail, cause = found.detail, found.kind
+    except Exception:  # not an AWS error at all (a bug in a credential provider): still the account's
+        detail, cause = f"{type(error).__name__}: {error}", FaultKind.UNAVAILABLE
+    return AwsFault(FaultKind.ACCOUNT_UNAVAILABLE, "AssumeRole", role_arn, detail, cause)
+
+
 def classify(error: Exception, operation: str, resource: str) -> AwsFault:
     """Map any botocore exception to an AwsFault; unknown errors count as AWS being unavailable."""
+    if isinstance(error, AssumeRoleFailed):
+        return AwsFault(FaultKind.ACCOUNT_UNAVAILABLE, operation, resource,
+                        f"assuming {error.fault.resource} failed: {error.fault.detail}", error.fault.cause)
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
         code = str(details.get("Code", ""))

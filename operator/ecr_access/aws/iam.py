@@ -3,7 +3,6 @@ managed policies, and tag/untag the role (the managed-policy ledger, see `attach
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterable, Mapping
 
 from ecr_access.aws import errors
@@ -18,22 +17,22 @@ class IamAdapter:
         self._session = session
 
     async def get_role(self, name: str) -> RoleInfo | None:
-        return await asyncio.to_thread(self._get_role, name)
+        return await self._session.run(self._get_role, name)
 
     async def list_attached_role_policies(self, role_name: str) -> frozenset[str]:
-        return await asyncio.to_thread(self._list_attached_role_policies, role_name)
+        return await self._session.run(self._list_attached_role_policies, role_name)
 
     async def attach_role_policy(self, role_name: str, policy_arn: str) -> None:
-        return await asyncio.to_thread(self._attach_role_policy, role_name, policy_arn)
+        return await self._session.run(self._attach_role_policy, role_name, policy_arn)
 
     async def detach_role_policy(self, role_name: str, policy_arn: str) -> None:
-        return await asyncio.to_thread(self._detach_role_policy, role_name, policy_arn)
+        return await self._session.run(self._detach_role_policy, role_name, policy_arn)
 
     async def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None:
-        return await asyncio.to_thread(self._tag_role, role_name, tags)
+        return await self._session.run(self._tag_role, role_name, tags)
 
     async def untag_role(self, role_name: str, keys: Iterable[str]) -> None:
-        return await asyncio.to_thread(self._untag_role, role_name, keys)
+        return await self._session.run(self._untag_role, role_name, keys)
 
     # The blocking boto3 calls, each run in a thread by the coroutine of the same name.
 

@@ -6,17 +6,27 @@ reaches reconcile; the operator's own retry (kopf TemporaryError) sits above it.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import dataclasses
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import boto3
+import botocore.session
 from botocore.config import Config as BotoConfig
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    CredentialResolver,
+    DeferredRefreshableCredentials,
+)
 
 from ecr_access.aws import catalog, errors
 from ecr_access.aws.ratelimit import TokenBucket
 from ecr_access.model import Defaults
-from ecr_access.ports import AwsFault
+from ecr_access.ports import AwsFault, FaultKind
 
 if TYPE_CHECKING:
     from mypy_boto3_ecr import ECRClient
@@ -27,6 +37,33 @@ if TYPE_CHECKING:
 # then under 2 s) — about 63 s at worst, where botocore's defaults (60 s each) and the 6 attempts
 # set here before (`max_attempts` counts retries, not attempts) allowed minutes.
 RETRY_CONFIG = BotoConfig(retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=5, read_timeout=15)
+# Threads per session (per AWS account): more than the reconciler's bound on work at once in an
+# account (`reconcile.AWS_CONCURRENCY`), so that the orphan sweep never waits for a thread, and an
+# account whose calls hang or are throttled holds only its own threads.
+THREADS = 8
+
+T = TypeVar("T")
+
+
+class _NoCache(dict[str, Any]):
+    """botocore's assume-role fetcher caches by its own wall clock; the refreshable credentials
+    around it already decide when to refresh, so every refresh really assumes the role."""
+
+    def __contains__(self, key: object) -> bool:
+        return False
+
+
+class _Given(CredentialProvider):
+    """A credential provider that hands botocore the refreshable credentials we built."""
+
+    METHOD = "assume-role"
+
+    def __init__(self, credentials: Any) -> None:
+        super().__init__()
+        self._credentials = credentials
+
+    def load(self) -> Any:
+        return self._credentials
 
 
 @dataclasses.dataclass
@@ -40,11 +77,74 @@ class AwsSession:
     _ecr: dict[str, Any] = dataclasses.field(default_factory=dict)
     _iam: Any = None
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    _threads: concurrent.futures.ThreadPoolExecutor | None = None
 
     @classmethod
     def create(cls, region: str | None = None, rate: float = 0.0, burst: float = 1.0) -> AwsSession:
         """A session whose clients take a token from their (service, region) bucket before each request."""
-        return cls(boto3.session.Session(region_name=region), rate=rate, burst=burst)
+        return cls(boto3.session.Session(botocore_session=botocore.session.get_session(), region_name=region),
+                   rate=rate, burst=burst)
+
+    @property
+    def core(self) -> botocore.session.Session:
+        return self.session._session
+
+    async def run(self, call: Callable[..., T], *args: Any) -> T:
+        """Run one blocking boto3 call on this session's own threads (see `THREADS`)."""
+        with self._lock:
+            if self._threads is None:
+                self._threads = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="aws")
+            threads = self._threads
+        return await asyncio.get_running_loop().run_in_executor(threads, call, *args)
+
+    def assume(
+        self, role_arn: str, *, session_name: str, external_id: str = "",
+        refreshed: Callable[[Exception | None], None] = lambda error: None,
+        client_creator: Callable[..., Any] | None = None, time_fetcher: Callable[[], Any] | None = None,
+    ) -> AwsSession:
+        """A session in another account: `role_arn` assumed with this session's credentials, and
+        assumed again before the credentials expire (botocore's `AssumeRoleCredentialFetcher` in
+        `DeferredRefreshableCredentials`: the first call assumes it, and every call within
+        botocore's refresh window before expiry refreshes it). Its own clients, rate-limit buckets
+        and threads: AWS throttles per account.
+
+        `refreshed(error)` is told each outcome of assuming the role (None: it worked); a failure is
+        raised to the call that needed the credentials as `errors.AssumeRoleFailed`.
+        `client_creator` (the STS client) and `time_fetcher` (botocore's clock) are for tests."""
+        source = self.core.get_credentials()
+        if source is None:
+            raise AwsFault(FaultKind.ACCESS_DENIED, "AssumeRole", role_arn, "the operator has no AWS credentials")
+        extra = {"RoleSessionName": session_name, **({"ExternalId": external_id} if external_id else {})}
+        creator = client_creator or (lambda service, **kwargs: self.core.create_client(service, config=self.config,
+                                                                                       **kwargs))
+        fetcher = AssumeRoleCredentialFetcher(creator, source, role_arn, extra_args=extra, cache=_NoCache())
+
+        def refresh() -> dict[str, Any]:
+            try:
+                answer: dict[str, Any] = fetcher.fetch_credentials()
+            except Exception as error:
+                fault = errors.classify_assume(error, role_arn)
+                refreshed(fault)
+                raise errors.AssumeRoleFailed(fault) from error
+            refreshed(None)
+            return answer
+
+        options = {} if time_fetcher is None else {"time_fetcher": time_fetcher}
+        credentials = DeferredRefreshableCredentials(refresh, "assume-role", **options)
+        core = botocore.session.Session()
+        core.register_component("data_loader", self.core.get_component("data_loader"))  # models parsed once
+        core.register_component("credential_provider", CredentialResolver([_Given(credentials)]))
+        return AwsSession(boto3.session.Session(botocore_session=core, region_name=self.region), config=self.config,
+                          rate=self.rate, burst=self.burst)
+
+    def caller_identity(self, region: str | None = None) -> tuple[str, str]:
+        """(account, ARN) of whoever this session acts as: STS GetCallerIdentity (blocking)."""
+        sts = self.session.client("sts", region_name=region or self.region, config=self.config)
+        try:
+            identity = sts.get_caller_identity()
+        except Exception as error:
+            raise errors.classify(error, "GetCallerIdentity", "the operator's AWS identity") from error
+        return identity["Account"], identity["Arn"]
 
     def _limited(self, client: Any) -> Any:
         if self.rate > 0:
@@ -74,14 +174,10 @@ class AwsSession:
         region = region or self.region
         if not region:
             raise ValueError("No AWS region: set AWS_REGION (or ECR_ACCESS_REGION, or --region)")
-        sts = self.session.client("sts", region_name=region, config=self.config)
-        try:
-            identity = sts.get_caller_identity()
-        except Exception as error:
-            raise errors.classify(error, "GetCallerIdentity", "the operator's AWS identity") from error
-        arn = identity["Arn"]
-        return Defaults(partition=arn.split(":")[1], region=region, account=identity["Account"],
+        account, arn = self.caller_identity(region)
+        return Defaults(partition=arn.split(":")[1], region=region, account=account,
                         catalog=catalog.load(self.session, self.ecr(region)))
+
 
 
 __all__ = ["RETRY_CONFIG", "AwsFault", "AwsSession"]
