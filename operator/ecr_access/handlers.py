@@ -125,6 +125,8 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
         return
     previous = dict(body.get("status") or {})
     outcome = await runtime.reconciler.release(key, spec, applied, live, str(meta.get("uid", "")))
+    for left in outcome.unsettled:  # what the delete could not check, and does not wait for
+        _warn(body, left.reason, left.message)
     if not (outcome.transient or outcome.terminal):
         return
     new, changes = status.for_outcome(outcome, meta.get("generation", 0), previous, now())

@@ -180,11 +180,12 @@ class Reconciler:
                    for repo in dict.fromkeys(repo for item in known for repo in item.repositories)}
         handover_sid = policy.retained_sid(self.cluster_id, key.namespace, key.name, uid) if me else None
         sid = self.sid_for(given or known[0])
-        results, blocked = [], False
+        results, blocked, left = [], False, []
         for repo, result in (await self._sync_all(tickets, live, 0.0)).items():
             finding = verdicts.released(repo, result, handover_sid, silent=self.repositories.silent_for(repo),
                                         unreachable_after=self.config.unreachable_after)
             blocked = blocked or not finding.ok
+            left.extend(item for item in (verdicts.left_behind(repo, result, sid),) if item is not None)
             if given is not None and repo in given.repositories:
                 results.append(RepositoryResult(repo.arn, sid, finding))
         role_finding = APPLIED
@@ -201,7 +202,7 @@ class Reconciler:
                     if fault.kind is not FaultKind.NOT_FOUND:
                         role_finding = verdicts.for_fault(fault, f"IAM role {role.describe()}")
         info = await self.roles.resolve(given.role) if given is not None else None
-        return Outcome(info.arn if info else None, None, None, role_finding, tuple(results))
+        return Outcome(info.arn if info else None, None, None, role_finding, tuple(results), unsettled=tuple(left))
 
     async def resync(self, grant: LiveGrant, live: LiveGrants, max_age: float) -> None:
         """Sync what an inactive grant (suspended, or its spec invalid) contributes, its frozen

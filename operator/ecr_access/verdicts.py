@@ -157,11 +157,24 @@ def dropped(repo: RepositoryRef, result: Result) -> Finding | None:
     return None
 
 
+def left_behind(repo: RepositoryRef, result: Result, sid: str) -> Finding | None:
+    """What a release could not check: a repository in an account no EcrAccessAccount configures.
+    The operator can never act there, so the delete does not wait for it (a grant whose registryId
+    was a typo must stay deletable); but if it wrote there while an EcrAccessAccount configured the
+    account, that statement is left, and a person must know."""
+    if isinstance(result, AwsFault) and result.kind is FaultKind.ACCOUNT_NOT_CONFIGURED:
+        return Finding("AccountNotConfigured", f"{label(repo)} is in account {repo.registry_id}, which no "
+                       "EcrAccessAccount configures, so the operator could not remove this grant from it: if "
+                       f"statement {sid} is there, remove the grant's role from it by hand, or re-create the "
+                       "EcrAccessAccount.", Severity.TERMINAL)
+    return None
+
+
 def released(repo: RepositoryRef, result: Result, handover_sid: str | None, *, silent: float | None,
              unreachable_after: float) -> Finding:
     """One repository's verdict for a grant being released (or handing its access over)."""
     if isinstance(result, AwsFault):
-        if result.kind is FaultKind.NOT_FOUND:
+        if result.kind in (FaultKind.NOT_FOUND, FaultKind.ACCOUNT_NOT_CONFIGURED):  # see `left_behind`
             return APPLIED
         return unreachable(repo, result, silent, unreachable_after) or for_fault(result, label(repo))
     if isinstance(result, Exception):

@@ -164,6 +164,15 @@ def test_a_repository_in_an_unconfigured_account_is_account_not_configured_and_t
     assert principals(central.ours("central/base")[0]) == [role_arn]
     assert outcome.terminal and not outcome.transient
 
+    # The delete does not wait for an account the operator can never act in (a typo in registryId
+    # must stay deletable), and says what it could not check.
+    grants.remove(key)
+    released = world.release(key, spec, spec, grants, reconciler=central.reconciler)
+    assert not released.terminal and not released.transient, released
+    [left] = released.unsettled
+    assert left.reason == "AccountNotConfigured" and "x/y" in left.message
+    assert world.policy("ml/a") is None and central.policy("central/base") is None
+
 
 def test_a_role_in_an_unconfigured_account_is_account_not_configured_only_for_a_managed_policy(
         world: World, central: Central, grants: Grants) -> None:
