@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from ecr_sandbox.kubectl import run_kubectl
+from tests.unit.test_crd import cel_violations, prune, to_json_schema
 from tests.unit.test_policy_crd import admission_errors
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,8 +28,14 @@ DEPLOY = ROOT / "deploy"
 CHART = DEPLOY / "helm" / "ecr-access-operator"
 CRD_PATH = ROOT / "crds" / "ecraccessgrants.yaml"
 POLICY_CRD_PATH = ROOT / "crds" / "ecrgrantpolicies.yaml"
-CRD_PATHS = (CRD_PATH, POLICY_CRD_PATH)  # every CRD, in the order crds/kustomization.yaml lists them
+ACCOUNT_CRD_PATH = ROOT / "crds" / "ecraccessaccounts.yaml"
+# Every CRD, in the order crds/kustomization.yaml lists them (test_kustomize checks the order).
+CRD_PATHS = (CRD_PATH, POLICY_CRD_PATH, ACCOUNT_CRD_PATH)
 KUSTOMIZATIONS = ("base", "overlays/irsa", "overlays/pod-identity", "overlays/argocd")
+# The central-registry example (an EcrAccessAccount and a grant that uses it). In a directory of its own while
+# tests/unit/test_crd.py and tests/kubesim/test_kubesim_project_crd.py read every examples/*.yaml as one grant or
+# policy: a file with two documents, or an EcrAccessAccount, there would fail them.
+CENTRAL_REGISTRY_EXAMPLE = ROOT / "examples" / "central-registry" / "central-registry.yaml"
 
 NAMESPACE = "ecr-access-system"
 NAME = "ecr-access-operator"
@@ -99,7 +106,7 @@ def deployment(objects: Iterable[Obj]) -> Obj:
 def container(objects: Iterable[Obj]) -> Obj:
     containers = deployment(objects)["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
-    return containers[0]
+    return dict(containers[0])
 
 
 def rbac_rules(role: Obj) -> set[tuple[str, str, str, tuple[str, ...]]]:
@@ -120,7 +127,7 @@ def sync_wave(obj: Obj) -> int:
 
 @functools.cache
 def _crd_schema(path: Path = CRD_PATH) -> Obj:
-    return yaml.safe_load(path.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return dict(yaml.safe_load(path.read_text())["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
 
 
 def validate_grant(obj: Obj) -> None:
@@ -141,9 +148,37 @@ def validate_policy(obj: Obj) -> None:
     assert admission_errors(obj) == [], f"EcrGrantPolicy/{obj['metadata']['name']}"
 
 
+# OpenAPI failures after which the API server runs no CEL rule ("some validation rules were not checked because the
+# object was invalid"): a wrong type, a missing required field, an unsupported enum value, too long or too many.
+_BLOCKING = {"type", "required", "enum", "maxLength", "maxItems", "maxProperties"}
+
+
+def account_errors(obj: Obj) -> list[str]:
+    """What the API server would refuse in an EcrAccessAccount: the OpenAPI schema in strict mode (unknown fields
+    are errors, as with `kubectl apply --validate=strict`), then, unless one of those errors blocks them, the CEL
+    rules on what the server would keep."""
+    schema = _crd_schema(ACCOUNT_CRD_PATH)
+    body = {key: value for key, value in obj.items() if key != "metadata"}
+    validator = jsonschema.Draft4Validator(to_json_schema(schema, strict=True))
+    found = list(validator.iter_errors(body))
+    errors = sorted(f"{'.'.join(map(str, error.absolute_path))}: {error.message}" for error in found)
+    if any(error.validator in _BLOCKING for error in found):
+        return errors
+    return errors + cel_violations(prune(body, schema), schema)
+
+
+def validate_account(obj: Obj) -> None:
+    """Validate an EcrAccessAccount against its CRD: the OpenAPI schema, then the CEL rule."""
+    assert obj["apiVersion"] == "ecraccess.io/v1alpha1" and obj["kind"] == "EcrAccessAccount"
+    assert "namespace" not in obj["metadata"], "EcrAccessAccount is cluster-scoped"
+    assert account_errors(obj) == [], f"EcrAccessAccount/{obj['metadata']['name']}"
+
+
 def validate_example(obj: Obj) -> None:
-    """A grant or a policy, each against its own CRD."""
+    """A grant, a policy or an account, each against its own CRD."""
     if obj.get("kind") == "EcrGrantPolicy":
         validate_policy(obj)
+    elif obj.get("kind") == "EcrAccessAccount":
+        validate_account(obj)
     else:
         validate_grant(obj)

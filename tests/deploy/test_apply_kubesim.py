@@ -20,7 +20,18 @@ import yaml
 from ecr_sandbox.kubectl import run_kubectl
 from ecr_sandbox.seed import ALLOW_ALL_POLICY
 from kubesim import server
-from tests.deploy.manifests import DEPLOY, NAME, NAMESPACE, ROOT, helm_crds, helm_render, kubectl, kustomize
+from tests.deploy.manifests import (
+    CENTRAL_REGISTRY_EXAMPLE,
+    CRD_PATHS,
+    DEPLOY,
+    NAME,
+    NAMESPACE,
+    ROOT,
+    helm_crds,
+    helm_render,
+    kubectl,
+    kustomize,
+)
 from tests.deploy.test_helm import NON_DEFAULT
 
 Obj = dict[str, Any]
@@ -109,7 +120,7 @@ def test_kustomization_applies_cleanly_and_reapplies_unchanged(cluster: Cluster,
     created = _verbs(cluster.kubectl("apply", "-k", path))
     assert len(created) == len(rendered) and set(created.values()) == {"created"}, created
     crds = [obj for obj in rendered if obj["kind"] == "CustomResourceDefinition"]
-    assert len(crds) == 2  # grants and policies
+    assert len(crds) == len(CRD_PATHS)  # grants, policies and accounts
     for crd in crds:
         cluster.established(crd["metadata"]["name"])
     live = cluster.get("-k", path)
@@ -224,3 +235,57 @@ def test_the_policy_crd_serves_the_example_and_the_sandbox_policy_and_refuses_ba
     assert "start it with arn:" in cluster.refused(_policy("no-arn", namespaceSelector=selector,
                                                            roles=["cld_*-cluster_node_role"], repositories=["*"]))
     assert [obj["metadata"]["name"] for obj in cluster.get("egp")] == ["sandbox-allow-all", "team-ml"]
+
+
+def _account(name: str, **spec: Any) -> Obj:
+    return {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessAccount", "metadata": {"name": name},
+            "spec": spec}
+
+
+def test_the_account_crd_serves_the_example_and_refuses_bad_ones(cluster: Cluster) -> None:
+    cluster.kubectl("apply", "-k", str(DEPLOY / "base"))
+    cluster.established("ecraccessaccounts.ecraccess.io")
+    example = CENTRAL_REGISTRY_EXAMPLE
+    documents = [doc for doc in yaml.safe_load_all(example.read_text()) if doc]
+    assert _verbs(cluster.kubectl("apply", "-f", str(example))) == {
+        "ecraccessaccount.ecraccess.io/central-registry": "created",
+        "ecraccessgrant.ecraccess.io/base-images": "created",
+    }
+    live = cluster.get("eaa", "central-registry")[0]
+    assert "namespace" not in live["metadata"], "cluster-scoped"
+    assert live["spec"] == next(doc for doc in documents if doc["kind"] == "EcrAccessAccount")["spec"]
+
+    # The status the operator writes is accepted through the status subresource (and leaves the spec alone).
+    identity = "arn:aws:sts::210987654321:assumed-role/ecr-access-operator/ecr-access-0a1b2c3d"
+    status = {"observedGeneration": 1, "identityArn": identity, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "Assumed",
+         "message": f"The operator acts in account 210987654321 as {identity}.", "observedGeneration": 1,
+         "lastTransitionTime": "2026-01-10T09:00:02Z"}]}
+    cluster.kubectl("patch", "eaa", "central-registry", "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": status}))
+    patched = cluster.get("eaa", "central-registry")[0]
+    assert (patched["status"], patched["spec"]) == (status, live["spec"])
+    # A merge patch with identityArn null removes it, as the operator's patch does when the account stops working.
+    cluster.kubectl("patch", "eaa", "central-registry", "--subresource=status", "--type=merge", "-p",
+                    json.dumps({"status": {"identityArn": None}}))
+    assert "identityArn" not in cluster.get("eaa", "central-registry")[0]["status"]
+
+    # What a cluster admin sees: the short name, the category shared with grants and policies, the columns.
+    table = [line.split() for line in cluster.kubectl("get", "eaa").splitlines()]
+    assert table[0] == ["NAME", "ACCOUNT", "READY", "REASON", "AGE"]
+    assert [row[:-1] for row in table[1:]] == [["central-registry", "210987654321", "True", "Assumed"]]
+    assert "ecraccessaccount.ecraccess.io/central-registry" in cluster.kubectl("get", "ecraccess", "-A", "-o", "name")
+    explained = cluster.kubectl("explain", "eaa.spec.assumeRole.roleArn")
+    assert "FIELD: roleArn <string>" in explained and "CloudTrail" in explained
+
+    # The schema and the CEL rule, as the API server applies them.
+    role = "arn:aws:iam::210987654321:role/ecr-access-operator"
+    assert "assumeRole.roleArn must be a role in spec.accountId" in cluster.refused(_account(
+        "elsewhere", accountId="210987654321", assumeRole={"roleArn": "arn:aws:iam::123456789012:role/admin"}))
+    assert "spec.accountId" in cluster.refused(_account("short", accountId="2109876543", assumeRole={"roleArn": role}))
+    assert "spec.assumeRole.externalId" in cluster.refused(_account(
+        "one-char", accountId="210987654321", assumeRole={"roleArn": role, "externalId": "x"}))
+    assert "spec.assumeRole.roleArn" in cluster.refused(_account(
+        "user", accountId="210987654321", assumeRole={"roleArn": "arn:aws:iam::210987654321:user/ops"}))
+    assert "roleArn" in cluster.refused(_account("no-role", accountId="210987654321", assumeRole={}))
+    assert [obj["metadata"]["name"] for obj in cluster.get("eaa")] == ["central-registry"]

@@ -1,6 +1,7 @@
-"""The Argo CD health check (deploy/argocd/health.lua), run as Argo CD runs it: Lua 5.1 (gopher-lua), with only the
-base, table, string and math libraries, the grant in the global `obj`. The cases are Argo CD's own test layout
-(health_test.yaml + testdata/), so the same files can go into argo-cd's resource_customizations unchanged."""
+"""The Argo CD health checks (deploy/argocd/health.lua for grants, deploy/argocd/EcrAccessAccount/health.lua for
+accounts), run as Argo CD runs them: Lua 5.1 (gopher-lua), with only the base, table, string and math libraries, the
+object in the global `obj`. The cases are Argo CD's own test layout (health_test.yaml + testdata/ beside each
+script), so the same files can go into argo-cd's resource_customizations unchanged."""
 
 from __future__ import annotations
 
@@ -13,10 +14,16 @@ import yaml
 from lupa import lua51
 
 from tests import kstatus
-from tests.deploy.manifests import DEPLOY, NAMESPACE, kustomize, validate_grant
+from tests.deploy.manifests import DEPLOY, NAMESPACE, kustomize, validate_account, validate_grant
 
 ARGOCD = DEPLOY / "argocd"
 HEALTH_KEY = "resource.customizations.health.ecraccess.io_EcrAccessGrant"
+# Each kind's health check: the directory of its health.lua, health_test.yaml and testdata/, and its CRD check.
+ACCOUNTS = ARGOCD / "EcrAccessAccount"
+CHECKS = {"EcrAccessGrant": (ARGOCD, validate_grant), "EcrAccessAccount": (ACCOUNTS, validate_account)}
+# The statuses each script returns (an account has no spec.suspend).
+STATUSES = {"EcrAccessGrant": {"Healthy", "Progressing", "Degraded", "Suspended"},
+            "EcrAccessAccount": {"Healthy", "Progressing", "Degraded"}}
 
 # Run the script in an environment with only what gopher-lua gives Argo CD's health scripts.
 _SANDBOX = """
@@ -42,32 +49,47 @@ def _runtime() -> Any:
     return lua51.LuaRuntime(unpack_returned_tuples=True)
 
 
-def _health(obj: dict[str, Any]) -> dict[str, str]:
+def _health(obj: dict[str, Any], directory: Path = ARGOCD) -> dict[str, str]:
     runtime = _runtime()
     assert runtime.lua_version == (5, 1)
-    run = runtime.execute(_SANDBOX, (ARGOCD / "health.lua").read_text())
+    run = runtime.execute(_SANDBOX, (directory / "health.lua").read_text())
     result = run(runtime.table_from(obj, recursive=True))
     return {key: result[key] for key in ("status", "message") if result[key] is not None}
 
 
-def _cases() -> list[dict[str, Any]]:
-    return yaml.safe_load((ARGOCD / "health_test.yaml").read_text())["tests"]
+def _cases(directory: Path = ARGOCD) -> list[dict[str, Any]]:
+    return list(yaml.safe_load((directory / "health_test.yaml").read_text())["tests"])
 
 
-def _load(path: str) -> dict[str, Any]:
-    return yaml.safe_load((ARGOCD / path).read_text())
+def _load(path: str, directory: Path = ARGOCD) -> dict[str, Any]:
+    return dict(yaml.safe_load((directory / path).read_text()))
 
 
-@pytest.mark.parametrize("case", _cases(), ids=lambda case: Path(case["inputPath"]).stem)
-def test_health_script_gives_argo_cd_the_expected_status_and_message(case: dict[str, Any]) -> None:
-    assert _health(_load(case["inputPath"])) == case["healthStatus"]
+def _all_cases() -> list[tuple[str, dict[str, Any]]]:
+    return [(kind, case) for kind, (directory, _) in CHECKS.items() for case in _cases(directory)]
 
 
-def test_cases_cover_every_status_the_script_returns() -> None:
-    statuses = {case["healthStatus"]["status"] for case in _cases()}
-    assert statuses == {"Healthy", "Progressing", "Degraded", "Suspended"}
-    listed = {case["inputPath"] for case in _cases()}
-    on_disk = {f"testdata/{path.name}" for path in (ARGOCD / "testdata").glob("*.yaml")}
+def _all_testdata() -> list[tuple[str, str]]:
+    return [(kind, path.name) for kind, (directory, _) in CHECKS.items()
+            for path in sorted((directory / "testdata").glob("*.yaml"))]
+
+
+@pytest.mark.parametrize(("kind", "case"), _all_cases(),
+                         ids=[f"{kind}-{Path(case['inputPath']).stem}" for kind, case in _all_cases()])
+def test_health_script_gives_argo_cd_the_expected_status_and_message(kind: str, case: dict[str, Any]) -> None:
+    directory = CHECKS[kind][0]
+    obj = _load(case["inputPath"], directory)
+    assert obj["kind"] == kind
+    assert _health(obj, directory) == case["healthStatus"]
+
+
+@pytest.mark.parametrize("kind", sorted(CHECKS))
+def test_cases_cover_every_status_the_script_returns(kind: str) -> None:
+    directory = CHECKS[kind][0]
+    statuses = {case["healthStatus"]["status"] for case in _cases(directory)}
+    assert statuses == STATUSES[kind]
+    listed = {case["inputPath"] for case in _cases(directory)}
+    on_disk = {f"testdata/{path.name}" for path in (directory / "testdata").glob("*.yaml")}
     assert listed == on_disk, "every testdata file has a case, and every case a file"
 
 
@@ -92,9 +114,23 @@ def test_sandbox_refuses_what_argo_cd_does_not_give_health_scripts() -> None:
         run(runtime.table_from({}, recursive=True))
 
 
-@pytest.mark.parametrize("path", sorted(p.name for p in (ARGOCD / "testdata").glob("*.yaml")))
-def test_testdata_are_grants_the_crd_accepts(path: str) -> None:
-    validate_grant(_load(f"testdata/{path}"))
+@pytest.mark.parametrize(("kind", "path"), _all_testdata(), ids=[f"{k}-{p}" for k, p in _all_testdata()])
+def test_testdata_are_objects_their_crd_accepts(kind: str, path: str) -> None:
+    directory, validate_kind = CHECKS[kind]
+    validate_kind(_load(f"testdata/{path}", directory))
+
+
+def test_an_account_without_conditions_but_with_an_observed_generation_is_progressing() -> None:
+    account = _load("testdata/healthy.yaml", ACCOUNTS)
+    del account["status"]["conditions"]
+    assert _health(account, ACCOUNTS)["status"] == "Progressing"
+
+
+def test_a_stalled_account_is_degraded_with_its_message_whatever_the_condition_order() -> None:
+    account = _load("testdata/degraded_assume_role_failed.yaml", ACCOUNTS)
+    account["status"]["conditions"].reverse()
+    stalled = next(c for c in account["status"]["conditions"] if c["type"] == "Stalled")
+    assert _health(account, ACCOUNTS) == {"status": "Degraded", "message": stalled["message"]}
 
 
 # Argo CD and Flux (kstatus) must agree on each grant, except where kstatus itself cannot know better.
@@ -107,23 +143,28 @@ ARGO_FOR_KSTATUS = {
 KNOWN_DIFFERENCES = {
     # kstatus has no Suspended; the generic rules see the old conditions, health.lua sees spec.suspend.
     "suspended.yaml": (kstatus.CURRENT, "Suspended"),
-    # kstatus skips the generation check without status.observedGeneration, so a grant the operator has not seen
-    # yet is Current to Flux; Argo CD waits for the operator (deploy/README.md documents the difference).
+    # kstatus skips the generation check without status.observedGeneration, so a grant (or an account) the operator
+    # has not seen yet is Current to Flux; Argo CD waits for the operator (deploy/README.md documents the difference).
     "progressing_new.yaml": (kstatus.CURRENT, "Progressing"),
 }
 
 
-@pytest.mark.parametrize("path", sorted(p.name for p in (ARGOCD / "testdata").glob("*.yaml")))
-def test_argo_cd_and_kstatus_agree_on_each_grant(path: str) -> None:
-    grant = _load(f"testdata/{path}")
-    flux, argo = kstatus.compute(grant).status, _health(grant)["status"]
+@pytest.mark.parametrize(("kind", "path"), _all_testdata(), ids=[f"{k}-{p}" for k, p in _all_testdata()])
+def test_argo_cd_and_kstatus_agree_on_each_object(kind: str, path: str) -> None:
+    directory = CHECKS[kind][0]
+    obj = _load(f"testdata/{path}", directory)
+    flux, argo = kstatus.compute(obj).status, _health(obj, directory)["status"]
     assert (flux, argo) == KNOWN_DIFFERENCES.get(path, (flux, ARGO_FOR_KSTATUS[flux]))
 
 
-def test_argocd_cm_snippet_carries_health_lua_verbatim() -> None:
+def test_argocd_cm_snippet_carries_each_health_lua_verbatim() -> None:
     config_map = _load("argocd-cm.yaml")
     assert (config_map["kind"], config_map["metadata"]["name"]) == ("ConfigMap", "argocd-cm")
+    assert set(config_map["data"]) == {f"resource.customizations.health.ecraccess.io_{kind}" for kind in CHECKS}
     assert config_map["data"][HEALTH_KEY] == (ARGOCD / "health.lua").read_text()
+    for kind, (directory, _) in CHECKS.items():
+        assert config_map["data"][f"resource.customizations.health.ecraccess.io_{kind}"] == (
+            directory / "health.lua").read_text()
 
 
 def test_example_application_installs_the_argocd_overlay() -> None:

@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.manifests import DEPLOY, ROOT, kustomize, one, validate_example
+from tests.deploy.manifests import CRD_PATHS, DEPLOY, ROOT, kustomize, one, validate_example
 
 FLUX = DEPLOY / "flux" / "ecr-access-operator.yaml"
+CRD_NAMES = {yaml.safe_load(path.read_text())["metadata"]["name"] for path in CRD_PATHS}
+# What the grants path may hold, each kind checked against its CRD. Flux generates a kustomization.yaml for a
+# directory without one that takes every manifest of the directory tree, subdirectories included.
+EXAMPLES = sorted(path.relative_to(ROOT / "examples").as_posix() for path in (ROOT / "examples").rglob("*.yaml"))
 
 
 def _documents() -> list[dict[str, Any]]:
@@ -46,10 +50,10 @@ def test_operator_health_checks_name_objects_the_overlay_installs() -> None:
     objects = kustomize(operator["path"].removeprefix("./deploy/"))
     checks = operator["healthChecks"]
     assert {check["kind"] for check in checks} == {"CustomResourceDefinition", "Deployment"}
-    # Every CRD the overlay installs is checked: grants and policies can be applied only once both are served.
+    # Every CRD the overlay installs is checked: grants, policies and accounts can be applied only once all are served.
     crds = {obj["metadata"]["name"] for obj in objects if obj["kind"] == "CustomResourceDefinition"}
     assert {check["name"] for check in checks if check["kind"] == "CustomResourceDefinition"} == crds
-    assert crds == {"ecraccessgrants.ecraccess.io", "ecrgrantpolicies.ecraccess.io"}
+    assert crds == CRD_NAMES
     for check in checks:
         obj = one(objects, check["kind"], check["name"])
         assert obj["apiVersion"] == check["apiVersion"]
@@ -63,17 +67,16 @@ def test_no_crd_is_ever_pruned() -> None:
     (patch,) = [p for p in operator["patches"] if p["target"]["kind"] == "CustomResourceDefinition"]
     # A target by kind alone selects every CRD of the overlay (kustomize selectors: each field narrows).
     assert set(patch["target"]) == {"kind"}
-    assert {obj["metadata"]["name"] for obj in crds} == {"ecraccessgrants.ecraccess.io",
-                                                         "ecrgrantpolicies.ecraccess.io"}
+    assert {obj["metadata"]["name"] for obj in crds} == CRD_NAMES
     (op,) = yaml.safe_load(patch["patch"])
     assert op["value"]["kustomize.toolkit.fluxcd.io/prune"] == "disabled"
 
 
-@pytest.mark.parametrize("path", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
-def test_grants_path_holds_grants_and_policies_their_crds_accept(path: str) -> None:
+@pytest.mark.parametrize("path", EXAMPLES)
+def test_grants_path_holds_grants_policies_and_accounts_their_crds_accept(path: str) -> None:
     grants_dir = Path(_kustomization("ecr-access-grants")["spec"]["path"])
     assert ROOT / grants_dir == ROOT / "examples"
     for doc in yaml.safe_load_all((ROOT / grants_dir / path).read_text()):
         if doc:
-            assert doc["kind"] in {"EcrAccessGrant", "EcrGrantPolicy"}
+            assert doc["kind"] in {"EcrAccessGrant", "EcrGrantPolicy", "EcrAccessAccount"}
             validate_example(doc)

@@ -76,7 +76,7 @@ def _env(objects: list[dict[str, Any]]) -> dict[str, str]:
 
 def _problems(report: dict[str, Any]) -> list[str]:
     # Severity: 1 info, 2 warning, 3 error. Info ("icon is recommended") is fine.
-    return [f"{m['path']}: {m['error']}" for m in report["messages"] if m["severity"] >= 2] + report["errors"]
+    return [f"{m['path']}: {m['error']}" for m in report["messages"] if m["severity"] >= 2] + list(report["errors"])
 
 
 @pytest.mark.parametrize("values", [None, NON_DEFAULT], ids=["defaults", "non-default"])
@@ -197,6 +197,20 @@ def test_no_role_in_the_chart_lets_anyone_write_policies(values: dict[str, Any] 
         assert found == allowed, role["metadata"]["name"]
     viewer = one(helm_render(values), "ClusterRole", f"{NAME}-grants-viewer")
     assert {("ecraccess.io", "ecrgrantpolicies", verb, ()) for verb in ("get", "list", "watch")} <= rbac_rules(viewer)
+
+
+@pytest.mark.parametrize("values", [None, NON_DEFAULT], ids=["defaults", "non-default"])
+def test_no_role_in_the_chart_lets_anyone_but_the_operator_write_accounts(values: dict[str, Any] | None) -> None:
+    # An EcrAccessAccount extends the operator's reach into another AWS account: a cluster admin's to write. The
+    # operator patches it (kopf's annotations) and its status, nothing more; the viewer reads it.
+    writes = {"create", "update", "patch", "delete", "deletecollection", "*"}
+    for role in (obj for obj in helm_render(values) if obj["kind"] == "ClusterRole"):
+        found = {(resource, verb) for group, resource, verb, _ in rbac_rules(role)
+                 if resource.split("/")[0] in ("ecraccessaccounts", "*") and verb in writes and group}
+        allowed = {("ecraccessaccounts", "patch"), ("ecraccessaccounts/status", "patch")}
+        assert found == (allowed if role["metadata"]["name"] == NAME else set()), role["metadata"]["name"]
+    viewer = one(helm_render(values), "ClusterRole", f"{NAME}-grants-viewer")
+    assert {("ecraccess.io", "ecraccessaccounts", verb, ()) for verb in ("get", "list", "watch")} <= rbac_rules(viewer)
 
 
 def test_the_chart_creates_no_policy_by_default() -> None:

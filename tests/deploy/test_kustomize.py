@@ -21,6 +21,7 @@ from tests.deploy.manifests import (
     KUBE_VERSIONS,
     KUSTOMIZATIONS,
     NAMESPACE,
+    ROOT,
     container,
     deployment,
     kustomize,
@@ -34,6 +35,7 @@ from tests.deploy.manifests import (
 
 CLUSTER_SCOPED = {"Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding"}
 POLICIES = "ecrgrantpolicies"  # the EcrGrantPolicy CRD's plural (crds/ecrgrantpolicies.yaml)
+ACCOUNTS = "ecraccessaccounts"  # the EcrAccessAccount CRD's plural (crds/ecraccessaccounts.yaml)
 CRD_NAMES = [yaml.safe_load(path.read_text())["metadata"]["name"] for path in CRD_PATHS]
 WRITE_VERBS = {"create", "update", "patch", "delete", "deletecollection", "*"}
 
@@ -66,6 +68,16 @@ OPERATOR_RULES = {
     # watches.on_namespace_event, which re-judges a relabelled namespace's grants).
     ("", "namespaces", "list", ()),
     ("", "namespaces", "watch", ()),
+    # Accounts (DESIGN §6). kopf for the operator: list+watch every EcrAccessAccount (watches.index_accounts, which
+    # every call into another account reads, and watches.on_account on create/update/resume), patch (kopf's
+    # progress annotations and last-handled configuration on the object).
+    (handlers.GROUP, ACCOUNTS, "list", ()),
+    (handlers.GROUP, ACCOUNTS, "watch", ()),
+    (handlers.GROUP, ACCOUNTS, "patch", ()),
+    # GET .../ecraccessaccounts/{name}: no call needs it today; it shows nothing list does not.
+    (handlers.GROUP, ACCOUNTS, "get", ()),
+    # kopf and kube.patch_account_status: PATCH .../ecraccessaccounts/{name}/status (Ready, identityArn).
+    (handlers.GROUP, f"{ACCOUNTS}/status", "patch", ()),
 }
 
 
@@ -73,16 +85,26 @@ OPERATOR_RULES = {
 def test_every_kustomization_renders_the_whole_install(directory: str) -> None:
     objects = kustomize(directory)
     kinds = sorted(obj["kind"] for obj in objects)
-    assert kinds == sorted(["Namespace", "CustomResourceDefinition", "CustomResourceDefinition", "ServiceAccount",
+    assert kinds == sorted(["Namespace", *["CustomResourceDefinition"] * len(CRD_NAMES), "ServiceAccount",
                             "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment"])
     assert sorted(obj["metadata"]["name"] for obj in objects if obj["kind"] == "CustomResourceDefinition") == sorted(
         CRD_NAMES)
-    # The install creates no policy: until a cluster admin writes one, grants may grant nothing (Enforce).
-    assert not any(obj["kind"] == "EcrGrantPolicy" for obj in objects)
+    # The install creates no policy: until a cluster admin writes one, grants may grant nothing (Enforce). Nor any
+    # account: the operator acts in its own account only until a cluster admin adds one.
+    assert not any(obj["kind"] in ("EcrGrantPolicy", "EcrAccessAccount") for obj in objects)
     for obj in objects:
         if obj["kind"] not in CLUSTER_SCOPED:
             assert obj["metadata"]["namespace"] == NAMESPACE, obj["metadata"]["name"]
     assert one(objects, "Namespace")["metadata"]["name"] == NAMESPACE
+
+
+def test_crds_kustomization_lists_every_crd_the_tests_know() -> None:
+    # crds/ is what the sandbox, deploy/base and `kubectl apply -k crds` install; CRD_PATHS is what the tests check.
+    listed = yaml.safe_load((ROOT / "crds" / "kustomization.yaml").read_text())["resources"]
+    assert listed == [path.name for path in CRD_PATHS] == ["ecraccessgrants.yaml", "ecrgrantpolicies.yaml",
+                                                           "ecraccessaccounts.yaml"]
+    assert sorted(path.name for path in (ROOT / "crds").glob("*.yaml") if path.name != "kustomization.yaml") == sorted(
+        listed)
 
 
 @pytest.mark.parametrize("version", KUBE_VERSIONS)
@@ -133,10 +155,11 @@ def test_operator_role_is_bound_to_the_deployments_service_account() -> None:
     assert deployment(objects)["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
 
 
-def test_viewer_role_reads_grants_and_policies_and_is_aggregated_to_view() -> None:
+def test_viewer_role_reads_grants_policies_and_accounts_and_is_aggregated_to_view() -> None:
     viewer = one(kustomize("base"), "ClusterRole", "ecr-access-operator-grants-viewer")
     assert viewer["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-view"] == "true"
-    assert rbac_rules(viewer) == {(handlers.GROUP, resource, verb, ()) for resource in (handlers.PLURAL, POLICIES)
+    assert rbac_rules(viewer) == {(handlers.GROUP, resource, verb, ())
+                                  for resource in (handlers.PLURAL, POLICIES, ACCOUNTS)
                                   for verb in ("get", "list", "watch")}
 
 
@@ -153,6 +176,20 @@ def test_no_shipped_role_lets_anyone_write_policies(directory: str) -> None:
         assert writes == allowed, role["metadata"]["name"]
 
 
+@pytest.mark.parametrize("directory", KUSTOMIZATIONS)
+def test_no_shipped_role_lets_anyone_but_the_operator_write_accounts(directory: str) -> None:
+    # An EcrAccessAccount points the operator at a role in another AWS account, for every namespace whose policies
+    # name that account: only cluster admins write them. The operator patches the object (kopf's annotations, never
+    # the spec) and its status; it never creates or deletes one.
+    for role in (obj for obj in kustomize(directory) if obj["kind"] == "ClusterRole"):
+        writes = {(resource, verb) for group, resource, verb, _ in rbac_rules(role)
+                  if group in (handlers.GROUP, "*") and resource.split("/")[0] in (ACCOUNTS, "*")
+                  and verb in WRITE_VERBS}
+        operator = role["metadata"]["name"] == "ecr-access-operator"
+        assert writes == ({(ACCOUNTS, "patch"), (f"{ACCOUNTS}/status", "patch")} if operator else set()), (
+            role["metadata"]["name"])
+
+
 def test_editor_role_can_manage_grants_but_is_not_aggregated_to_edit_or_admin() -> None:
     editor = one(kustomize("base"), "ClusterRole", "ecr-access-operator-grants-editor")
     labels = editor["metadata"].get("labels", {})
@@ -160,7 +197,7 @@ def test_editor_role_can_manage_grants_but_is_not_aggregated_to_edit_or_admin() 
     rules = rbac_rules(editor)
     assert {(handlers.GROUP, handlers.PLURAL, verb, ()) for verb in ("create", "update", "patch", "delete")} <= rules
     assert not any(resource.endswith("/status") for _, resource, _, _ in rules), "only the operator writes status"
-    assert {resource for _, resource, _, _ in rules} == {handlers.PLURAL}, "grants only, never policies"
+    assert {resource for _, resource, _, _ in rules} == {handlers.PLURAL}, "grants only, never policies or accounts"
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS)
@@ -206,7 +243,7 @@ def test_resources_have_requests_and_limits() -> None:
 
 def _liveness_url(main: dict[str, Any]) -> urllib.parse.SplitResult:
     args = main["args"]
-    (flag,) = [arg for arg in args if arg.startswith("--liveness=")]
+    (flag,) = [str(arg) for arg in args if arg.startswith("--liveness=")]
     return urllib.parse.urlsplit(flag.split("=", 1)[1])
 
 
