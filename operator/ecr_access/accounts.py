@@ -23,7 +23,7 @@ from ecr_access.model import ROLE_ARN_RE, GrantSpec
 
 ACCOUNT_ID = re.compile(r"^[0-9]{12}$")
 # STS's own rule for ExternalId: 2 to 1,224 of these characters.
-EXTERNAL_ID = re.compile(r"^[\w+=,.@:/-]{2,1224}$")
+EXTERNAL_ID = re.compile(r"^[A-Za-z0-9_+=,.@:/-]{2,1224}$")  # ASCII: Python's \w would take any letter
 
 
 class AccountError(ValueError):

@@ -180,7 +180,7 @@ class Reconciler:
                    for repo in dict.fromkeys(repo for item in known for repo in item.repositories)}
         handover_sid = policy.retained_sid(self.cluster_id, key.namespace, key.name, uid) if me else None
         sid = self.sid_for(given or known[0])
-        results, blocked, left = [], False, []
+        results, blocked, left = [], False, list[Finding]()
         for repo, result in (await self._sync_all(tickets, live, 0.0)).items():
             finding = verdicts.released(repo, result, handover_sid, silent=self.repositories.silent_for(repo),
                                         unreachable_after=self.config.unreachable_after)

@@ -32,10 +32,8 @@ ACCOUNT_CRD_PATH = ROOT / "crds" / "ecraccessaccounts.yaml"
 # Every CRD, in the order crds/kustomization.yaml lists them (test_kustomize checks the order).
 CRD_PATHS = (CRD_PATH, POLICY_CRD_PATH, ACCOUNT_CRD_PATH)
 KUSTOMIZATIONS = ("base", "overlays/irsa", "overlays/pod-identity", "overlays/argocd")
-# The central-registry example (an EcrAccessAccount and a grant that uses it). In a directory of its own while
-# tests/unit/test_crd.py and tests/kubesim/test_kubesim_project_crd.py read every examples/*.yaml as one grant or
-# policy: a file with two documents, or an EcrAccessAccount, there would fail them.
-CENTRAL_REGISTRY_EXAMPLE = ROOT / "examples" / "central-registry" / "central-registry.yaml"
+# The central-registry example (an EcrAccessAccount and a grant that uses it), applied by the sandbox and `make demo`.
+CENTRAL_REGISTRY_EXAMPLE = ROOT / "examples" / "central-registry.yaml"
 
 NAMESPACE = "ecr-access-system"
 NAME = "ecr-access-operator"

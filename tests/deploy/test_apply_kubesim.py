@@ -289,3 +289,8 @@ def test_the_account_crd_serves_the_example_and_refuses_bad_ones(cluster: Cluste
         "user", accountId="210987654321", assumeRole={"roleArn": "arn:aws:iam::210987654321:user/ops"}))
     assert "roleArn" in cluster.refused(_account("no-role", accountId="210987654321", assumeRole={}))
     assert [obj["metadata"]["name"] for obj in cluster.get("eaa")] == ["central-registry"]
+    # accountId is immutable: an older object edited to another account would outrank the newer one there.
+    moved = _account("central-registry", accountId="333333333333",
+                     assumeRole={"roleArn": "arn:aws:iam::333333333333:role/ecr-access-operator"})
+    assert "accountId is immutable" in cluster.refused(moved)
+    assert cluster.get("eaa", "central-registry")[0]["spec"]["accountId"] == "210987654321"

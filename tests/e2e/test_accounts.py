@@ -90,7 +90,8 @@ def test_a_grant_with_its_role_in_a_and_repositories_in_b(driver: Driver, accoun
     assert central.policy("e2e/central-a") == before  # exactly as it was
 
 
-def test_a_role_in_b_gets_its_managed_policy_attached_and_detached_in_b(driver: Driver, account: dict[str, Any]) -> None:
+def test_a_role_in_b_gets_its_managed_policy_attached_and_detached_in_b(
+        driver: Driver, account: dict[str, Any]) -> None:
     central = Central(driver)
     role_arn = central.iam.create_role(RoleName="central-e2e-node", AssumeRolePolicyDocument=json.dumps(
         NODE_TRUST_POLICY))["Role"]["Arn"]
