@@ -166,6 +166,29 @@ async def on_account(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwar
         raise kopf.TemporaryError(check.problem.message, delay=check.retry)
 
 
+async def on_account_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
+    """An EcrAccessAccount deleted (it has no finalizer: nothing of ours to undo in AWS): its grants
+    are checked again now (they become AccountNotConfigured, or use the object that configures the
+    account next), and that object, if any, reports it is the one in use."""
+    runtime: Any = getattr(memo, "runtime", None)
+    if type != "DELETED" or runtime is None or runtime.account_checker is None:
+        return
+    item = accounts.entry(body)
+    if not isinstance(item, accounts.AccountSpec):
+        return
+    rivals = [entry for entry in kwargs.get(ACCOUNTS, {}).get(item.account_id, ()) if entry.name != item.name]
+    successor = accounts.chosen(rivals)
+    if successor is not None:
+        check = await runtime.account_checker.check(successor, 0, None, rivals)
+        changes = {key: value for key, value in check.status.items() if key != "observedGeneration"}
+        try:
+            await asyncio.to_thread(runtime.account_checker.patch_status, successor.name, changes)
+        except Exception as error:  # the report is lost, not the account
+            logger.warning("Could not write the status of EcrAccessAccount %s: %s", successor.name, error)
+    if runtime.drift is not None:
+        runtime.drift.recheck_account(item.account_id)
+
+
 def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     """The indexes, the account handlers, and in Enforce mode the policy and namespace watches."""
     kopf.index(*RESOURCE, registry=registry, id=BY_REPOSITORY)(index_by_repository)
@@ -173,6 +196,7 @@ def register(registry: kopf.OperatorRegistry, config: Config) -> None:
     kopf.index(*ACCOUNT_RESOURCE, registry=registry, id=ACCOUNTS)(index_accounts)
     for kind, on in (("create", kopf.on.create), ("update", kopf.on.update), ("resume", kopf.on.resume)):
         on(*ACCOUNT_RESOURCE, registry=registry, id=f"account-on-{kind}")(on_account)
+    kopf.on.event(*ACCOUNT_RESOURCE, registry=registry, id="account-watch")(on_account_event)
     if config.policy_mode != "Enforce":
         return
     kopf.index(*POLICY_RESOURCE, registry=registry, id=POLICIES)(index_policies)

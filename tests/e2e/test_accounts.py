@@ -138,3 +138,49 @@ def test_a_repository_in_an_unconfigured_account_is_not_configured_and_the_other
     assert len(central.ours("e2e/central-c")) == 1
     driver.kubectl("delete", "ecraccessgrant", "central-c", "--timeout=60s")
     assert central.policy("e2e/central-c") is None
+
+
+def account_manifest(name: str) -> dict[str, Any]:
+    return {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessAccount", "metadata": {"name": name},
+            "spec": {"accountId": CENTRAL_ACCOUNT,
+                     "assumeRole": {"roleArn": f"arn:aws:iam::{CENTRAL_ACCOUNT}:role/{CENTRAL_ROLE}"}}}
+
+
+def test_a_second_object_for_the_account_waits_its_turn_and_a_deleted_account_is_not_configured(
+        driver: Driver, account: dict[str, Any]) -> None:
+    """Runs last: it deletes the module's account, and leaves one of its own in its place."""
+    central = Central(driver)
+    central.ecr.create_repository(repositoryName="e2e/central-d")
+    manifest = grant("central-d", managedPolicy="None")
+    manifest["spec"]["repositories"] = [in_central("e2e/central-d")]
+    driver.apply(manifest)
+    driver.wait_ready("central-d")
+
+    def ready_of(name: str) -> tuple[str, str] | None:
+        done = driver.kubectl("get", "eaa", name, "-o", "json", check=False)
+        if done.returncode != 0:
+            return None
+        conditions = json.loads(done.stdout).get("status", {}).get("conditions", [])
+        ready = next((item for item in conditions if item["type"] == "Ready"), None)
+        return (ready["status"], ready["reason"]) if ready else None
+
+    driver.apply(account_manifest("central-e2e-second"))
+    eventually(lambda: ready_of("central-e2e-second") == ("False", "DuplicateAccount"), timeout=30,
+               what="the newer object refused")
+    driver.kubectl("delete", "eaa", ACCOUNT_NAME)
+    eventually(lambda: ready_of("central-e2e-second") == ("True", "Assumed"), timeout=30,
+               what="the remaining object in use")
+    assert driver.wait_ready("central-d")
+
+    driver.kubectl("delete", "eaa", "central-e2e-second")
+
+    def not_configured() -> bool:
+        body = driver.get("central-d") or {}
+        return any(item.get("reason") == "AccountNotConfigured" for item in body.get("status", {}).get(
+            "repositories", []))
+
+    eventually(not_configured, timeout=30, what="the grant AccountNotConfigured once no object configures B")
+    driver.apply(account_manifest(ACCOUNT_NAME))
+    driver.wait_ready("central-d", timeout=30)  # checked again as soon as the account works
+    driver.kubectl("delete", "ecraccessgrant", "central-d", "--timeout=60s")
+    assert central.policy("e2e/central-d") is None
