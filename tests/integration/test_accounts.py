@@ -19,6 +19,7 @@ from ecr_access.account_check import AccountChecker
 from ecr_access.accounts import AccountSpec
 from ecr_access.aws.accounts import AssumedAccounts
 from ecr_access.model import RepositoryRef
+from ecr_access.ports import AwsFault, FaultKind
 from ecr_access.reconcile import ApplyMode, Reconciler
 from ecr_sandbox import seed
 from tests.integration.conftest import (
@@ -286,3 +287,38 @@ def test_each_account_has_its_own_threads_and_rate_limit_buckets(world: World, c
     waiting, own = world.run(scenario())
     assert waiting and own == ["ml/a"]
 
+
+
+def test_a_refresh_that_starts_failing_or_works_again_is_written_to_the_accounts_status(world: World) -> None:
+    """`AccountChecker.observed` is called from the thread whose call needed fresh credentials; the
+    report runs on the operator's loop and writes the account's status (no observedGeneration: a
+    refresh does not change the object)."""
+    spec = configured()[CENTRAL]
+    central = Central(world, configured())
+    written: list[tuple[str, Any]] = []
+    rechecked: list[str] = []
+    checker = AccountChecker(central.others, DEFAULTS, retry_delay=15, stalled_retry_delay=300, now=lambda: "T",
+                             patch_status=lambda name, changes: written.append((name, changes)),
+                             recheck=rechecked.append)
+
+    async def scenario() -> None:
+        import asyncio  # noqa: PLC0415
+
+        checker.attach(asyncio.get_running_loop())
+        assert central.others.observe == checker.observed
+        fault = AwsFault(FaultKind.ACCOUNT_UNAVAILABLE, "AssumeRole", OPERATOR_ROLE, "AccessDenied: denied",
+                         FaultKind.ACCESS_DENIED)
+        await asyncio.to_thread(checker.observed, spec, fault)  # from another thread, as botocore calls it
+        while not written:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(checker.observed, spec, None)
+        while len(written) < 2:
+            await asyncio.sleep(0.01)
+
+    world.run(scenario())
+    (name, failed), (_, works) = written
+    assert name == "central" and "observedGeneration" not in failed
+    assert (failed["conditions"][0]["status"], failed["conditions"][0]["reason"]) == ("False", "AssumeRoleFailed")
+    assert failed["identityArn"] is None  # removed by the merge patch
+    assert works["conditions"][0]["status"] == "True" and works["identityArn"].endswith(f"/{SESSION}")
+    assert rechecked == [CENTRAL]  # its grants are checked again once it works
