@@ -7,6 +7,7 @@ same function, so what the demo shows is what production runs.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import logging
 import pathlib
 import sys
@@ -114,10 +115,20 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                         help=f"orphan sweep interval, 0 disables [{env('sweep_interval')}; default 3600]")
 
 
+def version() -> str:
+    """The installed distribution's version (pyproject.toml), as `--version` and `version` print it."""
+    try:
+        return importlib.metadata.version("ecr-access-operator")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     # Not __doc__: the image runs with PYTHONOPTIMIZE=2, which drops docstrings.
     parser = argparse.ArgumentParser(prog="ecr-access-operator", description=DESCRIPTION)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("version", help="print the version and exit")
     run = commands.add_parser("run", help="run the operator against the current kubeconfig and AWS credentials")
     _add_settings(run)
     run.add_argument("--liveness", metavar="URL", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
@@ -132,6 +143,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     sandbox.add_argument("--resync-interval", type=float, metavar="SECONDS", help="passed to the operator")
     sandbox.add_argument("--verbose", action="store_true", help="debug logging")
     args = parser.parse_args(argv)
+    if args.command == "version":
+        print(f"ecr-access-operator {version()}")
+        return
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "sandbox":
