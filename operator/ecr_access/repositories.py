@@ -161,7 +161,7 @@ class RepositorySync:
         def permitted(grant: LiveGrant, role_arn: str) -> bool:
             return live.verdict(grant, role_arn).allows(repo)
 
-        return await desired(self.cluster_id, grants, self.roles.resolve, permitted)
+        return await desired(self.cluster_id, grants, self.roles.principal, permitted)
 
     async def _read_merge_write(
         self, repo: RepositoryRef, desired: list[policy.DesiredStatement], handovers: list[handover.Handover]
