@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import NODE_ROLE, Grants, World, _Http
+from tests.integration.conftest import ACCOUNT, NODE_ROLE, Grants, World, _Http
 from tests.integration.test_accounts import CENTRAL, Central, configured, principals, ready
 
 B_ROLE = f"arn:aws:iam::{CENTRAL}:role/ci-puller"
@@ -46,3 +46,65 @@ def test_a_grant_whose_role_is_in_an_unavailable_account_does_not_block_other_gr
     outcome = world.apply(*g2, None, grants, reconciler=central.reconciler)
     assert outcome.role.reason == "AccountUnavailable" and outcome.transient, outcome
 
+
+def test_a_role_in_b_with_managed_policy_none_is_not_blocked_by_a_registry_role_without_iam(
+        world: World, central: Central, grants: Grants) -> None:
+    """B is a central registry, configured with deploy/iam/registry-account-policy.json (ECR
+    actions only). A grant whose role is in B with managedPolicy None needs nothing from IAM in B
+    (unconfigured, it is written without a lookup and goes Ready). Configuring B for its
+    repositories must not turn it into AccessDenied, nor block the other grants on its
+    repositories."""
+    world.create_role()
+    central.create_repository("central/base")
+    central.admin.iam().create_role(RoleName="ci-puller", AssumeRolePolicyDocument="{}")
+    b = central.others.session(CENTRAL)
+    b.session.events.register("before-call.iam.GetRole", deny("GetRole"))
+    g2 = grants.add("g2", {"role": {"arn": B_ROLE}, "managedPolicy": "None",
+                           "repositories": [{"name": "central/base", "registryId": CENTRAL}]})
+    g1 = grants.add("g1", {"role": {"name": NODE_ROLE}, "managedPolicy": "None",
+                           "repositories": [{"name": "central/base", "registryId": CENTRAL}]})
+
+    first = world.apply(*g1, None, grants, reconciler=central.reconciler)
+    second = world.apply(*g2, None, grants, reconciler=central.reconciler)
+
+    assert ready(first), first
+    assert ready(second), second
+    assert set(principals(central.ours("central/base")[0])) == {B_ROLE, f"arn:aws:iam::{ACCOUNT}:role/{NODE_ROLE}"}
+
+
+def test_a_grant_with_its_role_in_b_and_managed_policy_none_can_be_deleted_when_b_denies_get_role(
+        world: World, central: Central, grants: Grants) -> None:
+    """The same registry-only role in B: the delete of a `managedPolicy: None` grant whose role is
+    in B must finish (nothing of the grant is on the role), not raise or stall on GetRole."""
+    central.create_repository("central/base")
+    central.admin.iam().create_role(RoleName="ci-puller", AssumeRolePolicyDocument="{}")
+    key, spec = grants.add("g2", {"role": {"arn": B_ROLE}, "managedPolicy": "None",
+                                  "repositories": [{"name": "central/base", "registryId": CENTRAL}]})
+    world.apply(key, spec, None, grants, reconciler=central.reconciler)  # GetRole allowed here
+    central.others.session(CENTRAL).iam().meta.events.register("before-call.iam.GetRole", deny("GetRole"))
+    central.reconciler.roles.forget(spec.role.key)
+
+    grants.remove(key)
+    released = world.release(key, spec, spec, grants, reconciler=central.reconciler)
+
+    assert not released.terminal and not released.transient, released
+    assert central.policy("central/base") is None
+
+
+def test_a_role_in_b_whose_grant_attaches_a_managed_policy_still_says_access_denied(
+        world: World, central: Central, grants: Grants) -> None:
+    """Passing over AccessDenied is only for a role the operator needs nothing of in IAM."""
+    central.create_repository("central/base")
+    central.admin.iam().create_role(RoleName="ci-puller", AssumeRolePolicyDocument="{}")
+    central.others.session(CENTRAL).session.events.register("before-call.iam.GetRole", deny("GetRole"))
+    key, spec = grants.add("g", {"role": {"arn": B_ROLE}, "managedPolicy": "ReadOnly",
+                                 "repositories": [{"name": "central/base", "registryId": CENTRAL}]})
+    outcome = world.apply(key, spec, None, grants, reconciler=central.reconciler)
+    assert outcome.role.reason == "AccessDenied" and outcome.terminal, outcome
+    assert central.policy("central/base") is None
+
+    # Switched to None, it still has ReadOnly to detach if the operator attached it: not passed over.
+    none = grants.add("g", {"role": {"arn": B_ROLE}, "managedPolicy": "None",
+                            "repositories": [{"name": "central/base", "registryId": CENTRAL}]})[1]
+    outcome = world.apply(key, none, spec, grants, reconciler=central.reconciler)
+    assert outcome.role.reason == "AccessDenied", outcome
