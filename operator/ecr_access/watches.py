@@ -142,10 +142,11 @@ def index_accounts(body: kopf.Body, **_: Any) -> dict[str, accounts.Entry]:
     return {item.account_id if isinstance(item, accounts.AccountSpec) else "": item}
 
 
-def account_lookup(kwargs: Mapping[str, Any]) -> Callable[[str], accounts.AccountSpec | None]:
-    """Which EcrAccessAccount configures an account, read from the live index at each call."""
+def account_lookup(kwargs: Mapping[str, Any], partition: str) -> Callable[[str], accounts.AccountSpec | None]:
+    """Which EcrAccessAccount configures an account, read from the live index at each call
+    (`partition`: the operator's own)."""
     index = kwargs.get(ACCOUNTS, {})
-    return lambda account: accounts.chosen(index.get(account, ()))
+    return lambda account: accounts.chosen(index.get(account, ()), partition)
 
 
 async def on_account(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -154,7 +155,7 @@ async def on_account(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwar
     runtime: Any = getattr(memo, "runtime", None)
     if runtime is None or runtime.account_checker is None:
         return
-    runtime.others.bind(account_lookup(kwargs))
+    runtime.others.bind(account_lookup(kwargs, runtime.defaults.partition))
     item = accounts.entry(body)
     rivals = list(kwargs.get(ACCOUNTS, {}).get(item.account_id, ())) if isinstance(item, accounts.AccountSpec) else []
     meta = body.get("metadata", {})
@@ -177,7 +178,7 @@ async def on_account_event(body: kopf.Body, type: str | None, memo: kopf.Memo, *
     if not isinstance(item, accounts.AccountSpec):
         return
     rivals = [entry for entry in kwargs.get(ACCOUNTS, {}).get(item.account_id, ()) if entry.name != item.name]
-    successor = accounts.chosen(rivals)
+    successor = accounts.chosen(rivals, runtime.defaults.partition)
     if successor is not None:
         check = await runtime.account_checker.check(successor, 0, None, rivals)
         changes = {key: value for key, value in check.status.items() if key != "observedGeneration"}
