@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import ACCOUNT, NODE_ROLE, Grants, World, _Http
+from ecr_access.model import RepositoryRef
+from ecr_access.ports import AwsFault
+from tests.integration.conftest import ACCOUNT, NODE_ROLE, REGION, Grants, World, _Http
 from tests.integration.test_accounts import CENTRAL, Central, configured, principals, ready
 
 B_ROLE = f"arn:aws:iam::{CENTRAL}:role/ci-puller"
@@ -108,3 +110,43 @@ def test_a_role_in_b_whose_grant_attaches_a_managed_policy_still_says_access_den
                             "repositories": [{"name": "central/base", "registryId": CENTRAL}]})[1]
     outcome = world.apply(key, none, spec, grants, reconciler=central.reconciler)
     assert outcome.role.reason == "AccessDenied", outcome
+
+
+def test_a_new_role_for_an_account_does_not_leave_the_old_sessions_threads_running(
+        world: World, central: Central) -> None:
+    """AssumedAccounts builds a new session when an EcrAccessAccount's roleArn or externalId is
+    edited. The old one's threads (up to `session.THREADS` per session) must not stay parked for
+    the life of the process: a GitOps repository that flips a field leaks 8 threads per edit."""
+    import threading  # noqa: PLC0415
+
+    from ecr_access.accounts import AccountSpec  # noqa: PLC0415
+    from ecr_access.aws import session as session_module  # noqa: PLC0415
+
+    central.create_repository("central/base")
+    repo = RepositoryRef("aws", REGION, CENTRAL, "central/base")
+
+    async def read_many() -> None:
+        import asyncio  # noqa: PLC0415
+
+        ecr = central.others.ecr(CENTRAL)
+        await asyncio.gather(*(ecr.get_repository_policy(repo) for _ in range(session_module.THREADS * 2)))
+
+    replaced: list[threading.Thread] = []
+    for index in range(3):
+        world.run(read_many())
+        pool = central.others.session(CENTRAL)._threads
+        assert pool is not None
+        replaced.extend(pool._threads)
+        central.configured[CENTRAL] = AccountSpec("central", CENTRAL, f"arn:aws:iam::{CENTRAL}:role/ops-{index}")
+    world.run(read_many())
+    assert replaced
+    for thread in replaced:  # shut-down pool threads end once they see the pool closed
+        thread.join(timeout=5)
+    assert not [thread for thread in replaced if thread.is_alive()], "replaced sessions' threads still run"
+
+    # Deleted: the account's session goes too, the next time anything asks for the account.
+    last = central.others.session(CENTRAL)
+    del central.configured[CENTRAL]
+    with pytest.raises(AwsFault):
+        central.others.ecr(CENTRAL)
+    assert last._closed and last._threads is None

@@ -75,13 +75,21 @@ class AssumedAccounts:
     def _account(self, account: str) -> _Account:
         spec = self.lookup(account)
         if spec is None:
+            with self._lock:
+                gone = self._accounts.pop(account, None)
+            if gone is not None:  # its EcrAccessAccount was deleted: its threads may end
+                gone.session.close()
             raise not_configured(account, "AWS")
+        replaced = None
         with self._lock:
             known = self._accounts.get(account)
             if known is None or (known.spec.role_arn, known.spec.external_id) != (spec.role_arn, spec.external_id):
+                replaced = known
                 known = self._accounts[account] = self._build(spec)
             elif known.spec != spec:  # renamed or re-created with the same role: same credentials
                 known.spec = spec
+        if replaced is not None:  # another role or external id: the old session's threads may end
+            replaced.session.close()
         return known
 
     def _build(self, spec: AccountSpec) -> _Account:

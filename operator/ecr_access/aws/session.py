@@ -78,6 +78,7 @@ class AwsSession:
     _iam: Any = None
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     _threads: concurrent.futures.ThreadPoolExecutor | None = None
+    _closed: bool = False
 
     @classmethod
     def create(cls, region: str | None = None, rate: float = 0.0, burst: float = 1.0) -> AwsSession:
@@ -90,12 +91,24 @@ class AwsSession:
         return self.session._session
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
-        """Run one blocking boto3 call on this session's own threads (see `THREADS`)."""
+        """Run one blocking boto3 call on this session's own threads (see `THREADS`); once the
+        session is closed, a call still made through it runs in the loop's default threads."""
         with self._lock:
+            if self._closed:
+                return await asyncio.to_thread(call, *args)
             if self._threads is None:
                 self._threads = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="aws")
             threads = self._threads
         return await asyncio.get_running_loop().run_in_executor(threads, call, *args)
+
+    def close(self) -> None:
+        """Let this session's threads end once their calls are done (a session replaced or no
+        longer used: an EcrAccessAccount edited or deleted)."""
+        with self._lock:
+            self._closed = True
+            threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=False)
 
     def assume(
         self, role_arn: str, *, session_name: str, external_id: str = "",
