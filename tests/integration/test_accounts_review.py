@@ -150,3 +150,66 @@ def test_a_new_role_for_an_account_does_not_leave_the_old_sessions_threads_runni
     with pytest.raises(AwsFault):
         central.others.ecr(CENTRAL)
     assert last._closed and last._threads is None
+
+
+def test_a_grant_created_before_its_accounts_eaa_goes_ready_at_once_then_stays_quiet(world: World) -> None:
+    """Grant first, EcrAccessAccount second: the grant is AccountNotConfigured (Stalled, re-checked
+    only at the next pass), the account's check re-checks it at once and it goes Ready, and from
+    then on drift passes write nothing, to AWS or to Kubernetes."""
+    import dataclasses  # noqa: PLC0415
+
+    from ecr_access.account_check import AccountChecker  # noqa: PLC0415
+    from ecr_access.drift import DriftChecker  # noqa: PLC0415
+    from ecr_access.model import GrantKey  # noqa: PLC0415
+    from ecr_access.reconcile import LiveGrant  # noqa: PLC0415
+    from ecr_access.spec import parse_spec  # noqa: PLC0415
+    from tests.integration.conftest import DEFAULTS, WRITES, Calls  # noqa: PLC0415
+    from tests.integration.test_drift import Cluster  # noqa: PLC0415
+
+    configured_now: dict[str, Any] = {}
+    central = Central(world, configured_now)
+    world.create_role()
+    central.create_repository("central/base")
+    cluster = Cluster()
+    key = GrantKey("default", "g")
+    spec = parse_spec({"role": {"name": NODE_ROLE}, "managedPolicy": "None",
+                       "repositories": [{"name": "central/base", "registryId": CENTRAL}]}, DEFAULTS)
+    cluster.live[key] = LiveGrant(key, spec, generation=1, status={}, uid="uid-g")
+    drift = DriftChecker(central.reconciler, interval=300, retry_delay=15, write_status=cluster.write_status,
+                         warn=lambda *_: None, now=lambda: "T")
+    drift.indexes_ready(cluster)
+
+    world.run(drift.check())
+    [(_, first)] = cluster.writes
+    assert {c["type"]: c["reason"] for c in first["conditions"]}["Ready"] == "AccountNotConfigured"
+    assert drift.due_for_retry() == set()  # Stalled: not before the next pass, 300 s away
+
+    # The cluster admin creates the EcrAccessAccount.
+    configured_now.update(configured())
+    written: list[Any] = []
+    checker = AccountChecker(central.others, DEFAULTS, retry_delay=15, stalled_retry_delay=300, now=lambda: "T",
+                             patch_status=lambda name, changes: written.append(changes),
+                             recheck=drift.recheck_account)
+    b_calls = Calls()
+    central.others.session(CENTRAL).session.events.register("before-call.*.*", b_calls.before_call)
+    check = world.run(checker.check(configured_now[CENTRAL], 1, None, [configured_now[CENTRAL]]))
+    assert check.status["conditions"][0]["status"] == "True"
+    assert drift.due_for_retry() == {key}, "the grant is re-checked at once"
+
+    world.run(drift.check(drift.due_for_retry()))
+    assert cluster.status(key)["conditions"][0]["status"] == "True", cluster.status(key)
+    assert len(central.ours("central/base")) == 1
+
+    # Steady state: passes a whole interval apart (every answer re-read) write nothing anywhere.
+    cluster.writes.clear()
+    b_calls.clear()
+    world.calls.clear()
+    for _ in range(3):
+        cluster.live[key] = dataclasses.replace(cluster.live[key])  # the index as kopf keeps it
+        drift_fresh = DriftChecker(central.reconciler, interval=1e-9, retry_delay=15,
+                                   write_status=cluster.write_status, warn=lambda *_: None, now=lambda: "T")
+        drift_fresh.indexes_ready(cluster)
+        world.run(drift_fresh.check())
+    assert cluster.writes == []
+    assert [name for name in b_calls.made if name in WRITES] == [] and world.calls.writes() == []
+    assert written == [] and b_calls.count("AssumeRole") == 0
