@@ -207,6 +207,12 @@ class Reconciler:
         # until then a switch to Delete must still be able to detach it.
         if handover_sid is None or not blocked:
             for role in {item.role.key: item.role for item in known}.values():
+                if not self.roles.reaches(role.account):  # see `verdicts.role_left_behind`
+                    wanted = {item.managed_policy.value for item in known
+                              if item.role.key == role.key and item.managed_policy is not ManagedPolicy.NONE}
+                    if wanted:
+                        left.append(verdicts.role_left_behind(role, sorted(wanted)))
+                    continue
                 hand_over = frozenset({given.managed_policy.value}) if (
                     handover_sid and given is not None and role.key == given.role.key
                     and given.managed_policy is not ManagedPolicy.NONE) else frozenset()

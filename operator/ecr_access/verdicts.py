@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ecr_access import policy
 from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult, Severity
-from ecr_access.model import GrantSpec, RepositoryRef
+from ecr_access.model import GrantSpec, RepositoryRef, RoleRef
 from ecr_access.ports import AwsFault, FaultKind
 from ecr_access.repositories import Result
 
@@ -168,6 +168,18 @@ def left_behind(repo: RepositoryRef, result: Result, sid: str) -> Finding | None
                        f"statement {sid} is there, remove the grant's role from it by hand, or re-create the "
                        "EcrAccessAccount.", Severity.TERMINAL)
     return None
+
+
+def role_left_behind(role: RoleRef, policies: list[str]) -> Finding:
+    """What a release could not check on a role: one in an account no EcrAccessAccount configures
+    (any more), whose grant attaches a managed policy. As for a repository (`left_behind`), the
+    delete does not wait, but what an operator attached there while the account was configured,
+    and the ledger tags that record it, stay on the role, and a person must know."""
+    names = " and ".join(policies)
+    return Finding("AccountNotConfigured", f"IAM role {role.describe()} is in account {role.account}, which no "
+                   f"EcrAccessAccount configures, so the operator could not detach {names} for this grant: if "
+                   f"the ecraccess.io/attached tag on the role lists it, detach it and remove the ecraccess.io/ "
+                   "tags by hand, or re-create the EcrAccessAccount.", Severity.TERMINAL)
 
 
 def released(repo: RepositoryRef, result: Result, handover_sid: str | None, *, silent: float | None,

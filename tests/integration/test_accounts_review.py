@@ -213,3 +213,32 @@ def test_a_grant_created_before_its_accounts_eaa_goes_ready_at_once_then_stays_q
     assert cluster.writes == []
     assert [name for name in b_calls.made if name in WRITES] == [] and world.calls.writes() == []
     assert written == [] and b_calls.count("AssumeRole") == 0
+
+
+def test_a_delete_that_cannot_detach_in_an_unconfigured_account_says_what_it_left_on_the_role(
+        world: World, central: Central, grants: Grants) -> None:
+    """A grant whose role is in B attached ReadOnly there while an EcrAccessAccount configured B.
+    B's EcrAccessAccount is deleted (it has no finalizer), then the grant. The delete may finish,
+    as it does for a repository in B, but it must say, as it does for a repository in B, that the
+    managed policy and the ledger tags are left on the role: otherwise nobody ever learns."""
+    import json  # noqa: PLC0415
+
+    from ecr_sandbox import seed  # noqa: PLC0415
+
+    role_arn = central.admin.iam().create_role(RoleName="central-node", AssumeRolePolicyDocument=json.dumps(
+        seed.NODE_TRUST_POLICY))["Role"]["Arn"]
+    world.create_repository("ml/a")
+    key, spec = grants.add("g", {"role": {"arn": role_arn}, "managedPolicy": "ReadOnly",
+                                 "repositories": [{"name": "ml/a"}]})
+    assert ready(world.apply(key, spec, None, grants, reconciler=central.reconciler))
+    del central.configured[CENTRAL]  # kubectl delete eaa central
+
+    grants.remove(key)
+    released = world.release(key, spec, spec, grants, reconciler=central.reconciler)
+
+    assert not released.terminal and not released.transient, released
+    assert world.policy("ml/a") is None
+    attached = central.admin.iam().list_attached_role_policies(RoleName="central-node")["AttachedPolicies"]
+    assert attached, "the managed policy is left in B, as expected without credentials there"
+    assert any("central-node" in item.message and "ReadOnly" in item.message for item in released.unsettled), (
+        f"nothing says the managed policy is left on the role: {released.unsettled}")
