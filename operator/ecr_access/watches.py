@@ -142,6 +142,12 @@ def index_accounts(body: kopf.Body, **_: Any) -> dict[str, accounts.Entry]:
     return {item.account_id if isinstance(item, accounts.AccountSpec) else "": item}
 
 
+def account_listing(kwargs: Mapping[str, Any]) -> Callable[[], list[str]]:
+    """The accounts EcrAccessAccounts name, read from the live index at each call."""
+    index = kwargs.get(ACCOUNTS, {})
+    return lambda: [account for account in list(index) if account]
+
+
 def account_lookup(kwargs: Mapping[str, Any], partition: str) -> Callable[[str], accounts.AccountSpec | None]:
     """Which EcrAccessAccount configures an account, read from the live index at each call
     (`partition`: the operator's own)."""
@@ -155,7 +161,7 @@ async def on_account(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwar
     runtime: Any = getattr(memo, "runtime", None)
     if runtime is None or runtime.account_checker is None:
         return
-    runtime.others.bind(account_lookup(kwargs, runtime.defaults.partition))
+    runtime.others.bind(account_lookup(kwargs, runtime.defaults.partition), account_listing(kwargs))
     item = accounts.entry(body)
     rivals = list(kwargs.get(ACCOUNTS, {}).get(item.account_id, ())) if isinstance(item, accounts.AccountSpec) else []
     meta = body.get("metadata", {})

@@ -242,3 +242,38 @@ def test_a_delete_that_cannot_detach_in_an_unconfigured_account_says_what_it_lef
     assert attached, "the managed policy is left in B, as expected without credentials there"
     assert any("central-node" in item.message and "ReadOnly" in item.message for item in released.unsettled), (
         f"nothing says the managed policy is left on the role: {released.unsettled}")
+
+
+def test_the_sweep_skips_an_account_no_eaa_configures_and_touches_nothing(
+        world: World, grants: Grants) -> None:
+    from tests.integration.test_accounts import OTHER  # noqa: PLC0415
+
+    world.create_role()
+    world.create_repository("ml/a")
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "managedPolicy": "None", "repositories": [
+        {"name": "ml/a"}, {"name": "x/y", "registryId": OTHER}]})
+    world.apply(key, spec, None, grants)
+    before = world.policy("ml/a")
+    world.calls.clear()
+
+    assert world.sweep(grants) == []
+    assert world.calls.writes() == [] and world.policy("ml/a") == before
+
+
+def test_the_sweep_cleans_an_orphan_in_b_after_the_last_grant_using_b_went(
+        world: World, central: Central, grants: Grants) -> None:
+    """The last grant with a repository in B was deleted while the operator was down (its
+    finalizer forced off): its statement in B is an orphan. B is still configured, so the sweep can
+    reach it; it is what the sweep exists for."""
+    central.others.bind(central.configured.get, lambda: list(central.configured))  # as the kopf index does
+    world.create_role()
+    central.create_repository("central/base")
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "managedPolicy": "None",
+                                 "repositories": [{"name": "central/base", "registryId": CENTRAL}]})
+    world.apply(key, spec, None, grants, reconciler=central.reconciler)
+    assert central.ours("central/base")
+    grants.remove(key)
+
+    world.sweep(grants, reconciler=central.reconciler)
+
+    assert central.ours("central/base") == [], "the orphan in B is never swept"

@@ -129,6 +129,9 @@ class Others:
     def reaches(self, account: str) -> bool:
         return account == CENTRAL
 
+    def configured(self) -> list[str]:
+        return [CENTRAL]
+
     def iam(self, account: str) -> IamPort:
         assert account == CENTRAL
         return self._iam
