@@ -133,6 +133,10 @@ class RepositorySync:
     async def _cached(self, repo: RepositoryRef, live: LiveGrants, max_age: float) -> Synced | None:
         if not max_age:
             return None
+        if not self.accounts.reaches(repo.registry_id):
+            # Its EcrAccessAccount is gone since the policy was read: say so, not what it was.
+            self._documents.forget(repo)
+            return None
         cached = self._documents.lookup(repo, max_age)
         if cached is None:
             return None

@@ -277,3 +277,37 @@ def test_the_sweep_cleans_an_orphan_in_b_after_the_last_grant_using_b_went(
     world.sweep(grants, reconciler=central.reconciler)
 
     assert central.ours("central/base") == [], "the orphan in B is never swept"
+
+
+def test_a_grant_rechecked_after_its_accounts_eaa_is_deleted_says_account_not_configured(world: World) -> None:
+    """on_account_event re-checks the grants of a deleted EcrAccessAccount "now (they become
+    AccountNotConfigured)". The re-check is a drift-mode apply, which may reuse a policy read up to
+    0.9 of an interval ago: it must not report Ready from that cache for an account the operator
+    can no longer act in."""
+    from ecr_access.drift import DriftChecker  # noqa: PLC0415
+    from ecr_access.model import GrantKey  # noqa: PLC0415
+    from ecr_access.reconcile import LiveGrant  # noqa: PLC0415
+    from ecr_access.spec import parse_spec  # noqa: PLC0415
+    from tests.integration.conftest import DEFAULTS  # noqa: PLC0415
+    from tests.integration.test_drift import Cluster  # noqa: PLC0415
+
+    central = Central(world, configured())
+    world.create_role()
+    central.create_repository("central/base")
+    cluster = Cluster()
+    key = GrantKey("default", "g")
+    spec = parse_spec({"role": {"name": NODE_ROLE}, "managedPolicy": "None",
+                       "repositories": [{"name": "central/base", "registryId": CENTRAL}]}, DEFAULTS)
+    cluster.live[key] = LiveGrant(key, spec, generation=1, status={}, uid="uid-g")
+    drift = DriftChecker(central.reconciler, interval=300, retry_delay=15, write_status=cluster.write_status,
+                         warn=lambda *_: None, now=lambda: "T")
+    drift.indexes_ready(cluster)
+    world.run(drift.check())
+    assert cluster.status(key)["conditions"][0]["status"] == "True"
+
+    del central.configured[CENTRAL]  # kubectl delete eaa central
+    drift.recheck_account(CENTRAL)
+    world.run(drift.check(drift.due_for_retry()))
+
+    [repo] = cluster.status(key)["repositories"]
+    assert repo["reason"] == "AccountNotConfigured", repo
