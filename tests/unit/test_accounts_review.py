@@ -63,3 +63,40 @@ def test_an_account_that_hangs_does_not_hold_up_the_drift_check_of_other_account
         return done
 
     assert asyncio.run(scenario()) == count, "the own account's grants waited for B's"
+
+
+def test_a_policy_naming_account_a_in_every_partition_refuses_a_role_in_another_account_whose_path_spells_a() -> None:
+    """IAM role paths may hold ':' (any of \\x21-\\x7e). A policy for account A in every partition,
+    `arn:*:iam::A:role/cld_*-cluster_node_role`, must not allow a role that a tenant creates in an
+    account of their own, B, with the path `/x:iam::A:role/`: its ARN is
+    `arn:aws:iam::B:role/x:iam::A:role/cld_1-cluster_node_role`, and a `*` that runs across the ':'
+    between ARN fields lets the partition glob swallow `aws:iam::B:role/x`. The repositories of A
+    would then name B's role as a principal: "a namespace may reach only the accounts its policies
+    name" (issue 14) would not hold."""
+    from ecr_access import tenancy  # noqa: PLC0415
+    from tests.memory import Grants  # noqa: PLC0415
+    from tests.unit.test_accounts import DEFAULTS  # noqa: PLC0415
+
+    policy = tenancy.parse_policy("team", {
+        "namespaceSelector": {}, "managedPolicies": ["None"],
+        "roles": [f"arn:*:iam::{OWN}:role/cld_*-cluster_node_role"],
+        "repositories": [f"arn:*:ecr:*:{OWN}:repository/*"]})
+    forged = f"arn:aws:iam::666666666666:role/x:iam::{OWN}:role/cld_1-cluster_node_role"
+    live = Grants(DEFAULTS, policies=[policy])
+    _, spec = live.add("g", {"role": {"arn": forged}, "managedPolicy": "None", "repositories": [{"name": "ml/a"}]})
+    assert spec.role.account == "666666666666"
+
+    assert not tenancy.judge([policy], "default", {}, forged, spec).permitted
+
+    # What the policy is for still holds: A's roles in any partition, and any repository of A.
+    for partition in ("aws", "aws-cn"):
+        assert policy.allows_role(f"arn:{partition}:iam::{OWN}:role/cld_1-cluster_node_role"), partition
+    # A path with ':' in A: matched by a '*', or by a ':' in the pattern's own resource part.
+    assert tenancy.glob(f"arn:*:iam::{OWN}:role/*", f"arn:aws:iam::{OWN}:role/a:b/x")
+    assert tenancy.glob(f"arn:aws:iam::{OWN}:role/a:b/*", f"arn:aws:iam::{OWN}:role/a:b/x")
+    assert not tenancy.glob(f"*:{OWN}:role/*", forged), "fewer fields, the same trick"
+    assert policy.allows_repository(f"arn:aws:ecr:us-west-2:{OWN}:repository/ml/a")
+    assert not policy.allows_repository(f"arn:aws:ecr:us-west-2:{CENTRAL}:repository/ml/a")
+    for pattern, text in (("*", "arn:aws:iam::1:role/x"), ("ecr:*", "ecr:BatchGetImage"),
+                          ("arn:aws:iam::*", "arn:aws:iam::1:role/a:b/x"), ("ecr:Batch*", "ecr:BatchGetImage")):
+        assert tenancy.glob(pattern, text), (pattern, text)
