@@ -311,3 +311,22 @@ def test_a_grant_rechecked_after_its_accounts_eaa_is_deleted_says_account_not_co
 
     [repo] = cluster.status(key)["repositories"]
     assert repo["reason"] == "AccountNotConfigured", repo
+
+
+def test_a_call_through_a_closed_session_still_runs_and_blocks_nothing(world: World, central: Central) -> None:
+    """A coroutine that took B's adapter before B's EcrAccessAccount was edited may still call
+    through it: the call runs (in the default threads), and nothing waits on the session's lock."""
+    import asyncio  # noqa: PLC0415
+
+    central.create_repository("central/base")
+    repo = RepositoryRef("aws", REGION, CENTRAL, "central/base")
+    session = central.others.session(CENTRAL)
+    ecr = central.others.ecr(CENTRAL)
+    session.close()
+
+    async def both() -> list[Any]:
+        return list(await asyncio.wait_for(asyncio.gather(
+            ecr.get_repository_policy(repo), ecr.get_repository_policy(repo),
+            asyncio.to_thread(session.iam)), 10))
+
+    assert world.run(both())[:2] == [None, None]

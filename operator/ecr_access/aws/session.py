@@ -101,13 +101,18 @@ class AwsSession:
     async def run(self, call: Callable[..., T], *args: Any) -> T:
         """Run one blocking boto3 call on this session's own threads (see `THREADS`); once the
         session is closed, a call still made through it runs in the loop's default threads."""
-        with self._lock:
-            if self._closed:
-                return await asyncio.to_thread(call, *args)
-            if self._threads is None:
+        with self._lock:  # never held across an await: threads and the loop both take it
+            if self._threads is None and not self._closed:
                 self._threads = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="aws")
             threads = self._threads
-        return await asyncio.get_running_loop().run_in_executor(threads, call, *args)
+        if threads is not None:
+            try:
+                future = asyncio.get_running_loop().run_in_executor(threads, call, *args)
+            except RuntimeError:  # closed from another thread just now
+                pass
+            else:
+                return await future
+        return await asyncio.to_thread(call, *args)  # closed (see `close`)
 
     def close(self) -> None:
         """Let this session's threads end once their calls are done (a session replaced or no
