@@ -52,6 +52,9 @@ class AwsFault(Exception):
         self.resource = resource
         self.detail = detail
         self.cause = cause
+        # The account it happened in, when that is another than the operator's own (where the
+        # operator acts as the role an EcrAccessAccount names); set by the adapter of that account.
+        self.account: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -25,6 +25,11 @@ def for_fault(fault: AwsFault, subject: str, not_found: str = "NotFound") -> Fin
     kind, grade = fault.kind, severity(fault)
     if kind is FaultKind.NOT_FOUND:
         return Finding(not_found, f"{subject} was not found ({fault.operation}).", grade)
+    if kind is FaultKind.ACCESS_DENIED and fault.account:
+        return Finding("AccessDenied", f"In account {fault.account} the operator acts as the role its "
+                       f"EcrAccessAccount names, which is not allowed to call {fault.operation} on {subject}: add it "
+                       "to that role's policy (deploy/iam: registry-account-policy.json for repositories, "
+                       "cloud-account-policy.json for roles).", grade)
     if kind is FaultKind.ACCESS_DENIED:
         return Finding("AccessDenied", f"The operator is not allowed to call {fault.operation} on {subject}: "
                        "add it to the operator's IAM policy (deploy/iam).", grade)

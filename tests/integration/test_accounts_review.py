@@ -313,6 +313,26 @@ def test_a_grant_rechecked_after_its_accounts_eaa_is_deleted_says_account_not_co
     assert repo["reason"] == "AccountNotConfigured", repo
 
 
+def test_access_denied_in_another_account_points_at_that_accounts_role_not_the_operators_policy(
+        world: World, central: Central, grants: Grants) -> None:
+    """In B the operator acts as the role B's EcrAccessAccount names: an AccessDenied there is
+    fixed in that role's policy (deploy/iam/registry-account-policy.json), not in the operator's
+    own, which the message sent people to ("add it to the operator's IAM policy")."""
+    world.create_role()
+    central.create_repository("central/base")
+    central.others.session(CENTRAL).session.events.register("before-call.ecr.GetRepositoryPolicy",
+                                                            deny("GetRepositoryPolicy"))
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "managedPolicy": "None",
+                                 "repositories": [{"name": "central/base", "registryId": CENTRAL}]})
+
+    outcome = world.apply(key, spec, None, grants, reconciler=central.reconciler)
+
+    [repo] = outcome.repositories
+    assert repo.finding.reason == "AccessDenied", repo.finding
+    assert "operator's IAM policy" not in repo.finding.message, repo.finding.message
+    assert CENTRAL in repo.finding.message and "EcrAccessAccount" in repo.finding.message, repo.finding.message
+
+
 def test_a_call_through_a_closed_session_still_runs_and_blocks_nothing(world: World, central: Central) -> None:
     """A coroutine that took B's adapter before B's EcrAccessAccount was edited may still call
     through it: the call runs (in the default threads), and nothing waits on the session's lock."""

@@ -87,6 +87,7 @@ class AwsSession:
     _threads: concurrent.futures.ThreadPoolExecutor | None = None
     _closed: bool = False
     _assume_failed: list[tuple[float, AwsFault]] = dataclasses.field(default_factory=list)
+    other_account: str | None = None  # an assumed session's account: its faults carry it (`AwsFault.account`)
 
     @classmethod
     def create(cls, region: str | None = None, rate: float = 0.0, burst: float = 1.0) -> AwsSession:
@@ -105,14 +106,19 @@ class AwsSession:
             if self._threads is None and not self._closed:
                 self._threads = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="aws")
             threads = self._threads
-        if threads is not None:
-            try:
-                future = asyncio.get_running_loop().run_in_executor(threads, call, *args)
-            except RuntimeError:  # closed from another thread just now
-                pass
-            else:
-                return await future
-        return await asyncio.to_thread(call, *args)  # closed (see `close`)
+        try:
+            if threads is not None:
+                try:
+                    future = asyncio.get_running_loop().run_in_executor(threads, call, *args)
+                except RuntimeError:  # closed from another thread just now
+                    pass
+                else:
+                    return await future
+            return await asyncio.to_thread(call, *args)  # closed (see `close`)
+        except AwsFault as fault:
+            if fault.account is None:
+                fault.account = self.other_account
+            raise
 
     def close(self) -> None:
         """Let this session's threads end once their calls are done (a session replaced or no
@@ -171,7 +177,8 @@ class AwsSession:
         core.register_component("data_loader", self.core.get_component("data_loader"))  # models parsed once
         core.register_component("credential_provider", CredentialResolver([_Given(credentials)]))
         return AwsSession(boto3.session.Session(botocore_session=core, region_name=self.region), config=self.config,
-                          rate=self.rate, burst=self.burst, _assume_failed=failed)
+                          rate=self.rate, burst=self.burst, _assume_failed=failed,
+                          other_account=role_arn.split(":")[4])
 
     def retry_assume(self) -> None:
         """Let the next call that needs this session's credentials ask STS again at once, even
