@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pytest
@@ -350,3 +351,124 @@ def test_a_call_through_a_closed_session_still_runs_and_blocks_nothing(world: Wo
             asyncio.to_thread(session.iam)), 10))
 
     assert world.run(both())[:2] == [None, None]
+
+
+class AccountHandlers:
+    """The account handlers (`watches.on_account`, `on_account_event`) over a kopf-shaped index."""
+
+    def __init__(self, world: World, central: Central) -> None:
+        import kopf  # noqa: PLC0415
+
+        from ecr_access import handlers  # noqa: PLC0415
+        from ecr_access.account_check import AccountChecker  # noqa: PLC0415
+        from ecr_access.config import Config  # noqa: PLC0415
+        from ecr_access.sweep import Sweeper  # noqa: PLC0415
+        from tests.integration.conftest import DEFAULTS, HOME  # noqa: PLC0415
+
+        self.world, self.kopf = world, kopf
+        self.bodies: dict[str, dict[str, Any]] = {}
+        self.written: list[tuple[str, dict[str, Any]]] = []
+        self.rechecked: list[str] = []
+        checker = AccountChecker(central.others, DEFAULTS, retry_delay=15, stalled_retry_delay=300,
+                                 now=lambda: "T", patch_status=self.patch_status, recheck=self.rechecked.append)
+
+        class Drift:
+            def recheck_account(inner, account: str) -> None:
+                self.rechecked.append(account)
+
+        self.memo = kopf.Memo(runtime=handlers.Runtime(
+            Config(), DEFAULTS, central.reconciler, Sweeper(central.reconciler.repositories, HOME, 0),
+            drift=Drift(), others=central.others, account_checker=checker))  # type: ignore[arg-type]
+
+    def patch_status(self, name: str, changes: Any) -> None:
+        self.written.append((name, dict(changes)))
+        status = self.bodies[name].setdefault("status", {})
+        for key, value in changes.items():
+            if value is None:
+                status.pop(key, None)
+            else:
+                status[key] = value
+
+    def put(self, name: str, role: str, created: str, generation: int = 1) -> dict[str, Any]:
+        old = self.bodies.get(name, {})
+        self.bodies[name] = {"metadata": {"name": name, "creationTimestamp": created, "generation": generation},
+                             "spec": {"accountId": CENTRAL, "assumeRole": {"roleArn": role}},
+                             "status": old.get("status", {})}
+        return self.bodies[name]
+
+    def index(self) -> dict[str, Any]:
+        from ecr_access import watches  # noqa: PLC0415
+
+        found: dict[str, list[Any]] = {}
+        for body in self.bodies.values():
+            for key, value in watches.index_accounts(self.kopf.Body(body)).items():
+                found.setdefault(key, []).append(value)
+        return {watches.ACCOUNTS: found}
+
+    def changed(self, name: str, old_spec: dict[str, Any] | None = None) -> None:
+        """on_account for a create or (with the spec it had, `old_spec`) an edit; its patch applied."""
+        from ecr_access import watches  # noqa: PLC0415
+
+        patch = self.kopf.Patch()
+        cause: dict[str, Any] = {"reason": self.kopf.Reason.CREATE, "old": None}
+        if old_spec is not None:
+            cause = {"reason": self.kopf.Reason.UPDATE, "old": {"spec": old_spec}}
+        with contextlib.suppress(self.kopf.TemporaryError):  # a retry kopf would do later
+            self.world.run(watches.on_account(body=self.kopf.Body(self.bodies[name]), patch=patch, memo=self.memo,
+                                              **cause, **self.index()))
+        self.patch_status(name, dict(patch).get("status", {}))
+
+    def deleted(self, name: str) -> None:
+        from ecr_access import watches  # noqa: PLC0415
+
+        body = self.bodies.pop(name)
+        self.world.run(watches.on_account_event(body=self.kopf.Body(body), type="DELETED", memo=self.memo,
+                                                **self.index()))
+
+    def ready(self, name: str) -> tuple[str, str]:
+        [ready] = [item for item in self.bodies[name]["status"]["conditions"] if item["type"] == "Ready"]
+        return ready["status"], ready["reason"]
+
+
+def test_two_accounts_for_one_account_report_which_one_is_used_as_they_come_and_go(
+        world: World, central: Central) -> None:
+    """The status of every EcrAccessAccount for an account says whether it is the one used, after
+    creates, a delete, and an edit that makes the one in use unusable."""
+    cases = AccountHandlers(world, central)
+    central.configured.clear()
+    central.others.bind(lambda account: accounts_lookup(cases, account), lambda: [CENTRAL])
+    role = f"arn:aws:iam::{CENTRAL}:role/ecr-access-operator"
+    cases.put("old", role, "2026-01-01T00:00:00Z")
+    cases.changed("old")
+    assert cases.ready("old") == ("True", "Assumed")
+    cases.put("new", role, "2026-02-01T00:00:00Z")
+    cases.changed("new")
+    assert cases.ready("new") == ("False", "DuplicateAccount")
+
+    # The one in use is edited into another partition (the CRD allows aws, aws-cn, aws-us-gov):
+    # it configures nothing now, and the other one is the one used.
+    before = dict(cases.bodies["old"]["spec"])
+    cases.put("old", f"arn:aws-cn:iam::{CENTRAL}:role/ecr-access-operator", "2026-01-01T00:00:00Z", generation=2)
+    cases.changed("old", before)
+    assert cases.ready("old") == ("False", "InvalidSpec")
+    assert accounts_lookup(cases, CENTRAL).name == "new"  # type: ignore[union-attr]
+    assert cases.ready("new") == ("True", "Assumed"), "the one now in use still says it is not used"
+
+    # Fixed again, the older one configures the account again, and the newer one says so.
+    broken = dict(cases.bodies["old"]["spec"])
+    cases.put("old", role, "2026-01-01T00:00:00Z", generation=3)
+    cases.changed("old", broken)
+    assert cases.ready("old") == ("True", "Assumed")
+    assert cases.ready("new") == ("False", "DuplicateAccount"), "the one no longer used still says Assumed"
+
+    # Deleted, the one in use hands the account over to the other, which says so.
+    cases.written.clear()
+    cases.deleted("old")
+    assert cases.ready("new") == ("True", "Assumed")
+    assert CENTRAL in cases.rechecked
+
+
+def accounts_lookup(cases: AccountHandlers, account: str) -> Any:
+    from ecr_access import watches  # noqa: PLC0415
+
+    return watches.account_lookup(cases.index(), "aws")(account)
