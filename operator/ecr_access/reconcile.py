@@ -119,6 +119,20 @@ class Reconciler:
         `applied`: what the grant applied last (`grants.APPLIED_ANNOTATION`), so that a role or a
         repository it dropped is recomputed without it.
         """
+        outcome = await self._apply(key, spec, applied, live, mode)
+        if (applied is not None and applied.managed_policy is not ManagedPolicy.NONE
+                and (applied.role.key != spec.role.key or spec.managed_policy is ManagedPolicy.NONE)
+                and not self.roles.reaches(applied.role.account)):
+            # What it attached to the role it had cannot be recomputed without it (the role moved,
+            # or it attaches nothing now) in an account no EcrAccessAccount configures: kept
+            # unsettled, as a repository dropped in such an account is (`verdicts.dropped`), and said.
+            left = verdicts.role_left_behind(applied.role, [applied.managed_policy.value])
+            outcome = dataclasses.replace(outcome, unsettled=(*outcome.unsettled, left))
+        return outcome
+
+    async def _apply(
+        self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, mode: ApplyMode,
+    ) -> Outcome:
         age = self.config.cache_ttl if mode.max_age is None else mode.max_age
         sid = self.sid_for(spec)
         # A change handler's grant may be newer than its index entry: it rides along in the syncs.

@@ -472,3 +472,34 @@ def accounts_lookup(cases: AccountHandlers, account: str) -> Any:
     from ecr_access import watches  # noqa: PLC0415
 
     return watches.account_lookup(cases.index(), "aws")(account)
+
+
+def test_moving_a_grant_off_a_role_in_an_unconfigured_account_says_what_it_left_there(
+        world: World, central: Central, grants: Grants) -> None:
+    """As for a delete: the grant's role was in B with ReadOnly attached there; B's EcrAccessAccount
+    is deleted; the grant is edited to a role in A. The previous role cannot be recomputed: that
+    must be said (and the applied record kept, as for a repository dropped in such an account),
+    not forgotten."""
+    import json  # noqa: PLC0415
+
+    from ecr_sandbox import seed  # noqa: PLC0415
+
+    role_arn = central.admin.iam().create_role(RoleName="central-node", AssumeRolePolicyDocument=json.dumps(
+        seed.NODE_TRUST_POLICY))["Role"]["Arn"]
+    world.create_role()
+    world.create_repository("ml/a")
+    key, before = grants.add("g", {"role": {"arn": role_arn}, "repositories": [{"name": "ml/a"}]})
+    assert ready(world.apply(key, before, None, grants, reconciler=central.reconciler))
+    del central.configured[CENTRAL]
+
+    key, after = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]})
+    outcome = world.apply(key, after, before, grants, reconciler=central.reconciler)
+
+    assert ready(outcome), outcome
+    assert any("central-node" in item.message for item in outcome.unsettled), outcome.unsettled
+
+    # The same role, now with managedPolicy None: what it attached there is just as unreachable.
+    key, none = grants.add("g", {"role": {"arn": role_arn}, "managedPolicy": "None",
+                                 "repositories": [{"name": "ml/a"}]})
+    outcome = world.apply(key, none, before, grants, reconciler=central.reconciler)
+    assert any("central-node" in item.message for item in outcome.unsettled), outcome.unsettled
