@@ -83,6 +83,7 @@ class AccountChecker:
     async def _identify(self, item: accounts.AccountSpec) -> tuple[str | None, Finding | None]:
         try:
             session = self.others.session(item.account_id)
+            session.retry_assume()  # a check asks STS itself, whatever the grants' calls met lately
             account, arn = await session.run(session.caller_identity)
         except AwsFault as fault:
             return None, assume_problem(item, fault)

@@ -108,10 +108,12 @@ def entry(body: Mapping[str, Any]) -> Entry:
         return Invalid(name, error, created)
 
 
-def chosen(entries: Iterable[Entry]) -> AccountSpec | None:
+def chosen(entries: Iterable[Entry], partition: str) -> AccountSpec | None:
     """Of the objects that name one account, the one that configures it: the oldest valid one
-    (then by name), so that a second object cannot take over an account in use."""
-    valid = [item for item in entries if isinstance(item, AccountSpec)]
+    (then by name), so that a second object cannot take over an account in use. Valid means in
+    the operator's `partition` too: an object `refusal` calls InvalidSpec configures nothing, so it
+    is neither used nor keeps a valid one out."""
+    valid = [item for item in entries if isinstance(item, AccountSpec) and item.partition == partition]
     return min(valid, key=lambda item: (item.created, item.name), default=None)
 
 
@@ -126,7 +128,7 @@ def refusal(item: Entry, rivals: Iterable[Entry], own_account: str, own_partitio
     if item.partition != own_partition:
         return Finding("InvalidSpec", f"spec.assumeRole.roleArn is in partition {item.partition}, but the operator "
                        f"runs in {own_partition}.", Severity.TERMINAL)
-    winner = chosen(rivals)
+    winner = chosen(rivals, own_partition)
     if winner is not None and winner.name != item.name:
         return Finding("DuplicateAccount", f"EcrAccessAccount {winner.name} already configures account "
                        f"{item.account_id}; this one is not used. Delete one of them.", Severity.TERMINAL)

@@ -29,7 +29,7 @@ import dataclasses
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from ecr_access import accounts, cycle, tasks
@@ -41,7 +41,11 @@ from ecr_access.status import PatchStatus
 logger = logging.getLogger(__name__)
 
 # How many grants one pass checks at a time: enough to overlap AWS round trips, few enough that a
-# pass over thousands of grants holds little memory at once.
+# pass over thousands of grants holds little memory at once. The bound is per set of AWS accounts a
+# grant touches (`_lane`), and a slot is free again as soon as its grant is done: grants waiting on
+# an account that is throttled or down (each call may take a minute) hold up only grants in the
+# same accounts, never the operator's own account's (the AWS work itself is bounded per account,
+# `reconcile.AWS_CONCURRENCY`).
 CONCURRENCY = 32
 
 Warn = Callable[[LiveGrant, str, str], None]  # a Warning Event on the grant: reason, message
@@ -180,23 +184,32 @@ class DriftChecker:
         else:
             self._retry.clear()
         report = PassReport()
-        for start in range(0, len(grants), CONCURRENCY):
-            # Inactive grants too (suspended, or their spec invalid): their frozen contribution is
-            # judged again (`Reconciler.resync`). A grant handing over belongs to its delete handler.
-            batch = [grant for grant in grants[start:start + CONCURRENCY] if not grant.handing_over]
-            results = await asyncio.gather(*(self._check_one(grant, live, (handled or {}).get(grant.key))
-                                             for grant in batch), return_exceptions=True)
-            for grant, result in zip(batch, results, strict=True):
+        # Inactive grants too (suspended, or their spec invalid): their frozen contribution is
+        # judged again (`Reconciler.resync`). A grant handing over belongs to its delete handler.
+        lanes: dict[frozenset[str], list[LiveGrant]] = {}
+        for grant in grants:
+            if not grant.handing_over:
+                lanes.setdefault(_lane(grant), []).append(grant)
+
+        async def worker(queue: Iterator[LiveGrant]) -> None:
+            for grant in queue:  # the workers of a lane share its queue: a slot frees as its grant ends
                 report.checked += 1
-                if isinstance(result, BaseException):
+                try:
+                    result = await self._check_one(grant, live, (handled or {}).get(grant.key))
+                except Exception as error:
                     report.failed += 1
-                    logger.error("Drift check of %s failed: %r", grant.key, result)
+                    logger.error("Drift check of %s failed: %r", grant.key, error)
                     self._retry[grant.key] = self._clock() + self.retry_delay
-                elif result == "retry":
+                    continue
+                if result == "retry":
                     report.retrying += 1
                     self._retry[grant.key] = self._clock() + self.retry_delay
                 elif result == "patched":
                     report.patched += 1
+
+        queues = [iter(lane) for lane in lanes.values()]
+        await asyncio.gather(*(worker(queue) for queue, lane in zip(queues, lanes.values(), strict=True)
+                               for _ in range(min(CONCURRENCY, len(lane)))))
         self.passes += 1
         return report
 
@@ -223,6 +236,11 @@ class DriftChecker:
         if report.transient:
             return "retry"
         return "patched" if report.status else "unchanged"
+
+
+def _lane(grant: LiveGrant) -> frozenset[str]:
+    """The AWS accounts a grant's check works in (its role's and its repositories')."""
+    return frozenset({grant.spec.role.account, *(repo.registry_id for repo in grant.spec.repositories)})
 
 
 def jittered(interval: float, jitter: float) -> float:

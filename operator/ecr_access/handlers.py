@@ -215,7 +215,7 @@ def _indexes_ready(runtime: Runtime, live: grants.IndexedGrants, kwargs: Mapping
     if runtime.drift is not None:
         runtime.drift.indexes_ready(live)
     if runtime.others is not None:
-        runtime.others.bind(watches.account_lookup(kwargs))
+        runtime.others.bind(watches.account_lookup(kwargs, runtime.defaults.partition), watches.account_listing(kwargs))
 
 
 def _warn(body: kopf.Body, reason: str, message: str) -> None:

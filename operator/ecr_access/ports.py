@@ -52,6 +52,9 @@ class AwsFault(Exception):
         self.resource = resource
         self.detail = detail
         self.cause = cause
+        # The account it happened in, when that is another than the operator's own (where the
+        # operator acts as the role an EcrAccessAccount names); set by the adapter of that account.
+        self.account: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,6 +111,10 @@ class OtherAccounts(Protocol):
         found out by using it: AwsFault(ACCOUNT_UNAVAILABLE))."""
         ...
 
+    def configured(self) -> list[str]:
+        """Every account an EcrAccessAccount configures now (where the orphan sweep looks too)."""
+        ...
+
     def iam(self, account: str) -> IamPort:
         """IAM in that account; raises AwsFault(ACCOUNT_NOT_CONFIGURED) when none is configured."""
         ...
@@ -122,6 +129,9 @@ class NoOtherAccounts:
 
     def reaches(self, account: str) -> bool:
         return False
+
+    def configured(self) -> list[str]:
+        return []
 
     def iam(self, account: str) -> IamPort:
         raise not_configured(account, "IAM")
@@ -146,6 +156,10 @@ class Accounts:
 
     def reaches(self, account: str) -> bool:
         return account == self.account or self.others.reaches(account)
+
+    def configured(self) -> list[str]:
+        """The other accounts EcrAccessAccounts configure (the operator's own is not among them)."""
+        return [account for account in self.others.configured() if account != self.account]
 
     def iam(self, account: str) -> IamPort:
         return self.own_iam if account == self.account else self.others.iam(account)

@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from ecr_access import attachments, policy, verdicts
 from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult
@@ -25,7 +25,16 @@ from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, changes, contribution, with_changes
 from ecr_access.model import DeletionPolicy, GrantKey, GrantSpec, ManagedPolicy, RepositoryRef, RoleRef
 from ecr_access.ownership import GrantGone, ManagedPolicyLedger, RoleState
-from ecr_access.ports import Accounts, AwsFault, EcrPort, FaultKind, IamPort, NoOtherAccounts, OtherAccounts
+from ecr_access.ports import (
+    Accounts,
+    AwsFault,
+    EcrPort,
+    FaultKind,
+    IamPort,
+    NoOtherAccounts,
+    OtherAccounts,
+    RoleInfo,
+)
 from ecr_access.repositories import RepositorySync, Result, Synced
 from ecr_access.roles import RoleDirectory
 from ecr_access.tenancy import Verdict
@@ -110,6 +119,20 @@ class Reconciler:
         `applied`: what the grant applied last (`grants.APPLIED_ANNOTATION`), so that a role or a
         repository it dropped is recomputed without it.
         """
+        outcome = await self._apply(key, spec, applied, live, mode)
+        if (applied is not None and applied.managed_policy is not ManagedPolicy.NONE
+                and (applied.role.key != spec.role.key or spec.managed_policy is ManagedPolicy.NONE)
+                and not self.roles.reaches(applied.role.account)):
+            # What it attached to the role it had cannot be recomputed without it (the role moved,
+            # or it attaches nothing now) in an account no EcrAccessAccount configures: kept
+            # unsettled, as a repository dropped in such an account is (`verdicts.dropped`), and said.
+            left = verdicts.role_left_behind(applied.role, [applied.managed_policy.value])
+            outcome = dataclasses.replace(outcome, unsettled=(*outcome.unsettled, left))
+        return outcome
+
+    async def _apply(
+        self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, mode: ApplyMode,
+    ) -> Outcome:
         age = self.config.cache_ttl if mode.max_age is None else mode.max_age
         sid = self.sid_for(spec)
         # A change handler's grant may be newer than its index entry: it rides along in the syncs.
@@ -118,7 +141,12 @@ class Reconciler:
         try:
             async with self.gate(spec.role.account):
                 started = self._clock()
-                info = await self.roles.resolve(spec.role, max_age=age)
+                try:
+                    info = await self.roles.resolve(spec.role, max_age=age)
+                except AwsFault as fault:
+                    if not self._iam_optional(spec.role, (spec, applied), fault):
+                        raise
+                    info = RoleInfo(arn=str(spec.role.arn), role_id="")
                 # What this apply read itself is fresh enough for the rest of it, even with max_age 0.
                 state = await self._sync_roles(key, spec, applied, live, me, max(age, self._clock() - started),
                                                mode.from_index)
@@ -193,15 +221,26 @@ class Reconciler:
         # until then a switch to Delete must still be able to detach it.
         if handover_sid is None or not blocked:
             for role in {item.role.key: item.role for item in known}.values():
+                if not self.roles.reaches(role.account):  # see `verdicts.role_left_behind`
+                    wanted = {item.managed_policy.value for item in known
+                              if item.role.key == role.key and item.managed_policy is not ManagedPolicy.NONE}
+                    if wanted:
+                        left.append(verdicts.role_left_behind(role, sorted(wanted)))
+                    continue
                 hand_over = frozenset({given.managed_policy.value}) if (
                     handover_sid and given is not None and role.key == given.role.key
                     and given.managed_policy is not ManagedPolicy.NONE) else frozenset()
                 try:
                     await self._sync_role(role, live, changes(exclude=key), self.config.cache_ttl, hand_over)
                 except AwsFault as fault:
-                    if fault.kind is not FaultKind.NOT_FOUND:
+                    if fault.kind is not FaultKind.NOT_FOUND and not self._iam_optional(role, known, fault):
                         role_finding = verdicts.for_fault(fault, f"IAM role {role.describe()}")
-        info = await self.roles.resolve(given.role) if given is not None else None
+        info = None
+        if given is not None:
+            try:  # only reported (status.roleArn): a lookup that fails now must not fail the release
+                info = await self.roles.principal(given.role)
+            except AwsFault as fault:
+                logger.info("Could not resolve %s after releasing %s: %s", given.role.describe(), key, fault)
         return Outcome(info.arn if info else None, None, None, role_finding, tuple(results), unsettled=tuple(left))
 
     async def resync(self, grant: LiveGrant, live: LiveGrants, max_age: float) -> None:
@@ -221,7 +260,7 @@ class Reconciler:
 
     async def _permitted(self, grant: LiveGrant, live: LiveGrants) -> bool:
         """Whether the policies permit the grant on at least one repository (its role resolved)."""
-        info = await self.roles.resolve(grant.spec.role)
+        info = await self.roles.principal(grant.spec.role)
         found = live.verdict(grant, info.arn) if info is not None else None
         return found is not None and found.permitted and bool(found.repositories)
 
@@ -236,7 +275,24 @@ class Reconciler:
             if spec.managed_policy is not ManagedPolicy.NONE:
                 raise _UnreachableRole(verdicts.account_not_configured(spec))
             return None
-        return await self._sync_role(spec.role, live, changes(include=me), age, require=key if from_index else None)
+        try:
+            return await self._sync_role(spec.role, live, changes(include=me), age,
+                                         require=key if from_index else None)
+        except AwsFault as fault:
+            if self._iam_optional(spec.role, (spec, applied), fault):
+                return None
+            raise
+
+    def _iam_optional(self, role: RoleRef, specs: Iterable[GrantSpec | None], fault: AwsFault) -> bool:
+        """Whether IAM refusing the operator (AccessDenied) in the role's account may be passed over:
+        the role is named by ARN in another account, and none of `specs` (the grant's spec and its
+        applied record) attaches a managed policy to it. Then the operator needs nothing of IAM
+        there, as in an account no EcrAccessAccount configures: a central registry's role has the
+        ECR actions only (deploy/iam/registry-account-policy.json), and a role of that account with
+        `managedPolicy: None` is written as a principal as the spec gives it."""
+        return (fault.kind is FaultKind.ACCESS_DENIED and role.arn is not None and role.account != self.account
+                and all(item.managed_policy is ManagedPolicy.NONE for item in specs
+                        if item is not None and item.role.key == role.key))
 
     async def _sync_role(
         self, role: RoleRef, live: LiveGrants, changed: Changes, age: float,

@@ -133,6 +133,10 @@ class RepositorySync:
     async def _cached(self, repo: RepositoryRef, live: LiveGrants, max_age: float) -> Synced | None:
         if not max_age:
             return None
+        if not self.accounts.reaches(repo.registry_id):
+            # Its EcrAccessAccount is gone since the policy was read: say so, not what it was.
+            self._documents.forget(repo)
+            return None
         cached = self._documents.lookup(repo, max_age)
         if cached is None:
             return None
@@ -161,7 +165,7 @@ class RepositorySync:
         def permitted(grant: LiveGrant, role_arn: str) -> bool:
             return live.verdict(grant, role_arn).allows(repo)
 
-        return await desired(self.cluster_id, grants, self.roles.resolve, permitted)
+        return await desired(self.cluster_id, grants, self.roles.principal, permitted)
 
     async def _read_merge_write(
         self, repo: RepositoryRef, desired: list[policy.DesiredStatement], handovers: list[handover.Handover]

@@ -21,7 +21,7 @@ from collections.abc import Callable
 
 from ecr_access.coalesce import Cache
 from ecr_access.model import RoleKey, RoleRef
-from ecr_access.ports import Accounts, IamPort, RoleInfo
+from ecr_access.ports import Accounts, AwsFault, IamPort, RoleInfo
 
 
 class RoleDirectory:
@@ -38,6 +38,19 @@ class RoleDirectory:
         """The role the spec names, or None when it does not exist (or is another role by that name)."""
         info = await self.lookup(role, self.cache_ttl if max_age is None else max_age)
         return info if info is not None and role.matches(info.arn) else None
+
+    async def principal(self, role: RoleRef) -> RoleInfo | None:
+        """Another grant's role, as a principal of a repository's shared statement: `resolve`,
+        except that a role named by ARN in another account whose lookup fails (that account's role
+        cannot be assumed, or may not call GetRole) is written as the spec gives it, as in an account
+        no EcrAccessAccount configures. That account's trouble is its own grant's to report: it must
+        not fail the sync for every other grant on the repository, nor drop the role's access."""
+        try:
+            return await self.resolve(role)
+        except AwsFault:
+            if role.arn is None or role.account == self.account:
+                raise  # the operator's own IAM: every grant's lookups share its trouble
+            return RoleInfo(arn=role.arn, role_id="")
 
     async def lookup(self, role: RoleRef, max_age: float) -> RoleInfo | None:
         """GetRole by name, tags included, unchecked against the spec's ARN (see `resolve`)."""

@@ -19,7 +19,7 @@ import logging
 from ecr_access import policy, tasks
 from ecr_access.grants import LiveGrants
 from ecr_access.model import RepositoryRef
-from ecr_access.ports import AwsFault
+from ecr_access.ports import AwsFault, FaultKind
 from ecr_access.repositories import RepositorySync, Synced
 
 logger = logging.getLogger(__name__)
@@ -38,20 +38,28 @@ async def sweep(repositories: RepositorySync, live: LiveGrants, home: Registry) 
     """Remove this cluster's statements from repositories that no live grant names; returns those.
 
     It covers every registry (partition, region, account) the live grants use, plus the operator's
-    own; it reads the policy of each repository no live grant names, and recomputes only those
-    that hold this cluster's prefix. Other prefixes are never touched. A registry or repository
-    that fails is skipped (logged) and tried again next time.
+    own and, in its region, every account an EcrAccessAccount configures; it reads the policy of
+    each repository no live grant names, and recomputes only those that hold this cluster's prefix.
+    Other prefixes are never touched. A registry or repository that fails is skipped (logged) and
+    tried again next time.
     """
     registries = {home} | {Registry(repo.partition, repo.region, repo.registry_id)
                            for grant in live.everything() for repo in grant.spec.repositories}
+    # And every account an EcrAccessAccount configures, in the home region: the last grant using
+    # one may be what was deleted while the operator was down. A cloud's account may hold no
+    # repositories, and its role no ECR actions (deploy/iam/cloud-account-policy.json): there,
+    # AccessDenied is no news.
+    unused = {Registry(home.partition, home.region, account) for account in repositories.accounts.configured()}
+    unused -= registries
     cleaned = []
-    for registry in sorted(registries):
+    for registry in sorted(registries | unused):
         try:  # list the whole registry first, so a failure skips just it
             names = await repositories.ecr(registry.registry_id).describe_repositories(registry.region,
                                                                                  registry.registry_id)
         except AwsFault as fault:
-            logger.warning("Sweep skipped registry %s in %s (%s): %s", registry.registry_id, registry.region,
-                           fault.kind.value, fault)
+            quiet = registry in unused and fault.kind is FaultKind.ACCESS_DENIED
+            logger.log(logging.DEBUG if quiet else logging.WARNING, "Sweep skipped registry %s in %s (%s): %s",
+                       registry.registry_id, registry.region, fault.kind.value, fault)
             continue
         for name in names:
             repo = RepositoryRef(registry.partition, registry.region, registry.registry_id, name)

@@ -115,11 +115,27 @@ def open_verdict(spec: GrantSpec) -> Verdict:
 def glob(pattern: str, text: str, *, fold: bool = False) -> bool:
     """`*` matches any run of characters, everything else itself (ignoring case with `fold`).
 
+    An ARN's first five ':' separate its fields (partition, service, region, account); a ':'
+    after them is part of the resource (IAM role paths may hold ':'), and matches only a '*' or a
+    ':' that is also past the pattern's fifth ':'. Otherwise `arn:*:iam::A:role/*` would allow a
+    role that a tenant creates in an account of their own, with the path `/x:iam::A:role/`: the
+    '*' takes `aws:iam::B:role/x`, and the rest of the pattern matches inside the path.
+
     Not a regular expression: a tenant chooses the text (repository names, role ARNs in other
     accounts), and `.*` patterns backtrack exponentially, on the operator's one event loop. This
     is the greedy two-pointer match, at most len(pattern) * len(text) steps."""
     if fold:
         pattern, text = pattern.lower(), text.lower()
+    return _glob(_resource_colons(pattern), _resource_colons(text))
+
+
+def _resource_colons(value: str) -> str:
+    """`value` with every ':' after its fifth made a character that nothing else is (NUL)."""
+    fields = value.split(":", 5)
+    return value if len(fields) < 6 else ":".join(fields[:5]) + ":" + fields[5].replace(":", "\0")
+
+
+def _glob(pattern: str, text: str) -> bool:
     p = t = 0
     star, resume = -1, 0  # the last '*' seen, and where in the text its run now ends
     while t < len(text):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from ecr_access import policy
 from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult, Severity
-from ecr_access.model import GrantSpec, RepositoryRef
+from ecr_access.model import GrantSpec, RepositoryRef, RoleRef
 from ecr_access.ports import AwsFault, FaultKind
 from ecr_access.repositories import Result
 
@@ -25,6 +25,11 @@ def for_fault(fault: AwsFault, subject: str, not_found: str = "NotFound") -> Fin
     kind, grade = fault.kind, severity(fault)
     if kind is FaultKind.NOT_FOUND:
         return Finding(not_found, f"{subject} was not found ({fault.operation}).", grade)
+    if kind is FaultKind.ACCESS_DENIED and fault.account:
+        return Finding("AccessDenied", f"In account {fault.account} the operator acts as the role its "
+                       f"EcrAccessAccount names, which is not allowed to call {fault.operation} on {subject}: add it "
+                       "to that role's policy (deploy/iam: registry-account-policy.json for repositories, "
+                       "cloud-account-policy.json for roles).", grade)
     if kind is FaultKind.ACCESS_DENIED:
         return Finding("AccessDenied", f"The operator is not allowed to call {fault.operation} on {subject}: "
                        "add it to the operator's IAM policy (deploy/iam).", grade)
@@ -168,6 +173,18 @@ def left_behind(repo: RepositoryRef, result: Result, sid: str) -> Finding | None
                        f"statement {sid} is there, remove the grant's role from it by hand, or re-create the "
                        "EcrAccessAccount.", Severity.TERMINAL)
     return None
+
+
+def role_left_behind(role: RoleRef, policies: list[str]) -> Finding:
+    """What a release could not check on a role: one in an account no EcrAccessAccount configures
+    (any more), whose grant attaches a managed policy. As for a repository (`left_behind`), the
+    delete does not wait, but what an operator attached there while the account was configured,
+    and the ledger tags that record it, stay on the role, and a person must know."""
+    names = " and ".join(policies)
+    return Finding("AccountNotConfigured", f"IAM role {role.describe()} is in account {role.account}, which no "
+                   f"EcrAccessAccount configures, so the operator could not detach {names} for this grant: if "
+                   f"the ecraccess.io/attached tag on the role lists it, detach it and remove the ecraccess.io/ "
+                   "tags by hand, or re-create the EcrAccessAccount.", Severity.TERMINAL)
 
 
 def released(repo: RepositoryRef, result: Result, handover_sid: str | None, *, silent: float | None,

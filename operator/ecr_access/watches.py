@@ -142,10 +142,17 @@ def index_accounts(body: kopf.Body, **_: Any) -> dict[str, accounts.Entry]:
     return {item.account_id if isinstance(item, accounts.AccountSpec) else "": item}
 
 
-def account_lookup(kwargs: Mapping[str, Any]) -> Callable[[str], accounts.AccountSpec | None]:
-    """Which EcrAccessAccount configures an account, read from the live index at each call."""
+def account_listing(kwargs: Mapping[str, Any]) -> Callable[[], list[str]]:
+    """The accounts EcrAccessAccounts name, read from the live index at each call."""
     index = kwargs.get(ACCOUNTS, {})
-    return lambda account: accounts.chosen(index.get(account, ()))
+    return lambda: [account for account in list(index) if account]
+
+
+def account_lookup(kwargs: Mapping[str, Any], partition: str) -> Callable[[str], accounts.AccountSpec | None]:
+    """Which EcrAccessAccount configures an account, read from the live index at each call
+    (`partition`: the operator's own)."""
+    index = kwargs.get(ACCOUNTS, {})
+    return lambda account: accounts.chosen(index.get(account, ()), partition)
 
 
 async def on_account(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -154,7 +161,7 @@ async def on_account(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwar
     runtime: Any = getattr(memo, "runtime", None)
     if runtime is None or runtime.account_checker is None:
         return
-    runtime.others.bind(account_lookup(kwargs))
+    runtime.others.bind(account_lookup(kwargs, runtime.defaults.partition), account_listing(kwargs))
     item = accounts.entry(body)
     rivals = list(kwargs.get(ACCOUNTS, {}).get(item.account_id, ())) if isinstance(item, accounts.AccountSpec) else []
     meta = body.get("metadata", {})
@@ -162,8 +169,31 @@ async def on_account(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **kwar
                                                 rivals)
     for key, value in check.changes.items():
         patch.status[key] = value
+    old = kwargs.get("old")
+    if kwargs.get("reason") == kopf.Reason.UPDATE and isinstance(old, Mapping) and isinstance(
+            item, accounts.AccountSpec):
+        # The edit may change which object configures the account (one in use made unusable, or
+        # an older one made usable): the other one concerned says so too.
+        before = [entry for entry in rivals if entry.name != item.name]
+        before.append(accounts.entry({"metadata": meta, "spec": old.get("spec")}))
+        was, now_used = (accounts.chosen(entries, runtime.defaults.partition) for entries in (before, rivals))
+        if (was and was.name) != (now_used and now_used.name):
+            for other in (was, now_used):
+                if other is not None and other.name != item.name:
+                    await _report_other(runtime, other, rivals)
     if check.retry is not None and check.problem is not None:
         raise kopf.TemporaryError(check.problem.message, delay=check.retry)
+
+
+async def _report_other(runtime: Any, item: accounts.AccountSpec, rivals: list[accounts.Entry]) -> None:
+    """Check and report an EcrAccessAccount whose object did not change, but whether it is the one
+    that configures its account did (its status is written at once, as no kopf patch is coming)."""
+    check = await runtime.account_checker.check(item, 0, None, rivals)
+    changes = {key: value for key, value in check.status.items() if key != "observedGeneration"}
+    try:
+        await asyncio.to_thread(runtime.account_checker.patch_status, item.name, changes)
+    except Exception as error:  # the report is lost, not the account
+        logger.warning("Could not write the status of EcrAccessAccount %s: %s", item.name, error)
 
 
 async def on_account_event(body: kopf.Body, type: str | None, memo: kopf.Memo, **kwargs: Any) -> None:
@@ -177,14 +207,9 @@ async def on_account_event(body: kopf.Body, type: str | None, memo: kopf.Memo, *
     if not isinstance(item, accounts.AccountSpec):
         return
     rivals = [entry for entry in kwargs.get(ACCOUNTS, {}).get(item.account_id, ()) if entry.name != item.name]
-    successor = accounts.chosen(rivals)
+    successor = accounts.chosen(rivals, runtime.defaults.partition)
     if successor is not None:
-        check = await runtime.account_checker.check(successor, 0, None, rivals)
-        changes = {key: value for key, value in check.status.items() if key != "observedGeneration"}
-        try:
-            await asyncio.to_thread(runtime.account_checker.patch_status, successor.name, changes)
-        except Exception as error:  # the report is lost, not the account
-            logger.warning("Could not write the status of EcrAccessAccount %s: %s", successor.name, error)
+        await _report_other(runtime, successor, rivals)
     if runtime.drift is not None:
         runtime.drift.recheck_account(item.account_id)
 

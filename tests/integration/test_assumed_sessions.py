@@ -138,7 +138,36 @@ def test_accounts_report_only_when_assuming_starts_failing_or_works_again(
             credentials.get_frozen_credentials()
     assert seen == [("central", FaultKind.ACCOUNT_UNAVAILABLE)]
 
+    clock.advance(1)  # past the hold after a failure (session.ASSUME_FAILURE_HOLD)
     stubber.add_response("assume_role", answer("AK3", clock.now + datetime.timedelta(hours=1)))
     assert credentials.get_frozen_credentials().access_key == "AK3".ljust(16, "X")
     assert seen == [("central", FaultKind.ACCOUNT_UNAVAILABLE), ("central", None)]
     assert others.session(CENTRAL) is others.session(CENTRAL)  # one session per account, kept
+
+
+def test_after_a_failure_the_calls_that_need_the_credentials_fail_at_once_for_a_while(
+        base: AwsSession, sts: tuple[Any, Stubber]) -> None:
+    """One retry round of many grants when the role cannot be assumed: each repository read needs
+    the credentials, and each used to call AssumeRole again (30 refused calls for 10 grants of 3
+    repositories, twice per retry delay: kopf's retry and the drift check's). Within the hold the
+    first failure is the answer; after it, STS is asked again; the account's own check asks at once."""
+    from ecr_access.aws.session import ASSUME_FAILURE_HOLD  # noqa: PLC0415
+
+    client, stubber = sts
+    clock = Clock()
+    session = base.assume(ROLE, session_name=SESSION, client_creator=lambda *a, **k: client, time_fetcher=clock)
+    credentials = session.core.get_credentials()
+    stubber.add_client_error("assume_role", "AccessDenied", "denied", http_status_code=403)
+    for _ in range(30):  # one AssumeRole: the Stubber has one answer, and a second call would fail otherwise
+        with pytest.raises(errors.AssumeRoleFailed) as raised:
+            credentials.get_frozen_credentials()
+        assert "AccessDenied: denied" in raised.value.fault.detail, raised.value.fault.detail
+
+    clock.advance(ASSUME_FAILURE_HOLD / 60 + 0.01)
+    stubber.add_client_error("assume_role", "AccessDenied", "denied", http_status_code=403)
+    with pytest.raises(errors.AssumeRoleFailed):
+        credentials.get_frozen_credentials()
+
+    session.retry_assume()  # the account's check: someone may have fixed the trust policy just now
+    stubber.add_response("assume_role", answer("AK1", clock.now + datetime.timedelta(hours=1)))
+    assert credentials.get_frozen_credentials().access_key == "AK1".ljust(16, "X")

@@ -56,12 +56,12 @@ def test_a_malformed_spec_names_its_field(spec: Any, field: str) -> None:
 def test_the_older_of_two_objects_for_one_account_configures_it() -> None:
     old = accounts.entry(body("old", created="2026-01-01T00:00:00Z"))
     new = accounts.entry(body("new", created="2026-02-01T00:00:00Z"))
-    assert accounts.chosen([new, old]) == old
+    assert accounts.chosen([new, old], "aws") == old
     assert accounts.refusal(old, [new, old], OWN, "aws") is None
     refused = accounts.refusal(new, [new, old], OWN, "aws")
     assert refused is not None and refused.reason == "DuplicateAccount" and "old" in refused.message
     broken = accounts.entry({"metadata": {"name": "broken", "creationTimestamp": "2025-01-01T00:00:00Z"}, "spec": {}})
-    assert accounts.chosen([broken, new]) == new  # a malformed object never wins
+    assert accounts.chosen([broken, new], "aws") == new  # a malformed object never wins
 
 
 def test_the_operators_own_account_and_another_partition_are_refused() -> None:
@@ -128,6 +128,9 @@ class Others:
 
     def reaches(self, account: str) -> bool:
         return account == CENTRAL
+
+    def configured(self) -> list[str]:
+        return [CENTRAL]
 
     def iam(self, account: str) -> IamPort:
         assert account == CENTRAL

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ecr_access.accounts import AccountSpec
@@ -24,6 +24,7 @@ from ecr_access.ports import AwsFault, EcrPort, IamPort, not_configured
 logger = logging.getLogger(__name__)
 
 Lookup = Callable[[str], AccountSpec | None]
+Listing = Callable[[], Iterable[str]]  # the accounts EcrAccessAccounts name (`lookup` says which it configures)
 # Told when assuming an account's role starts failing (with the fault) or works again (None).
 Observer = Callable[[AccountSpec, AwsFault | None], None]
 
@@ -41,23 +42,29 @@ class AssumedAccounts:
     """Implements `ecr_access.ports.OtherAccounts` with one assumed-role `AwsSession` per account."""
 
     def __init__(self, base: AwsSession, session_name: str, lookup: Lookup = lambda account: None, *,
-                 observe: Observer = lambda spec, fault: None, **assume_options: Any) -> None:
+                 listing: Listing = lambda: (), observe: Observer = lambda spec, fault: None,
+                 **assume_options: Any) -> None:
         """`base`: the operator's own session, whose credentials assume the roles. `assume_options`
         go to `AwsSession.assume` (tests give it an STS stub and a clock)."""
         self.base = base
         self.session_name = session_name
         self.lookup = lookup
+        self.listing = listing
         self.observe = observe
         self._options = assume_options
         self._accounts: dict[str, _Account] = {}
         self._lock = threading.Lock()
 
-    def bind(self, lookup: Lookup) -> None:
-        """Read the configured accounts from `lookup` from now on (the kopf index, once it exists)."""
-        self.lookup = lookup
+    def bind(self, lookup: Lookup, listing: Listing) -> None:
+        """Read the configured accounts from `lookup` and `listing` from now on (the kopf index,
+        once it exists)."""
+        self.lookup, self.listing = lookup, listing
 
     def reaches(self, account: str) -> bool:
         return self.lookup(account) is not None
+
+    def configured(self) -> list[str]:
+        return sorted(account for account in set(self.listing()) if self.reaches(account))
 
     def iam(self, account: str) -> IamPort:
         return self._account(account).iam
@@ -75,13 +82,21 @@ class AssumedAccounts:
     def _account(self, account: str) -> _Account:
         spec = self.lookup(account)
         if spec is None:
+            with self._lock:
+                gone = self._accounts.pop(account, None)
+            if gone is not None:  # its EcrAccessAccount was deleted: its threads may end
+                gone.session.close()
             raise not_configured(account, "AWS")
+        replaced = None
         with self._lock:
             known = self._accounts.get(account)
             if known is None or (known.spec.role_arn, known.spec.external_id) != (spec.role_arn, spec.external_id):
+                replaced = known
                 known = self._accounts[account] = self._build(spec)
             elif known.spec != spec:  # renamed or re-created with the same role: same credentials
                 known.spec = spec
+        if replaced is not None:  # another role or external id: the old session's threads may end
+            replaced.session.close()
         return known
 
     def _build(self, spec: AccountSpec) -> _Account:

@@ -10,6 +10,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -41,6 +42,12 @@ RETRY_CONFIG = BotoConfig(retries={"mode": "standard", "total_max_attempts": 3},
 # account (`reconcile.AWS_CONCURRENCY`), so that the orphan sweep never waits for a thread, and an
 # account whose calls hang or are throttled holds only its own threads.
 THREADS = 8
+# After AssumeRole fails, for how long every call that needs the account's credentials fails with
+# that same error instead of asking STS again: one retry round of many grants (each repository
+# read needs the credentials) makes one AssumeRole, not one per call, so that a trust policy to fix
+# does not become thousands of refused calls in both accounts' CloudTrail, nor STS throttling of
+# the operator's own account. Shorter than the grants' retry delay (`Config.retry_delay`).
+ASSUME_FAILURE_HOLD = 10.0
 
 T = TypeVar("T")
 
@@ -78,6 +85,9 @@ class AwsSession:
     _iam: Any = None
     _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     _threads: concurrent.futures.ThreadPoolExecutor | None = None
+    _closed: bool = False
+    _assume_failed: list[tuple[float, AwsFault]] = dataclasses.field(default_factory=list)
+    other_account: str | None = None  # an assumed session's account: its faults carry it (`AwsFault.account`)
 
     @classmethod
     def create(cls, region: str | None = None, rate: float = 0.0, burst: float = 1.0) -> AwsSession:
@@ -90,12 +100,34 @@ class AwsSession:
         return self.session._session
 
     async def run(self, call: Callable[..., T], *args: Any) -> T:
-        """Run one blocking boto3 call on this session's own threads (see `THREADS`)."""
-        with self._lock:
-            if self._threads is None:
+        """Run one blocking boto3 call on this session's own threads (see `THREADS`); once the
+        session is closed, a call still made through it runs in the loop's default threads."""
+        with self._lock:  # never held across an await: threads and the loop both take it
+            if self._threads is None and not self._closed:
                 self._threads = concurrent.futures.ThreadPoolExecutor(THREADS, thread_name_prefix="aws")
             threads = self._threads
-        return await asyncio.get_running_loop().run_in_executor(threads, call, *args)
+        try:
+            if threads is not None:
+                try:
+                    future = asyncio.get_running_loop().run_in_executor(threads, call, *args)
+                except RuntimeError:  # closed from another thread just now
+                    pass
+                else:
+                    return await future
+            return await asyncio.to_thread(call, *args)  # closed (see `close`)
+        except AwsFault as fault:
+            if fault.account is None:
+                fault.account = self.other_account
+            raise
+
+    def close(self) -> None:
+        """Let this session's threads end once their calls are done (a session replaced or no
+        longer used: an EcrAccessAccount edited or deleted)."""
+        with self._lock:
+            self._closed = True
+            threads, self._threads = self._threads, None
+        if threads is not None:
+            threads.shutdown(wait=False)
 
     def assume(
         self, role_arn: str, *, session_name: str, external_id: str = "",
@@ -109,8 +141,10 @@ class AwsSession:
         and threads: AWS throttles per account.
 
         `refreshed(error)` is told each outcome of assuming the role (None: it worked); a failure is
-        raised to the call that needed the credentials as `errors.AssumeRoleFailed`.
-        `client_creator` (the STS client) and `time_fetcher` (botocore's clock) are for tests."""
+        raised to the call that needed the credentials as `errors.AssumeRoleFailed`, and to every
+        such call for `ASSUME_FAILURE_HOLD` seconds after it without asking STS again (until
+        `retry_assume`). `client_creator` (the STS client) and `time_fetcher` (botocore's clock,
+        which the hold reads too) are for tests."""
         source = self.core.get_credentials()
         if source is None:
             raise AwsFault(FaultKind.ACCESS_DENIED, "AssumeRole", role_arn, "the operator has no AWS credentials")
@@ -119,13 +153,21 @@ class AwsSession:
                                                                                        **kwargs))
         fetcher = AssumeRoleCredentialFetcher(creator, source, role_arn, extra_args=extra, cache=_NoCache())
 
+        failed: list[tuple[float, AwsFault]] = []  # the last failure and when, while it holds
+        clock: Callable[[], float] = time.monotonic if time_fetcher is None else (
+            lambda: float(time_fetcher().timestamp()))
+
         def refresh() -> dict[str, Any]:
+            if failed and clock() - failed[0][0] < ASSUME_FAILURE_HOLD:
+                raise errors.AssumeRoleFailed(failed[0][1])
             try:
                 answer: dict[str, Any] = fetcher.fetch_credentials()
             except Exception as error:
                 fault = errors.classify_assume(error, role_arn)
+                failed[:] = [(clock(), fault)]
                 refreshed(fault)
                 raise errors.AssumeRoleFailed(fault) from error
+            failed.clear()
             refreshed(None)
             return answer
 
@@ -135,7 +177,14 @@ class AwsSession:
         core.register_component("data_loader", self.core.get_component("data_loader"))  # models parsed once
         core.register_component("credential_provider", CredentialResolver([_Given(credentials)]))
         return AwsSession(boto3.session.Session(botocore_session=core, region_name=self.region), config=self.config,
-                          rate=self.rate, burst=self.burst)
+                          rate=self.rate, burst=self.burst, _assume_failed=failed,
+                          other_account=role_arn.split(":")[4])
+
+    def retry_assume(self) -> None:
+        """Let the next call that needs this session's credentials ask STS again at once, even
+        within `ASSUME_FAILURE_HOLD` of a failure (its account's check: a person may just have
+        fixed the trust policy)."""
+        self._assume_failed.clear()
 
     def caller_identity(self, region: str | None = None) -> tuple[str, str]:
         """(account, ARN) of whoever this session acts as: STS GetCallerIdentity (blocking)."""
