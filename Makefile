@@ -29,7 +29,7 @@ endef
 # Re-install whenever the pins change; the stamps keep repeat runs fast.
 $(SANDBOX_STAMP): pyproject.toml constraints.txt
 	$(call install,sandbox)
-	$(BIN)/python -c "import ecr_access, ecr_sandbox.sandbox, kubesim, kopf, boto3, moto.server, celpy, yaml"
+	$(BIN)/python -c "import ecr_access, ecr_sandbox.sandbox, kubesim, kopf, boto3, moto.server, celpy, yaml, prometheus_client"
 	touch $(SANDBOX_STAMP)
 
 $(DEV_STAMP): pyproject.toml constraints.txt

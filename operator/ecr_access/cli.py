@@ -25,6 +25,7 @@ from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker, jittered
+from ecr_access.metrics import Metrics
 from ecr_access.model import GrantKey
 from ecr_access.reconcile import Reconciler
 from ecr_access.sweep import Registry, Sweeper
@@ -32,15 +33,16 @@ from ecr_access.sweep import Registry, Sweeper
 DESCRIPTION = "Grant Anyscale cluster nodes pull access to private Amazon ECR repositories (EcrAccessGrant)."
 
 
-def build_runtime(cfg: Config) -> handlers.Runtime:
+def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runtime:
     """Connect to AWS and the cluster once, at start-up; fail loudly if either is unreachable."""
     kube.load_client_config()
-    session = AwsSession.create(cfg.region, rate=cfg.aws_rate_limit, burst=cfg.aws_burst)
+    metrics = metrics or Metrics()
+    session = AwsSession.create(cfg.region, rate=cfg.aws_rate_limit, burst=cfg.aws_burst, metrics=metrics)
     defaults = session.defaults(cfg.region)
     cluster_id = cfg.cluster_id or kube.cluster_id(cfg.effective_namespaces)
     others = AssumedAccounts(session, accounts.session_name(cluster_id))  # bound to the accounts' index later
     reconciler = Reconciler(IamAdapter(session), EcrAdapter(session), cluster_id=cluster_id, account=defaults.account,
-                            config=cfg, others=others)
+                            config=cfg, others=others, metrics=metrics)
     logging.getLogger(__name__).info(
         "Operator identity: account %s, region %s, partition %s, cluster id %s (Sid prefix %s)",
         defaults.account, defaults.region, defaults.partition, cluster_id, reconciler.prefix,
@@ -81,8 +83,13 @@ def patch_status(key: GrantKey, changes: Mapping[str, Any]) -> None:
 def run_operator(cfg: Config, *, liveness: str | None = None, stop_flag: object = None,
                  ready_flag: object = None) -> None:
     """Run the operator until stopped. Blocking; used by `run` and by the sandbox."""
+    metrics = Metrics()
+    if cfg.metrics_port:  # before kopf starts: a port already taken fails the start, not a later scrape
+        metrics.serve(cfg.metrics_port, cfg.metrics_address)
+        logging.getLogger(__name__).info("Serving metrics on http://%s:%d/metrics", cfg.metrics_address,
+                                         cfg.metrics_port)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, cfg, build_runtime)
+    handlers.register(registry, cfg, lambda config: build_runtime(config, metrics))
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
     kopf.run(
@@ -111,6 +118,9 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
                         "session's region]")
     parser.add_argument("--resync-interval", type=float, metavar="SECONDS",
                         help=f"drift check interval [{env('resync_interval')}; default 300]")
+    parser.add_argument("--metrics-port", type=int, metavar="PORT",
+                        help=f"serve Prometheus metrics at /metrics on this port, 0 disables [{env('metrics_port')}; "
+                        "default 8000]")
     parser.add_argument("--sweep-interval", type=float, metavar="SECONDS",
                         help=f"orphan sweep interval, 0 disables [{env('sweep_interval')}; default 3600]")
 
@@ -165,6 +175,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "region": args.region,
             "resync_interval": args.resync_interval,
             "sweep_interval": args.sweep_interval,
+            "metrics_port": args.metrics_port,
         })
     except ValueError as error:
         parser.error(str(error))

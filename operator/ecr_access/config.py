@@ -78,6 +78,9 @@ class Config:
     # A repository whose region has not answered for this many seconds (AWS unreachable from the
     # cluster, a region not enabled) is reported Stalled (RepositoryUnreachable), not Reconciling.
     unreachable_after: float = 300.0
+    # Where /metrics is served (Prometheus text format); port 0 serves none.
+    metrics_port: int = 8000
+    metrics_address: str = "0.0.0.0"
 
     @property
     def effective_namespaces(self) -> tuple[str, ...]:
@@ -106,6 +109,8 @@ _FIELDS: Mapping[str, type] = {
     "stalled_retry_delay": float,
     "progress_after": float,
     "unreachable_after": float,
+    "metrics_port": int,
+    "metrics_address": str,
 }
 
 
@@ -142,6 +147,9 @@ def load(overrides: Mapping[str, object | None], environ: Mapping[str, str] | No
     if config.policy_mode not in POLICY_MODES:
         modes = " or ".join(POLICY_MODES)
         raise ValueError(f"{env_name('policy_mode')} must be {modes}, got {config.policy_mode!r}")
+    if not 0 <= config.metrics_port <= 65535:
+        raise ValueError(f"{env_name('metrics_port')} must be a port number (0 serves no metrics), "
+                         f"got {config.metrics_port}")
     if config.write_attempts < 1:
         raise ValueError(f"{env_name('write_attempts')} must be at least 1, got {config.write_attempts}")
     if config.resync_interval <= 0:

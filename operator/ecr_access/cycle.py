@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -64,14 +65,20 @@ async def apply_and_report(
     """
     if spec.suspend:
         return Report(status.status_patch(previous, status.suspended_status(generation, previous)))
+    started = time.monotonic()
     work = asyncio.ensure_future(reconciler.apply(key, spec, applied, live, mode))
     try:
         if watch is not None:
             previous = await watch(work)
         outcome = await work
+    except Exception:
+        reconciler.metrics.reconciled("error", time.monotonic() - started)
+        raise
     finally:
         work.cancel()  # a no-op once done; stops the work if the caller is cancelled (operator stop)
     new, patch = status.for_outcome(outcome, generation, previous, now(), handled)
+    ready = new["conditions"][0]
+    reconciler.metrics.grant_state(key, ready["status"], ready["reason"])
     # What a suspend freezes and a delete releases (metadata, judged like the spec). It moves on only
     # once nothing of the previous contribution is left, so that a retry or the delete still names it.
     record = grants.applied_annotation(spec)
@@ -79,6 +86,7 @@ async def apply_and_report(
     if outcome.transient or outcome.unsettled:
         soon = outcome.transient or any(item.severity is Severity.TRANSIENT for item in outcome.unsettled)
         retry = timing.retry_delay if soon else timing.stalled_retry_delay
+    reconciler.metrics.reconciled("success" if retry is None else "requeue_after", time.monotonic() - started)
     return Report(
         patch, record if record != recorded and not outcome.unsettled else None,
         notes=tuple(("ConcurrentPolicyEdit", note) for note in outcome.notes),

@@ -184,6 +184,7 @@ class DriftChecker:
         else:
             self._retry.clear()
         report = PassReport()
+        started = self._clock()
         # Inactive grants too (suspended, or their spec invalid): their frozen contribution is
         # judged again (`Reconciler.resync`). A grant handing over belongs to its delete handler.
         lanes: dict[frozenset[str], list[LiveGrant]] = {}
@@ -211,6 +212,8 @@ class DriftChecker:
         await asyncio.gather(*(worker(queue) for queue, lane in zip(queues, lanes.values(), strict=True)
                                for _ in range(min(CONCURRENCY, len(lane)))))
         self.passes += 1
+        if only is None:  # a whole pass: what the "no drift pass for a while" alert watches
+            self.reconciler.metrics.drift_pass(self._clock() - started, time.time())
         return report
 
     async def _check_one(self, snapshot: LiveGrant, live: LiveGrants, handled: str | None = None) -> str:

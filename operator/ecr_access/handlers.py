@@ -122,12 +122,14 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     applied = grants.parse_applied((meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION), runtime.defaults)
     if spec is None and applied is None:
         logger.info("Grant %s never applied anything: nothing to release", key)
+        runtime.reconciler.metrics.grant_gone(key)
         return
     previous = dict(body.get("status") or {})
     outcome = await runtime.reconciler.release(key, spec, applied, live, str(meta.get("uid", "")))
     for left in outcome.unsettled:  # what the delete could not check, and does not wait for
         _warn(body, left.reason, left.message)
     if not (outcome.transient or outcome.terminal):
+        runtime.reconciler.metrics.grant_gone(key)
         return
     new, changes = status.for_outcome(outcome, meta.get("generation", 0), previous, now())
     message = new["conditions"][0]["message"]
@@ -156,6 +158,7 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
         # Nothing changes in AWS: the grant's last applied contribution stays (see `grants`).
         invalid = status.invalid_spec_status(str(error), generation, previous, now())
         _write_status(patch, status.status_patch(previous, invalid))
+        runtime.reconciler.metrics.grant_state(_key(meta), "False", "InvalidSpec")
         return
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
     recorded = (meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION)
@@ -177,6 +180,10 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
         _warn(body, reason, message)
     if report.retry is not None:
         raise kopf.TemporaryError(report.message, delay=report.retry)
+
+
+def _key(meta: Mapping[str, Any]) -> GrantKey:
+    return GrantKey(meta.get("namespace", ""), meta.get("name", ""))
 
 
 def _timing(config: Config) -> cycle.Timing:

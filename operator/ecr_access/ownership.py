@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 
 from ecr_access import attachments
 from ecr_access.grants import LiveGrant
+from ecr_access.metrics import Metrics
 from ecr_access.model import GrantKey, ManagedPolicy, RoleKey, RoleRef
 from ecr_access.ports import AwsFault, RoleInfo
 from ecr_access.roles import RoleDirectory
@@ -45,9 +46,10 @@ class GrantGone(Exception):
 class ManagedPolicyLedger:
     """Syncs roles in the accounts the operator reaches: the managed policies and this cluster's tag."""
 
-    def __init__(self, roles: RoleDirectory, cluster_tag: str) -> None:
+    def __init__(self, roles: RoleDirectory, cluster_tag: str, metrics: Metrics | None = None) -> None:
         self.roles = roles
         self.cluster_tag = cluster_tag
+        self.metrics = metrics or Metrics()
         self._locks: dict[RoleKey, asyncio.Lock] = {}
 
     async def sync(
@@ -65,12 +67,13 @@ class ManagedPolicyLedger:
         async with self._locks.setdefault(role.key, asyncio.Lock()):
             if require is not None and not any(grant.key == require for grant in grants()):
                 raise GrantGone(require)
-            return await self._sync(role, grants, permitted, max_age, hand_over)
+            return await self._sync(role, grants, permitted, max_age, hand_over, repair=require is not None)
 
     async def _sync(
         self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], permitted: Permitted, age: float,
-        hand_over: frozenset[str],
+        hand_over: frozenset[str], repair: bool = False,
     ) -> RoleState | None:
+        """`repair`: the drift check asks (an attach then puts back what someone detached)."""
         info = await self.roles.lookup(role, age)
         if info is None:
             return None
@@ -94,10 +97,17 @@ class ManagedPolicyLedger:
         except AwsFault:
             self.roles.forget(role.key)  # some steps may have landed: read the role afresh next time
             raise
+        wanting = sorted(str(grant.key) for grant in grants() if grant.spec.managed_policy.value in {
+            step.key for step in steps if step.kind != "tag"})
         for step in steps:
             if step.kind != "tag":
-                logger.info("%s %s %s (ledger: %s)", "Attached" if step.kind == "attach" else "Detached",
-                            attachments.arn_of(step.key, partition), info.arn, attachments.ATTACHED_TAG)
+                # The audit line of a role write: what, on which role, for which grants (none: a detach).
+                logger.info("AUDIT %s %s on %s; for grants %s; ledger tag %s", "AttachRolePolicy" if step.kind ==
+                            "attach" else "DetachRolePolicy", attachments.arn_of(step.key, partition), info.arn,
+                            wanting if step.kind == "attach" else "none (no live grant wants it)",
+                            attachments.ATTACHED_TAG)
+                if repair and step.kind == "attach":
+                    self.metrics.repaired("managed_policy")
         attached = (attached | {s.key for s in steps if s.kind == "attach"}) - {
             s.key for s in steps if s.kind == "detach"}
         info = RoleInfo(info.arn, info.role_id, tags)

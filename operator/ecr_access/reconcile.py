@@ -23,6 +23,7 @@ from ecr_access import attachments, policy, verdicts
 from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult
 from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, changes, contribution, with_changes
+from ecr_access.metrics import Metrics
 from ecr_access.model import DeletionPolicy, GrantKey, GrantSpec, ManagedPolicy, RepositoryRef, RoleRef
 from ecr_access.ownership import GrantGone, ManagedPolicyLedger, RoleState
 from ecr_access.ports import (
@@ -84,7 +85,7 @@ class Reconciler:
     def __init__(
         self, iam: IamPort, ecr: EcrPort, *, cluster_id: str, account: str, config: Config | None = None,
         clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        others: OtherAccounts | None = None,
+        others: OtherAccounts | None = None, metrics: Metrics | None = None,
     ) -> None:
         """`iam` and `ecr` act in the operator's own `account`; `others` in the accounts that
         EcrAccessAccounts configure (DESIGN §6; none by default)."""
@@ -94,10 +95,11 @@ class Reconciler:
         self.prefix = policy.cluster_prefix(cluster_id)
         self.cluster_tag = attachments.cluster_tag(cluster_id)
         self.roles = RoleDirectory(self.accounts, cache_ttl=self.config.role_cache_ttl, clock=clock)
-        self.ledger = ManagedPolicyLedger(self.roles, self.cluster_tag)
+        self.metrics = metrics or Metrics()
+        self.ledger = ManagedPolicyLedger(self.roles, self.cluster_tag, self.metrics)
         self._aws_work: dict[str, asyncio.Semaphore] = {}
         self.repositories = RepositorySync(self.accounts, self.roles, cluster_id=cluster_id, config=self.config,
-                                           clock=clock, sleep=sleep, gate=self.gate)
+                                           clock=clock, sleep=sleep, gate=self.gate, metrics=self.metrics)
         self._clock = clock
 
     def gate(self, account: str) -> asyncio.Semaphore:

@@ -25,6 +25,7 @@ from ecr_access import handover, policy, refusals
 from ecr_access.coalesce import Cache, Coalescer
 from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, with_changes
+from ecr_access.metrics import Metrics
 from ecr_access.model import GrantKey, RepositoryRef, RoleRef
 from ecr_access.ports import Accounts, AwsFault, EcrPort, FaultKind, RoleInfo
 from ecr_access.roles import RoleDirectory
@@ -56,12 +57,15 @@ class RepositorySync:
         self, accounts: Accounts, roles: RoleDirectory, *, cluster_id: str, config: Config,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-        gate: Callable[[str], asyncio.Semaphore] | None = None,
+        gate: Callable[[str], asyncio.Semaphore] | None = None, metrics: Metrics | None = None,
     ) -> None:
         """`gate(account)`: the bound on AWS work at once in that account, shared with the role side
         (`reconcile`). Per account, as AWS throttles: a slow account holds up only itself."""
         self.accounts = accounts
         self.gate = gate
+        self.metrics = metrics or Metrics()
+        self._waiting: dict[RepositoryRef, float] = {}  # repositories requested and not yet served, since when
+        self._orphans: set[RepositoryRef] = set()  # what the orphan sweep asked to clean
         self.roles = roles
         self.cluster_id = cluster_id
         self.prefix = policy.cluster_prefix(cluster_id)
@@ -76,13 +80,18 @@ class RepositorySync:
         self._propagating: dict[RepositoryRef, float] = {}  # first "principal not accepted" per repository
         self._unanswered: dict[RepositoryRef, float] = {}  # since when each repository has not answered
 
-    def request(self, repo: RepositoryRef, changed: Changes, *, burst: bool = True) -> int:
+    def request(self, repo: RepositoryRef, changed: Changes, *, burst: bool = True, orphan: bool = False) -> int:
         """Take a place in the next sync of `repo`, with this request's changes in it. `burst`: a
-        change that may be one of many (a GitOps sync), which the sync waits for (`Coalescer`)."""
+        change that may be one of many (a GitOps sync), which the sync waits for (`Coalescer`).
+        `orphan`: the orphan sweep asks (no live grant names the repository; for metrics and logs)."""
+        if orphan:
+            self._orphans.add(repo)
         self._sequence += 1
         queued = self._queued.setdefault(repo, {})
         for key, grant in changed.items():
             queued[key] = (self._sequence, grant)
+        self._waiting.setdefault(repo, self._clock())
+        self.metrics.queued(len(self._waiting))
         return self._flights.request(repo, burst=burst)
 
     async def sync(self, repo: RepositoryRef, live: LiveGrants, ticket: int, max_age: float) -> Result:
@@ -101,6 +110,9 @@ class RepositorySync:
                                                  gate=self.gate(repo.registry_id) if self.gate else None)
         except (AwsFault, policy.PolicyDocumentError) as problem:
             return self._answered(repo, problem)
+        finally:
+            since = self._waiting.pop(repo, None)
+            self.metrics.dequeued(len(self._waiting), () if since is None else (self._clock() - since,))
         return self._answered(repo, result)
 
     def ecr(self, registry_id: str) -> EcrPort:
@@ -153,7 +165,9 @@ class RepositorySync:
         upto = self._sequence
         queued = {key: grant for key, (_, grant) in self._queued.get(repo, {}).items()}
         try:
-            return await self._read_merge_write(repo, *await self._desired(repo, live, queued))
+            grants = with_changes(live.naming_repository(repo), queued, lambda grant: repo in grant.spec.repositories)
+            return await self._read_merge_write(repo, *await self._desired(repo, live, queued), requested=queued,
+                                                grants=grants)
         finally:  # what this run used is done with; later requests stay for the next run
             self._queued[repo] = {k: v for k, v in self._queued.get(repo, {}).items() if v[0] > upto}
 
@@ -168,7 +182,8 @@ class RepositorySync:
         return await desired(self.cluster_id, grants, self.roles.principal, permitted)
 
     async def _read_merge_write(
-        self, repo: RepositoryRef, desired: list[policy.DesiredStatement], handovers: list[handover.Handover]
+        self, repo: RepositoryRef, desired: list[policy.DesiredStatement], handovers: list[handover.Handover],
+        requested: Changes | None = None, grants: list[LiveGrant] | None = None,
     ) -> Synced:
         """Read, merge, write only if different, then re-read to verify (ECR has no conditional write).
 
@@ -191,6 +206,7 @@ class RepositorySync:
             if not policy.equivalent(document, result.document):
                 try:
                     await self._write(repo, result.document)
+                    self._audit(repo, document, result.document, grants or [], requested or {})
                 except AwsFault as fault:
                     if fault.kind is not FaultKind.PROPAGATING or isolated:
                         raise self._bounded_propagation(repo, fault) from fault
@@ -203,6 +219,7 @@ class RepositorySync:
                     continue
                 check = await self.read(repo)
                 if not policy.equivalent(check, result.document):
+                    self.metrics.written("concurrent_edit")
                     foreign_edits += 1
                     if foreign_edits >= self.config.write_attempts:
                         raise AwsFault(
@@ -214,11 +231,41 @@ class RepositorySync:
                     document = check
                     await self._sleep(random.uniform(*RETRY_JITTER))
                     continue
+                self.metrics.written("verified")
+            self.metrics.policy_size.observe(len(policy.serialize(result.document)) / policy.MAX_POLICY_CHARS
+                                             if result.document is not None else 0.0)
             self._propagating.pop(repo, None)
             # Whoever is no longer held back was accepted (or is no longer wanted): forget them.
             self.refusals.forget(repo, held)
             return Synced(result.document, result.rejected, foreign_edits=foreign_edits, pending=result.pending,
                           refused=self.refusals.first_refused(repo))
+
+    def _audit(self, repo: RepositoryRef, before: policy.Document | None, after: policy.Document | None,
+               grants: list[LiveGrant], requested: Changes) -> None:
+        """One log line per policy write: which principals it added and removed, the grants they
+        are for, and what asked for the write, so that "who gave this role access?" has an answer
+        in the logs alone. A write that no grant's change asked for repaired drift, and is counted."""
+        was, now = policy.owned_principals(before, self.prefix), policy.owned_principals(after, self.prefix)
+        old = {arn for arns in was.values() for arn in arns}
+        new = {arn for arns in now.values() for arn in arns}
+        added, removed = sorted(new - old), sorted(old - new)
+        changed = set(added) | set(removed)
+        serving = sorted(str(grant.key) for grant in grants if self.roles.known_arn(grant.spec.role) in changed)
+        self.metrics.written("written")
+        orphan = repo in self._orphans
+        self._orphans.discard(repo)
+        if orphan:
+            self.metrics.repaired("orphan", max(1, len(removed)))
+        elif not requested:
+            missing = len(set(now) - set(was))
+            if missing:
+                self.metrics.repaired("statement", missing)
+            else:
+                self.metrics.repaired("principal", max(1, len(changed)))
+        logger.info("AUDIT %s %s: principals added %s, removed %s; for grants %s; requested by %s",
+                    "DeleteRepositoryPolicy" if after is None else "SetRepositoryPolicy", repo.arn,
+                    added or "none", removed or "none", serving or "none",
+                    sorted(str(key) for key in requested) or ("the orphan sweep" if orphan else "the drift check"))
 
     async def _write(self, repo: RepositoryRef, document: policy.Document | None) -> None:
         if document is None:

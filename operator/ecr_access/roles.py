@@ -72,6 +72,13 @@ class RoleDirectory:
         """IAM in `account`; raises AwsFault(ACCOUNT_NOT_CONFIGURED) where the operator has no credentials."""
         return self.accounts.iam(account)
 
+    def known_arn(self, role: RoleRef) -> str | None:
+        """The role's ARN as last resolved, without asking IAM (for log lines), or None."""
+        if role.arn and not self.reaches(role.account):
+            return role.arn
+        entry = self._roles.peek(role.key)
+        return entry.value.arn if entry is not None and entry.value is not None else None
+
     def age(self, role: RoleKey) -> float:
         """Seconds since the role was read (infinite if never)."""
         return self._roles.age(role)

@@ -72,7 +72,7 @@ async def sweep(repositories: RepositorySync, live: LiveGrants, home: Registry) 
                 continue
             if not policy.owned_principals(document, repositories.prefix):
                 continue
-            result = await repositories.sync(repo, live, repositories.request(repo, {}, burst=False), 0.0)
+            result = await repositories.sync(repo, live, repositories.request(repo, {}, burst=False, orphan=True), 0.0)
             if not isinstance(result, Synced):
                 logger.warning("Sweep could not clean %s: %s", repo.arn, result)
                 continue

@@ -130,6 +130,7 @@ class Sandbox:
         self.operator_start_failures = 0  # restarts that failed (see `supervise`)
         self.aws_env: dict[str, str] = {}
         self._liveness_port = free_port()
+        self._metrics_port = free_port()  # the same across operator restarts, so metrics-url stays true
         self._stopping = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -147,7 +148,7 @@ class Sandbox:
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        for name in ("ready", "operator.pid", "kubesim.pid", "moto.pid", "kubeconfig", "aws.env"):
+        for name in ("ready", "operator.pid", "kubesim.pid", "moto.pid", "kubeconfig", "aws.env", "metrics-url"):
             (self.dir / name).unlink(missing_ok=True)
         self._say("starting kubesim (emulated Kubernetes API)")
         self._start_kubesim()
@@ -169,6 +170,7 @@ class Sandbox:
             self.seed_policies()
         self._say("starting the operator (ecr-access-operator run)")
         self.start_operator()
+        (self.dir / "metrics-url").write_text(f"{self.metrics_url}\n")
         if self.apply_examples:
             self._say(f"applying {self.examples}/")
             self.kubectl("apply", "-f", str(self.examples))
@@ -261,7 +263,8 @@ class Sandbox:
         (self.dir / "aws.env").write_text("".join(f"{key}={value}\n" for key, value in self.aws_env.items()))
 
     def start_operator(self) -> None:
-        args = ["run", "--liveness", f"http://127.0.0.1:{self._liveness_port}/healthz", *self.operator_args]
+        args = ["run", "--liveness", f"http://127.0.0.1:{self._liveness_port}/healthz",
+                "--metrics-port", str(self._metrics_port), *self.operator_args]
         if self.resync_interval is not None:
             args += ["--resync-interval", str(self.resync_interval)]
         if self.cluster_id is not None:
@@ -283,9 +286,15 @@ class Sandbox:
         """The operator's environment: the sandbox's kubeconfig and AWS, plus any overrides (tests use
         them to route the operator's AWS traffic through a fault-injecting proxy)."""
         image = {"MALLOC_ARENA_MAX": "2", "PYTHONOPTIMIZE": "2"}  # as in the Dockerfile: run like the image
-        return {"KUBECONFIG": str(self.kubeconfig), **image, **self.aws_env, **self.operator_env_overrides}
+        local = {"ECR_ACCESS_METRICS_ADDRESS": "127.0.0.1"}  # this machine only, on a free port (metrics-url)
+        return {"KUBECONFIG": str(self.kubeconfig), **image, **local, **self.aws_env, **self.operator_env_overrides}
 
     # -- helpers -------------------------------------------------------------------------------------
+
+    @property
+    def metrics_url(self) -> str:
+        """Where the operator serves Prometheus metrics (also written to DIR/metrics-url)."""
+        return f"http://127.0.0.1:{self._metrics_port}/metrics"
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_kubectl(*args, kubeconfig=self.kubeconfig, stdin=stdin, check=check)

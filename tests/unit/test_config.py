@@ -114,7 +114,14 @@ def test_every_setting_has_an_environment_variable():
         role_cache_ttl=7.0, cache_ttl=7.0, coalesce_window=7.0, coalesce_longest=7.0, propagation_window=7.0,
         sweep_interval=7.0, aws_rate_limit=7.0, aws_burst=7.0, retry_delay=7.0, stalled_retry_delay=7.0,
         progress_after=7.0, unreachable_after=7.0, write_attempts=7, refused_retry=7.0, refused_retry_max=7.0,
+        metrics_port=7, metrics_address="7",
     )
+
+
+@pytest.mark.parametrize("port", ["-1", "65536", "http"])
+def test_a_metrics_port_that_is_no_port_is_refused_at_start_up(port):
+    with pytest.raises(ValueError, match="ECR_ACCESS_METRICS_PORT"):
+        config.load({}, {"ECR_ACCESS_METRICS_PORT": port})
 
 
 @pytest.mark.parametrize("mode", ["enforce", "Closed", ""])

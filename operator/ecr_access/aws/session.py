@@ -26,6 +26,7 @@ from botocore.credentials import (
 
 from ecr_access.aws import catalog, errors
 from ecr_access.aws.ratelimit import TokenBucket
+from ecr_access.metrics import Metrics
 from ecr_access.model import Defaults
 from ecr_access.ports import AwsFault, FaultKind
 
@@ -60,6 +61,35 @@ class _NoCache(dict[str, Any]):
         return False
 
 
+class _Counted:
+    """botocore hooks that count each API call and time it (retries included), into `Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def register(self, events: Any) -> None:
+        events.register("before-call", self.before)
+        events.register("after-call", self.after)
+        events.register("after-call-error", self.failed)
+
+    @staticmethod
+    def before(context: dict[str, Any], **_: Any) -> None:
+        context["ecr_access_started"] = time.monotonic()
+
+    def after(self, event_name: str, http_response: Any, parsed: Any, context: dict[str, Any], **_: Any) -> None:
+        status = getattr(http_response, "status_code", 0)
+        code = "OK" if status < 300 else str((parsed or {}).get("Error", {}).get("Code") or status)
+        self._count(event_name, code, context)
+
+    def failed(self, event_name: str, exception: Exception, context: dict[str, Any], **_: Any) -> None:
+        self._count(event_name, type(exception).__name__, context)
+
+    def _count(self, event_name: str, code: str, context: dict[str, Any]) -> None:
+        _, service, operation = [*event_name.split("."), "", ""][:3]
+        started = context.get("ecr_access_started")
+        self.metrics.aws_call(service, operation, code, time.monotonic() - started if started else 0.0)
+
+
 class _Given(CredentialProvider):
     """A credential provider that hands botocore the refreshable credentials we built."""
 
@@ -88,12 +118,17 @@ class AwsSession:
     _closed: bool = False
     _assume_failed: list[tuple[float, AwsFault]] = dataclasses.field(default_factory=list)
     other_account: str | None = None  # an assumed session's account: its faults carry it (`AwsFault.account`)
+    metrics: Metrics | None = None  # where each API call is counted (`ecr_access_aws_requests_total`)
 
     @classmethod
-    def create(cls, region: str | None = None, rate: float = 0.0, burst: float = 1.0) -> AwsSession:
+    def create(cls, region: str | None = None, rate: float = 0.0, burst: float = 1.0,
+               metrics: Metrics | None = None) -> AwsSession:
         """A session whose clients take a token from their (service, region) bucket before each request."""
-        return cls(boto3.session.Session(botocore_session=botocore.session.get_session(), region_name=region),
-                   rate=rate, burst=burst)
+        session = cls(boto3.session.Session(botocore_session=botocore.session.get_session(), region_name=region),
+                      rate=rate, burst=burst, metrics=metrics)
+        if metrics is not None:  # on the session, so every client counts, STS's included
+            _Counted(metrics).register(session.core)
+        return session
 
     @property
     def core(self) -> botocore.session.Session:
@@ -176,9 +211,11 @@ class AwsSession:
         core = botocore.session.Session()
         core.register_component("data_loader", self.core.get_component("data_loader"))  # models parsed once
         core.register_component("credential_provider", CredentialResolver([_Given(credentials)]))
+        if self.metrics is not None:
+            _Counted(self.metrics).register(core)
         return AwsSession(boto3.session.Session(botocore_session=core, region_name=self.region), config=self.config,
                           rate=self.rate, burst=self.burst, _assume_failed=failed,
-                          other_account=role_arn.split(":")[4])
+                          other_account=role_arn.split(":")[4], metrics=self.metrics)
 
     def retry_assume(self) -> None:
         """Let the next call that needs this session's credentials ask STS again at once, even

@@ -1,0 +1,148 @@
+"""Metrics (issue 15) against moto: what the counters and gauges say after real syncs, and that
+counting adds no AWS call. Values are read from the operator's own registry, as a scrape would."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+from ecr_access import cycle
+from ecr_access.aws.ecr import EcrAdapter
+from ecr_access.aws.iam import IamAdapter
+from ecr_access.aws.session import AwsSession
+from ecr_access.metrics import CONTROLLER, QUEUE, Metrics
+from ecr_access.reconcile import ApplyMode, Reconciler
+from tests.integration.conftest import (
+    ACCOUNT,
+    CLUSTER_ID,
+    FOREIGN,
+    NODE_ROLE,
+    READ_ONLY,
+    REGION,
+    Grants,
+    World,
+    no_sleep,
+    settings,
+)
+
+
+def value(metrics: Metrics, metric: str, **labels: str) -> float:
+    return metrics.registry.get_sample_value(metric, labels) or 0.0
+
+
+def counted(world: World) -> tuple[Reconciler, Metrics]:
+    metrics = Metrics()
+    session = AwsSession.create(REGION, metrics=metrics)
+    session.session.events.register("before-call.*.*", world.calls.before_call)
+    reconciler = Reconciler(IamAdapter(session), EcrAdapter(session), cluster_id=CLUSTER_ID, account=ACCOUNT,
+                            config=settings(), sleep=no_sleep, metrics=metrics)
+    return reconciler, metrics
+
+
+def report(world: World, reconciler: Reconciler, grants: Grants, key: Any, spec: Any, mode: ApplyMode) -> Any:
+    return world.run(cycle.apply_and_report(
+        reconciler, key, spec, grants, generation=1, previous={}, applied=spec, recorded=None, mode=mode,
+        timing=cycle.Timing(15, 300), now=lambda: "T"))
+
+
+def test_what_a_grant_did_is_counted_and_drift_repairs_are_told_apart(world: World, grants: Grants) -> None:
+    reconciler, metrics = counted(world)
+    world.create_role()
+    world.create_repository("ml/a", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]})
+
+    report(world, reconciler, grants, key, spec, ApplyMode())
+
+    assert value(metrics, "controller_runtime_reconcile_total", controller=CONTROLLER, result="success") == 1
+    assert value(metrics, "ecr_access_grants", ready="True", reason="Reconciled") == 1
+    assert value(metrics, "ecr_access_policy_writes_total", result="written") == 1
+    assert value(metrics, "ecr_access_policy_writes_total", result="verified") == 1
+    assert value(metrics, "ecr_access_aws_requests_total", service="ecr", operation="SetRepositoryPolicy",
+                 code="OK") == 1
+    assert value(metrics, "ecr_access_aws_requests_total", service="iam", operation="AttachRolePolicy",
+                 code="OK") == 1
+    assert value(metrics, "workqueue_adds_total", name=QUEUE) == 1
+    assert value(metrics, "workqueue_depth", name=QUEUE) == 0
+    assert value(metrics, "workqueue_queue_duration_seconds_count", name=QUEUE) == 1
+    assert value(metrics, "ecr_access_policy_size_ratio_count") == 1
+    assert 0 < value(metrics, "ecr_access_policy_size_ratio_sum") < 0.2
+    assert value(metrics, "ecr_access_drift_repairs_total", kind="statement") == 0  # a change is no repair
+
+    # Someone removes our statement, and detaches the managed policy: the drift check repairs both.
+    world.ecr().set_repository_policy(repositoryName="ml/a", policyText=json.dumps(
+        {"Version": "2012-10-17", "Statement": [FOREIGN]}))
+    world.iam.detach_role_policy(RoleName=NODE_ROLE, PolicyArn=READ_ONLY)
+    report(world, reconciler, grants, key, spec, ApplyMode.drift(0.0))
+    assert value(metrics, "ecr_access_drift_repairs_total", kind="statement") == 1
+    assert value(metrics, "ecr_access_drift_repairs_total", kind="managed_policy") == 1
+    assert value(metrics, "ecr_access_drift_repairs_total", kind="principal") == 0
+
+    # A quiet pass: nothing written, nothing repaired.
+    report(world, reconciler, grants, key, spec, ApplyMode.drift(0.0))
+    assert value(metrics, "ecr_access_policy_writes_total", result="written") == 2
+    assert value(metrics, "ecr_access_drift_repairs_total", kind="statement") == 1
+
+    # Deleted while the operator was down: the sweep's clean-up is an orphan repair.
+    grants.remove(key)
+    world.sweep(grants, reconciler=reconciler)
+    assert value(metrics, "ecr_access_drift_repairs_total", kind="orphan") == 1
+
+
+def test_a_stalled_grant_is_counted_by_its_reason_and_an_aws_error_by_its_code(world: World, grants: Grants) -> None:
+    reconciler, metrics = counted(world)
+    world.create_role()
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/missing"}]})
+
+    report(world, reconciler, grants, key, spec, ApplyMode())
+
+    assert value(metrics, "ecr_access_grants", ready="False", reason="RepositoryNotFound") == 1
+    # Stalled is a finished reconcile (the verdict is in status; a person acts), as a Go operator that
+    # sets a condition and returns no error: counted as success, with the state in ecr_access_grants.
+    assert value(metrics, "controller_runtime_reconcile_total", controller=CONTROLLER, result="success") == 1
+    assert value(metrics, "ecr_access_aws_requests_total", service="ecr", operation="GetRepositoryPolicy",
+                 code="RepositoryNotFoundException") == 1
+    metrics.grant_gone(key)
+    assert value(metrics, "ecr_access_grants", ready="False", reason="RepositoryNotFound") == 0
+
+
+def test_counting_adds_no_aws_call(world: World, grants: Grants) -> None:
+    world.create_role()
+    world.create_repository("ml/a")
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]})
+    world.calls.clear()
+    report(world, world.reconciler, grants, key, spec, ApplyMode())  # no metrics on its session
+    without = list(world.calls.made)
+    grants.remove(key)
+    world.release(key, spec, spec, grants)
+    reconciler, _ = counted(world)
+    grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]})
+    world.calls.clear()
+    report(world, reconciler, grants, key, spec, ApplyMode())
+    assert world.calls.made == without
+
+
+def test_every_policy_write_has_an_audit_line_naming_the_grant_and_the_principals(
+        world: World, grants: Grants, caplog: pytest.LogCaptureFixture) -> None:
+    role_arn = world.create_role()
+    world.create_repository("ml/a")
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]},
+                           namespace="team-ml")
+    caplog.set_level(logging.INFO, logger="ecr_access")
+
+    world.apply(key, spec, None, grants)
+    grants.remove(key)
+    world.release(key, spec, spec, grants)
+
+    audit = [record.getMessage() for record in caplog.records if record.getMessage().startswith("AUDIT")]
+    repo = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/ml/a"
+    [granted] = [line for line in audit if line.startswith(f"AUDIT SetRepositoryPolicy {repo}")]
+    assert f"added ['{role_arn}']" in granted and "team-ml/g" in granted
+    [removed] = [line for line in audit if line.startswith(f"AUDIT DeleteRepositoryPolicy {repo}")]
+    assert f"removed ['{role_arn}']" in removed and "requested by ['team-ml/g']" in removed
+    [attached] = [line for line in audit if line.startswith("AUDIT AttachRolePolicy")]
+    assert READ_ONLY in attached and role_arn in attached and "team-ml/g" in attached
+    [detached] = [line for line in audit if line.startswith("AUDIT DetachRolePolicy")]
+    assert READ_ONLY in detached and role_arn in detached
