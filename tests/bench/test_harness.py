@@ -36,6 +36,7 @@ def test_a_small_run_produces_every_measurement(tmp_path: pathlib.Path) -> None:
     assert steady["passes"] == 2 and len(steady["reads_per_pass_by_operation"]) == 2, "the window is whole passes"
     assert sum(steady["reads_per_pass"]) == steady["aws_reads"]
     assert steady["pass_floor"] == 6
+    assert steady["reads_per_pass"] == [6, 6], "each pass reads each role and repository once, afresh"
     assert len(result["drift_repair_s"]) == 1
     assert result["peak_rss_mib"] > 0
     assert out.with_suffix(".png").stat().st_size > 0
