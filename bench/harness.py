@@ -8,7 +8,8 @@ operator's AWS traffic going through a counting proxy (awsproxy). Then, for each
    lower bound (one GetRole, ListAttachedRolePolicies, TagRole (the managed-policy ledger, written
    before the attach) and AttachRolePolicy per role; one read,
    one write and one verifying re-read per repository) and against what a per-grant design issues;
-4. watches a steady state over several resync intervals: AWS reads and writes, Kubernetes writes;
+4. watches a steady state over several drift passes: AWS reads and writes, Kubernetes writes, and
+   the AWS reads of each pass by operation, against the floor of one read per role and repository;
 5. tampers with policies and measures how long the drift takes to be repaired;
 6. reads the operator's peak RSS (VmHWM).
 
@@ -18,26 +19,35 @@ Results go to bench/results/<date>.json and a PNG plot. Timing is a measurement,
 from __future__ import annotations
 
 import argparse
+import collections
 import dataclasses
 import datetime
+import itertools
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterable
 from typing import Any
 
 import yaml
 
 from awsproxy.proxy import ProxyThread, run_in_thread
+from awsproxy.stats import Arrival
 from ecr_sandbox.sandbox import Sandbox
 from ecr_sandbox.seed import NODE_TRUST_POLICY, repository_policy, repository_statements
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+# The line the operator logs as each drift pass ends (`drift.DriftChecker.run`), stamped as `cli`
+# configures logging: local time, to the millisecond.
+PASS_ENDED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Drift check: (\d+) grants checked")
+READS = ("Get", "List", "Describe")
 FOREIGN = {"Sid": "TeamCiPush", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
            "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload"]}
 
@@ -76,6 +86,14 @@ class Scenario:
                 "AttachRolePolicy": len(roles),
                 "GetRepositoryPolicy": 2 * len(repos), "SetRepositoryPolicy": len(repos)}
 
+    def pass_floor(self) -> dict[str, int]:
+        """What one drift pass must read: each role (GetRole, ListAttachedRolePolicies) and each
+        repository (GetRepositoryPolicy) once, and no fewer: a pass that reads less reused an answer
+        from before it began, and would miss drift there."""
+        floor = self.lower_bound()
+        return {"GetRole": floor["GetRole"], "ListAttachedRolePolicies": floor["ListAttachedRolePolicies"],
+                "GetRepositoryPolicy": floor["GetRepositoryPolicy"] // 2}
+
     def per_grant_design(self) -> int:
         """A design with one statement per grant: per grant, a role lookup and an attachment check,
         and a read and a write of every repository it names (plus one attach per role)."""
@@ -94,7 +112,7 @@ class Bench:
         self.proxy: ProxyThread | None = None
 
     def _route(self, moto_url: str) -> str:
-        self.proxy = run_in_thread(moto_url)
+        self.proxy = run_in_thread(moto_url, timeline=True)
         return self.proxy.url
 
     def run(self) -> dict[str, Any]:
@@ -117,6 +135,7 @@ class Bench:
         manifest = self.workdir / "grants.yaml"
         manifest.write_text(yaml.safe_dump_all(self.scenario.manifests()))
 
+        passes = PassLog(sandbox.dir / "operator.log", self.scenario.grants)
         started = time.monotonic()
         sandbox.kubectl("create", "-f", str(manifest))
         created = time.monotonic() - started
@@ -126,11 +145,7 @@ class Bench:
         floor = self.scenario.lower_bound()
         aws_total = sum(count for op, count in calls.items() if op in floor)
 
-        time.sleep(self.resync)  # settle: kopf's last annotation patches land just after Ready
-        steady_from_stats, steady_rv = self.proxy.stats(), self._resource_version(sandbox)
-        time.sleep(self.resync * self.steady_intervals)
-        steady = (self.proxy.stats() - steady_from_stats).by_operation()
-        k8s_writes = self._resource_version(sandbox) - steady_rv
+        steady = self._steady(sandbox, passes)
 
         repair = [self._drift_repair(sandbox, sample) for sample in range(self.drift_samples)]
         assert sandbox.operator is not None
@@ -147,17 +162,72 @@ class Bench:
             "lower_bound_total": sum(floor.values()),
             "ratio_to_lower_bound": round(aws_total / sum(floor.values()), 4),
             "per_grant_design_calls": self.scenario.per_grant_design(),
-            "steady": {
-                "intervals": self.steady_intervals,
-                "aws_reads": sum(n for op, n in steady.items() if op.startswith(("Get", "List", "Describe"))),
-                "aws_writes": sum(n for op, n in steady.items() if not op.startswith(("Get", "List", "Describe"))),
-                "aws_calls": steady,
-                "k8s_writes": k8s_writes,
-            },
+            "steady": steady,
             "drift_repair_s": [round(value, 3) for value in repair],
             "peak_rss_mib": round(_status_kib(sandbox.operator.pid, "VmHWM") / 1024, 1),
             "rss_after_mib": round(_status_kib(sandbox.operator.pid, "VmRSS") / 1024, 1),
             "operator_restarts": sandbox.operator_restarts,
+        }
+
+    def _steady(self, sandbox: Sandbox, passes: PassLog) -> dict[str, Any]:
+        """The steady state over `steady_intervals` whole drift passes, after one interval to settle
+        (kopf's last annotation patches land just after Ready): from the end of one pass to the end
+        of the last, so that the window holds whole passes only, whatever its phase. A pass's calls
+        are those the proxy saw after the previous pass ended (the operator logs each end) and up to
+        its own end; a check of only some grants meanwhile (a retry) is counted in `other_checks`.
+
+        `timed_window` is the figure earlier results gave: the reads in `steady_intervals` intervals
+        from the end of the settling, whatever the phase of the passes in them (so it may count
+        parts of passes), and how many passes ended in it. `passes_after_ready` (each pass that ended
+        from Ready to the window's end: when, from Ready, and its reads) and each pass's span of
+        reads explain that figure; the timings are noisy on a shared machine, the counts are not."""
+        proxy = self.proxy
+        assert proxy is not None
+        ready = time.time()
+        timed_from = ready + self.resync
+        timed_until = timed_from + self.resync * self.steady_intervals
+        deadline = timed_until + (self.steady_intervals + 3) * self.resync + 60
+        steady_rv = None
+        while True:
+            passes.poll()
+            ends = passes.full_ends(after=timed_from)
+            if steady_rv is None and ends:
+                steady_rv = self._resource_version(sandbox)
+            if len(ends) > self.steady_intervals and time.time() >= timed_until:
+                break
+            if time.time() > deadline:
+                raise TimeoutError(f"{len(ends)} drift passes ended after settling; see {passes.path}")
+            time.sleep(0.05)
+        assert steady_rv is not None
+        k8s_writes = self._resource_version(sandbox) - steady_rv
+        ends = ends[:self.steady_intervals + 1]
+        calls = proxy.calls()
+        per_pass = [[call for call in calls if begin < call.at <= end] for begin, end in itertools.pairwise(ends)]
+        window = _by_operation(call for call in calls if ends[0] < call.at <= ends[-1])
+        reads = [[call for call in made if call.operation.startswith(READS)] for made in per_pass]
+        since_ready = [(end, [call for call in calls if begin < call.at <= end and call.operation.startswith(READS)])
+                       for begin, end in itertools.pairwise(passes.full_ends(after=0.0)) if ready < end <= ends[-1]]
+        return {
+            "intervals": self.steady_intervals,
+            "passes": len(per_pass),
+            "other_checks": passes.others(ends[0], ends[-1]),
+            "window_s": round(ends[-1] - ends[0], 1),
+            "aws_reads": sum(n for op, n in window.items() if op.startswith(READS)),
+            "aws_writes": sum(n for op, n in window.items() if not op.startswith(READS)),
+            "aws_calls": window,
+            "k8s_writes": k8s_writes,
+            "reads_per_pass": [len(made) for made in reads],
+            "reads_per_pass_by_operation": [_by_operation(made) for made in reads],
+            "pass_floor": sum(self.scenario.pass_floor().values()),
+            "pass_floor_by_operation": self.scenario.pass_floor(),
+            "pass_reads_span_s": [round(made[-1].at - made[0].at, 1) if made else 0.0 for made in reads],
+            "passes_after_ready": [{"ended_s": round(end - ready, 1), "reads": len(made)} for end, made in since_ready],
+            "timed_window": {
+                "from_ready_s": round(timed_from - ready, 1), "seconds": self.resync * self.steady_intervals,
+                "aws_reads": sum(1 for call in calls
+                                 if timed_from <= call.at < timed_until and call.operation.startswith(READS)),
+                "passes_ended": sum(1 for when in ends if when < timed_until),
+            },
         }
 
     def _seed(self, sandbox: Sandbox) -> None:
@@ -211,6 +281,41 @@ class Bench:
                 return time.monotonic() - tampered
             time.sleep(0.1)
         raise TimeoutError(f"{name} was not repaired within {deadline - tampered:.0f}s")
+
+
+class PassLog:
+    """The operator's drift checks as they end, read from its log as it grows."""
+
+    def __init__(self, path: pathlib.Path, grants: int) -> None:
+        self.path = path
+        self.grants = grants  # a pass checks all of them; a check of fewer is a retry or a recheck
+        self._offset = path.stat().st_size if path.exists() else 0
+        self._tail = ""
+        self.ended: list[tuple[float, int]] = []  # (when it ended, time.time(); grants checked), in order
+
+    def poll(self) -> None:
+        with self.path.open("rb") as log:
+            log.seek(self._offset)
+            data = log.read()
+        self._offset += len(data)
+        *lines, self._tail = (self._tail + data.decode(errors="replace")).split("\n")
+        for line in lines:
+            found = PASS_ENDED.search(line)
+            if found:
+                when = datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+                self.ended.append((when, int(found.group(2))))
+
+    def full_ends(self, after: float) -> list[float]:
+        """When each pass over all the grants ended, after `after`."""
+        return [when for when, checked in self.ended if checked >= self.grants and when > after]
+
+    def others(self, start: float, end: float) -> int:
+        """How many checks of fewer grants ended from `start` to `end`."""
+        return sum(1 for when, checked in self.ended if checked < self.grants and start < when <= end)
+
+
+def _by_operation(calls: Iterable[Arrival]) -> dict[str, int]:
+    return dict(sorted(collections.Counter(call.operation for call in calls).items()))
 
 
 def _ours(statement: dict[str, Any]) -> bool:
@@ -286,7 +391,15 @@ def main(argv: list[str] | None = None) -> int:
         results.append(result)
         print(json.dumps({key: result[key] for key in ("n", "converge_s", "aws_calls_total", "lower_bound_total",
                                                        "ratio_to_lower_bound", "peak_rss_mib")}), flush=True)
-        print(f"  steady: {result['steady']}; drift repair: {result['drift_repair_s']}", flush=True)
+        steady = result["steady"]
+        print(f"  steady: {steady['passes']} passes in {steady['window_s']:.0f}s (reads over "
+              f"{steady['pass_reads_span_s']} s; passes since Ready {steady['passes_after_ready']}): "
+              f"reads per pass "
+              f"{steady['reads_per_pass']} (floor {steady['pass_floor']}), by operation "
+              f"{steady['reads_per_pass_by_operation']}; window {steady['aws_reads']} reads / "
+              f"{steady['aws_writes']} writes / {steady['k8s_writes']} k8s writes; "
+              f"timed window {steady['timed_window']}; "
+              f"drift repair: {result['drift_repair_s']}", flush=True)
     stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
     out = args.out or RESULTS / f"{stamp}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,8 @@ class AwsProxy:
     """A fault-injecting reverse proxy in front of one upstream (a moto server URL)."""
 
     def __init__(self, upstream: str, *, faults: FaultConfig = NO_FAULTS, seed: int | None = None,
-                 validate_principals: bool = False, account: str = "123456789012") -> None:
+                 validate_principals: bool = False, account: str = "123456789012", timeline: bool = False) -> None:
+        """`timeline`: also keep each request's arrival time (`calls`)."""
         self.upstream = upstream.rstrip("/")
         self.validate_principals = validate_principals
         self.account = account  # the one account the upstream serves (moto's default)
@@ -55,7 +56,7 @@ class AwsProxy:
         self._seed = seed
         self._rng = random.Random(seed)
         self._lock = threading.Lock()  # config and RNG are also reached from other threads
-        self._counter = stats.Counter()
+        self._counter = stats.Counter(timeline=timeline)
         self._runner: web.AppRunner | None = None
         self._client: aiohttp.ClientSession | None = None
         self.url: str | None = None
@@ -70,6 +71,10 @@ class AwsProxy:
     def set_faults(self, config: FaultConfig) -> None:
         with self._lock:
             self._faults = config
+
+    def calls(self) -> list[stats.Arrival]:
+        """Each request since the last reset, as it arrived (empty unless started with `timeline`)."""
+        return self._counter.timeline()
 
     def stats(self) -> stats.Stats:
         return self._counter.snapshot()
@@ -244,6 +249,9 @@ class ProxyThread:
         self._thread.start()
         self.url: str = asyncio.run_coroutine_threadsafe(proxy.start(host, port), self._loop).result(timeout)
 
+    def calls(self) -> list[stats.Arrival]:
+        return self.proxy.calls()
+
     def stats(self) -> stats.Stats:
         return self.proxy.stats()
 
@@ -280,10 +288,11 @@ def run_in_thread(
     host: str = "127.0.0.1",
     port: int = 0,
     validate_principals: bool = False,
+    timeline: bool = False,
 ) -> ProxyThread:
     """Start a proxy in a background thread and return its handle once it listens."""
-    return ProxyThread(AwsProxy(upstream, faults=faults, seed=seed, validate_principals=validate_principals),
-                       host, port)
+    return ProxyThread(AwsProxy(upstream, faults=faults, seed=seed, validate_principals=validate_principals,
+                                timeline=timeline), host, port)
 
 
 __all__ = ["AwsProxy", "Fault", "FaultConfig", "ProxyThread", "Rates", "run_in_thread"]

@@ -9,6 +9,10 @@ Outcomes per call:
 - `throttle`, `error`, `drop`, `drop_after`: the faults injected;
 - `delayed`: those that were given added latency;
 - `upstream_error`: forwarded requests the upstream did not answer (the client got a 502).
+
+With `timeline`, the counter also keeps each request's arrival (wall-clock time, service,
+operation), so that calls can be told apart by when they came: the benchmark splits them by the
+operator's drift passes, whose ends it reads from the operator's log.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -76,14 +81,23 @@ class Stats:
 class Counter:
     """The live, thread-safe counts behind `Stats` snapshots."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, timeline: bool = False) -> None:
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, str], collections.Counter[str]] = {}
+        self._timeline: list[Arrival] | None = [] if timeline else None
 
     def add(self, service: str, operation: str, outcomes: Iterable[str]) -> None:
+        outcomes = list(outcomes)
         with self._lock:
             counter = self._counts.setdefault((service, operation), collections.Counter())
             counter.update(outcomes)
+            if self._timeline is not None and "total" in outcomes:
+                self._timeline.append(Arrival(time.time(), service, operation))
+
+    def timeline(self) -> list[Arrival]:
+        """Every request since the last reset, in the order they arrived (empty unless kept)."""
+        with self._lock:
+            return list(self._timeline or ())
 
     def snapshot(self) -> Stats:
         with self._lock:
@@ -92,3 +106,14 @@ class Counter:
     def reset(self) -> None:
         with self._lock:
             self._counts.clear()
+            if self._timeline is not None:
+                self._timeline.clear()
+
+
+@dataclasses.dataclass(frozen=True)
+class Arrival:
+    """One request as it reached the proxy."""
+
+    at: float  # time.time()
+    service: str
+    operation: str

@@ -5,7 +5,10 @@ must wait for AWS awaits, holding no thread, and the blocking boto3 calls themse
 inside the AWS adapter (`aws/`).
 
 `Cache` is for reads (a role, its attached policies, a repository's policy): an answer younger than
-the caller's `max_age` is reused, and concurrent callers of one key share one read.
+the caller's `max_age` is reused, and concurrent callers of one key share one read. A caller may
+also give `since`, a moment on the cache's clock: then only an answer that arrived at or after it
+will do, however young. A drift pass gives its start, so that it reuses what it read itself, never
+what the pass before it read late, whatever the timing of the two.
 
 `Coalescer` is for a repository's read-merge-write. A GitOps sync can create a hundred grants that
 name one repository at once; each grant's apply asks for that repository to be synced, but one
@@ -49,25 +52,25 @@ class Cache(Generic[K, V]):
         self._reads: dict[K, tuple[int, asyncio.Task[V]]] = {}
         self._started = 0
 
-    def lookup(self, key: K, max_age: float) -> Entry[V] | None:
-        """The answer for `key` if it is at most `max_age` old."""
+    def lookup(self, key: K, max_age: float, *, since: float | None = None) -> Entry[V] | None:
+        """The answer for `key` if it is at most `max_age` old (and arrived at or after `since`)."""
         entry = self._entries.get(key)
-        return entry if entry is not None and self._clock() - entry.read_at <= max_age else None
+        return entry if entry is not None and self._young(entry, max_age, since) else None
 
-    async def fetch(self, key: K, max_age: float, read: Callable[[], Awaitable[V]]) -> V:
+    async def fetch(self, key: K, max_age: float, read: Callable[[], Awaitable[V]], *,
+                    since: float | None = None) -> V:
         """The cached answer if young enough, else a fresh one, read once for all who ask meanwhile.
 
         The rule is the `Coalescer`'s: a caller shares the fate of a read only if that read started
         after it asked. A read already under way when it asked may still answer it, if its answer is
-        young enough for the caller's `max_age`; if that read fails, the caller reads again itself.
-        With `max_age` 0 (what AWS holds after the caller asked), only a later read will do, however
-        young the earlier answer is.
+        young enough for the caller's `max_age` (and `since`); if that read fails, the caller reads
+        again itself. With `max_age` 0 (what AWS holds after the caller asked), only a later read
+        will do, however young the earlier answer is.
         """
         floor = self._started  # reads numbered up to this one began before this caller asked
         while True:
             entry = self._entries.get(key)
-            if entry is not None and (entry.read > floor if max_age <= 0
-                                      else self._clock() - entry.read_at <= max_age):
+            if entry is not None and (entry.read > floor if max_age <= 0 else self._young(entry, max_age, since)):
                 return entry.value
             running = self._reads.get(key)
             if running is None:
@@ -83,6 +86,9 @@ class Cache(Generic[K, V]):
                 if number > floor:
                     raise  # the read this caller is owed failed: so does the caller
                 # A read from before this caller asked failed: its own comes next.
+
+    def _young(self, entry: Entry[V], max_age: float, since: float | None) -> bool:
+        return (since is None or entry.read_at >= since) and self._clock() - entry.read_at <= max_age
 
     async def _read(self, key: K, number: int, read: Callable[[], Awaitable[V]]) -> V:
         try:

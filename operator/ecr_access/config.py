@@ -42,8 +42,8 @@ class Config:
     # Seconds a resolved role ARN is reused by other grants naming the same role.
     role_cache_ttl: float = 60.0
     # Seconds an AWS answer (a role, its attached policies, a repository policy already holding what
-    # the grants want) is reused by applies after a spec change; the drift check reads afresh about
-    # once per resync interval. A policy that needs a write is always read first.
+    # the grants want) is reused by applies after a spec change; a drift pass reads each afresh,
+    # once. A policy that needs a write is always read first.
     cache_ttl: float = 60.0
     # A repository's sync waits until no grant asked for it for this many seconds, so that a burst
     # (a GitOps sync creating many grants) shares one read and one write...

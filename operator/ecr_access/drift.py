@@ -3,8 +3,11 @@
 Why one loop and not a kopf timer per grant: a timer is a sleeping task per object, and kopf keeps
 each timed object's latest body in memory for it. At 1,000 grants that was 30 MiB of the
 operator's peak RSS (`make bench`, 2026-11-29: 189 MiB with timers, 159 MiB without). One pass also
-reads each role and repository exactly once (every apply in it reuses what the pass read), where
-timers spread over the interval re-read whatever had aged out between them.
+reads each role and repository exactly once, where timers spread over the interval re-read whatever
+had aged out between them: every apply in a pass reuses what the pass read, and nothing read before
+the pass began (`ApplyMode.drift`), however young. An age limit instead (0.9 of the interval, until
+2026-12) let a pass reuse what the previous pass had read late whenever that pass ran slower than
+this one, and so miss drift made since (`tests/unit/test_drift.py`).
 
 What a pass does for each live grant is what the change handlers do, `cycle.apply_and_report`
 (which repairs whatever differs, and reports only what differs from the grant's status, so that a
@@ -27,6 +30,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -98,12 +102,6 @@ class DriftChecker:
         self._task: asyncio.Task[None] | None = None
         self.passes = 0
 
-    @property
-    def max_age(self) -> float:
-        """AWS answers a pass may reuse: younger than the interval, so that each pass reads afresh
-        what the previous pass read, once."""
-        return self.interval * 0.9
-
     def indexes_ready(self, live: LiveGrants) -> None:
         """Called by every handler (and at start-up when there are no grants); the first call counts."""
         if self._live is None:
@@ -172,9 +170,11 @@ class DriftChecker:
         return await self.check(requested, handled=requested)
 
     async def check(self, only: Iterable[Any] | None = None, handled: Mapping[Any, str] | None = None) -> PassReport:
-        """One pass over the live grants (or over the keys in `only`)."""
+        """One pass over the live grants (or over the keys in `only`): each AWS answer read once,
+        afresh, and shared by the pass."""
         assert self._live is not None, "indexes_ready() first"
         live = self._live
+        began = self.reconciler.clock()  # on the caches' clock: what the pass reads after this, it reuses
         grants = list(live.everything())
         if only is not None:
             keys = set(only)
@@ -196,7 +196,7 @@ class DriftChecker:
             for grant in queue:  # the workers of a lane share its queue: a slot frees as its grant ends
                 report.checked += 1
                 try:
-                    result = await self._check_one(grant, live, (handled or {}).get(grant.key))
+                    result = await self._check_one(grant, live, began, (handled or {}).get(grant.key))
                 except Exception as error:
                     report.failed += 1
                     logger.error("Drift check of %s failed: %r", grant.key, error)
@@ -216,16 +216,16 @@ class DriftChecker:
             self.reconciler.metrics.drift_pass(self._clock() - started, time.time())
         return report
 
-    async def _check_one(self, snapshot: LiveGrant, live: LiveGrants, handled: str | None = None) -> str:
+    async def _check_one(self, snapshot: LiveGrant, live: LiveGrants, began: float, handled: str | None = None) -> str:
         # The index entry as it is now: the grant may have changed, or begun deleting, since the pass
         # began (a deleting grant is gone from the index or handing over, and must not be applied again).
         grant = next((entry for entry in live.on_role(snapshot.spec.role.key) if entry.key == snapshot.key), None)
         if grant is None or grant.handing_over:  # deleting: its release handler is in charge
             return "gone"
         if not grant.active:  # suspended or invalid: change nothing of it, but judge it as it stands
-            await self.reconciler.resync(grant, live, self.max_age)
+            await self.reconciler.resync(grant, live, math.inf, since=began)
             return "unchanged"
-        mode = ApplyMode.requested() if handled else ApplyMode.drift(self.max_age)
+        mode = ApplyMode.requested() if handled else ApplyMode.drift(began)
         try:
             report = await cycle.apply_and_report(
                 self.reconciler, grant.key, grant.spec, live, generation=grant.generation, previous=grant.status,

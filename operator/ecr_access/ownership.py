@@ -54,11 +54,12 @@ class ManagedPolicyLedger:
 
     async def sync(
         self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], permitted: Permitted, *, max_age: float,
-        hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None,
+        since: float | None = None, hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None,
     ) -> RoleState | None:
         """Make the role hold what `grants()` (this cluster's live grants on it) want. `grants` is
         called again after every read of the role, so that a grant created or deleted meanwhile
-        counts before anything is written. `hand_over`: short names a Retain grant hands over.
+        counts before anything is written. `max_age`, `since`: which cached reads of the role will
+        do (`coalesce.Cache`). `hand_over`: short names a Retain grant hands over.
         `require`: raise `GrantGone` if that grant is not among them (the drift check must not act
         for a grant being deleted). Returns None for a role that does not exist or is in an
         account the operator has no credentials in."""
@@ -67,19 +68,20 @@ class ManagedPolicyLedger:
         async with self._locks.setdefault(role.key, asyncio.Lock()):
             if require is not None and not any(grant.key == require for grant in grants()):
                 raise GrantGone(require)
-            return await self._sync(role, grants, permitted, max_age, hand_over, repair=require is not None)
+            return await self._sync(role, grants, permitted, max_age, since, hand_over, repair=require is not None)
 
     async def _sync(
         self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], permitted: Permitted, age: float,
-        hand_over: frozenset[str], repair: bool = False,
+        since: float | None, hand_over: frozenset[str], repair: bool = False,
     ) -> RoleState | None:
         """`repair`: the drift check asks (an attach then puts back what someone detached)."""
-        info = await self.roles.lookup(role, age)
+        info = await self.roles.lookup(role, age, since=since)
         if info is None:
             return None
         partition = info.arn.split(":")[1]
         for fresh in (False, True):
-            attached = attachments.short_names(await self.roles.attached(role, 0.0 if fresh else age), partition)
+            attached = attachments.short_names(await self.roles.attached(role, 0.0 if fresh else age, since=since),
+                                               partition)
             ledger = attachments.Ledger.from_tags(info.tags, self.cluster_tag)
             wanted = await self._wanted(info.arn, grants(), permitted)
             steps = attachments.plan(ledger, self.cluster_tag, attached, wanted, hand_over)

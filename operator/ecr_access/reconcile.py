@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 
@@ -61,6 +62,7 @@ class ApplyMode:
     """How one apply may use what the operator already knows."""
 
     max_age: float | None = None  # how old a cached AWS answer may be; None: `Config.cache_ttl`
+    since: float | None = None  # and, if given, read at or after this moment (the reconciler's clock)
     debounce: bool = True  # a change may be one of a burst (a GitOps sync): its syncs wait for the rest
     # The grant is the live index's own entry (the drift check): its statements come from the index
     # alone, and if it leaves the index before its role is synced (it began deleting), `GrantGone`
@@ -69,9 +71,11 @@ class ApplyMode:
     offer_refused: bool = True  # offer the role again at once where ECR refused it (`refusals`)
 
     @classmethod
-    def drift(cls, max_age: float) -> ApplyMode:
-        """A drift pass: reuse what the pass read, wait out the back-off of refused principals."""
-        return cls(max_age, debounce=False, from_index=True, offer_refused=False)
+    def drift(cls, since: float) -> ApplyMode:
+        """A drift pass that began at `since`: reuse what the pass read, never an answer from before
+        it (however young: the pass would miss drift since), and wait out the back-off of refused
+        principals."""
+        return cls(math.inf, since=since, debounce=False, from_index=True, offer_refused=False)
 
     @classmethod
     def requested(cls) -> ApplyMode:
@@ -100,7 +104,7 @@ class Reconciler:
         self._aws_work: dict[str, asyncio.Semaphore] = {}
         self.repositories = RepositorySync(self.accounts, self.roles, cluster_id=cluster_id, config=self.config,
                                            clock=clock, sleep=sleep, gate=self.gate, metrics=self.metrics)
-        self._clock = clock
+        self.clock = clock  # the caches' clock: a drift pass's start is read on it (`ApplyMode.drift`)
 
     def gate(self, account: str) -> asyncio.Semaphore:
         """The bound on AWS work at once in one account (`AWS_CONCURRENCY`)."""
@@ -135,23 +139,23 @@ class Reconciler:
     async def _apply(
         self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, mode: ApplyMode,
     ) -> Outcome:
-        age = self.config.cache_ttl if mode.max_age is None else mode.max_age
+        age, since = self.config.cache_ttl if mode.max_age is None else mode.max_age, mode.since
         sid = self.sid_for(spec)
         # A change handler's grant may be newer than its index entry: it rides along in the syncs.
         me = None if mode.from_index else LiveGrant(key, spec, applied=applied)
         info = None
         try:
             async with self.gate(spec.role.account):
-                started = self._clock()
+                started = self.clock()
                 try:
-                    info = await self.roles.resolve(spec.role, max_age=age)
+                    info = await self.roles.resolve(spec.role, max_age=age, since=since)
                 except AwsFault as fault:
                     if not self._iam_optional(spec.role, (spec, applied), fault):
                         raise
                     info = RoleInfo(arn=str(spec.role.arn), role_id="")
                 # What this apply read itself is fresh enough for the rest of it, even with max_age 0.
-                state = await self._sync_roles(key, spec, applied, live, me, max(age, self._clock() - started),
-                                               mode.from_index)
+                state = await self._sync_roles(key, spec, applied, live, me, max(age, self.clock() - started),
+                                               since, mode.from_index)
         except AwsFault as fault:
             # If the role changed, the previous one may not have been recomputed without this grant.
             moved = applied is not None and applied.role.key != spec.role.key
@@ -171,7 +175,7 @@ class Reconciler:
         for repo in applied.repositories if applied is not None else ():
             if repo not in tickets:  # dropped from the spec: recomputed without this grant
                 tickets[repo] = self.repositories.request(repo, changes(exclude=key), burst=mode.debounce)
-        synced = await self._sync_all(tickets, live, age)
+        synced = await self._sync_all(tickets, live, age, since)
         if info is None or permits is None:  # left out of the statements; syncing drops it (DESIGN §2.3)
             return self._verdict(key, spec, sid, None, verdicts.role_missing(spec), None, False, synced, None)
         if not permits.permitted:
@@ -245,17 +249,17 @@ class Reconciler:
                 logger.info("Could not resolve %s after releasing %s: %s", given.role.describe(), key, fault)
         return Outcome(info.arn if info else None, None, None, role_finding, tuple(results), unsettled=tuple(left))
 
-    async def resync(self, grant: LiveGrant, live: LiveGrants, max_age: float) -> None:
+    async def resync(self, grant: LiveGrant, live: LiveGrants, max_age: float, since: float | None = None) -> None:
         """Sync what an inactive grant (suspended, or its spec invalid) contributes, its frozen
         applied record, changing nothing of it. The syncs judge it against the policies as they are
         now, so a contribution they no longer permit is undone; otherwise nothing is written."""
         tickets = {repo: self.repositories.request(repo, {}, burst=False) for repo in grant.spec.repositories}
-        for repo, result in (await self._sync_all(tickets, live, max_age)).items():
+        for repo, result in (await self._sync_all(tickets, live, max_age, since)).items():
             if not isinstance(result, Synced):
                 logger.warning("Could not sync %s for the inactive grant %s: %s", repo.arn, grant.key, result)
         if self.roles.reaches(grant.spec.role.account):
             try:
-                await self._sync_role(grant.spec.role, live, {}, max_age)
+                await self._sync_role(grant.spec.role, live, {}, max_age, since=since)
             except AwsFault as fault:
                 logger.warning("Could not sync role %s for the inactive grant %s: %s", grant.spec.role.describe(),
                                grant.key, fault)
@@ -268,17 +272,17 @@ class Reconciler:
 
     async def _sync_roles(
         self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, me: LiveGrant | None,
-        age: float, from_index: bool,
+        age: float, since: float | None, from_index: bool,
     ) -> RoleState | None:
         """The grant's role, and the role it applied before if that was another (a role edit)."""
         if applied is not None and applied.role.key != spec.role.key:
-            await self._sync_role(applied.role, live, changes(include=me), age)
+            await self._sync_role(applied.role, live, changes(include=me), age, since=since)
         if not self.roles.reaches(spec.role.account):
             if spec.managed_policy is not ManagedPolicy.NONE:
                 raise _UnreachableRole(verdicts.account_not_configured(spec))
             return None
         try:
-            return await self._sync_role(spec.role, live, changes(include=me), age,
+            return await self._sync_role(spec.role, live, changes(include=me), age, since=since,
                                          require=key if from_index else None)
         except AwsFault as fault:
             if self._iam_optional(spec.role, (spec, applied), fault):
@@ -298,7 +302,7 @@ class Reconciler:
 
     async def _sync_role(
         self, role: RoleRef, live: LiveGrants, changed: Changes, age: float,
-        hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None,
+        hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None, since: float | None = None,
     ) -> RoleState | None:
         def grants() -> list[LiveGrant]:
             return with_changes(live.on_role(role.key), changed, lambda grant: grant.spec.role.key == role.key)
@@ -309,13 +313,15 @@ class Reconciler:
             found = live.verdict(grant, role_arn)
             return found.permitted and bool(found.repositories)
 
-        return await self.ledger.sync(role, grants, permitted, max_age=age, hand_over=hand_over, require=require)
+        return await self.ledger.sync(role, grants, permitted, max_age=age, since=since, hand_over=hand_over,
+                                      require=require)
 
     async def _sync_all(
-        self, tickets: Mapping[RepositoryRef, int], live: LiveGrants, max_age: float
+        self, tickets: Mapping[RepositoryRef, int], live: LiveGrants, max_age: float, since: float | None = None
     ) -> dict[RepositoryRef, Result]:
         repos = list(tickets)
-        results = await asyncio.gather(*(self.repositories.sync(repo, live, tickets[repo], max_age) for repo in repos))
+        results = await asyncio.gather(*(self.repositories.sync(repo, live, tickets[repo], max_age, since=since)
+                                         for repo in repos))
         return dict(zip(repos, results, strict=True))
 
     def _verdict(
@@ -349,7 +355,7 @@ class Reconciler:
             finding = verdicts.granted(
                 repo, result, role_arn=role_arn, role_finding=role_finding, sid=sid,
                 silent=self.repositories.silent_for(repo), unreachable_after=self.config.unreachable_after,
-                since_refused=None if first is None else self._clock() - first,
+                since_refused=None if first is None else self.clock() - first,
                 propagation_window=self.config.propagation_window)
             results.append(RepositoryResult(repo.arn, sid, finding))
         return Outcome(role_arn, policy_arn, owned, role_finding, tuple(results), tuple(notes), spec.actions,

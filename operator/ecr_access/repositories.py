@@ -94,16 +94,18 @@ class RepositorySync:
         self.metrics.queued(len(self._waiting))
         return self._flights.request(repo, burst=burst)
 
-    async def sync(self, repo: RepositoryRef, live: LiveGrants, ticket: int, max_age: float) -> Result:
-        """The sync this ticket is in, or an answer at most `max_age` old that already holds what
-        the live grants want (only a read is ever saved). Failures are returned, not raised."""
+    async def sync(self, repo: RepositoryRef, live: LiveGrants, ticket: int, max_age: float, *,
+                   since: float | None = None) -> Result:
+        """The sync this ticket is in, or an answer at most `max_age` old (and read at or after
+        `since`) that already holds what the live grants want (only a read is ever saved). Failures
+        are returned, not raised."""
         try:
-            result = await self._cached(repo, live, max_age)
+            result = await self._cached(repo, live, max_age, since)
             if result is None:
                 # Re-checked inside the flight: a run that started after ours was requested may have
                 # just read this policy, and then a drift check need not read it again.
                 async def run() -> Synced:
-                    return await self._cached(repo, live, max_age) or await self._run(repo, live)
+                    return await self._cached(repo, live, max_age, since) or await self._run(repo, live)
 
                 result = await self._flights.run(repo, run, ticket=ticket, quiet=self.config.coalesce_window,
                                                  longest=self.config.coalesce_longest,
@@ -142,14 +144,15 @@ class RepositorySync:
             self._unanswered.pop(repo, None)
         return result
 
-    async def _cached(self, repo: RepositoryRef, live: LiveGrants, max_age: float) -> Synced | None:
+    async def _cached(self, repo: RepositoryRef, live: LiveGrants, max_age: float,
+                      since: float | None) -> Synced | None:
         if not max_age:
             return None
         if not self.accounts.reaches(repo.registry_id):
             # Its EcrAccessAccount is gone since the policy was read: say so, not what it was.
             self._documents.forget(repo)
             return None
-        cached = self._documents.lookup(repo, max_age)
+        cached = self._documents.lookup(repo, max_age, since=since)
         if cached is None:
             return None
         queued = {key: grant for key, (_, grant) in self._queued.get(repo, {}).items()}

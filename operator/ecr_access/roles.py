@@ -2,8 +2,9 @@
 
 N grants on one role cost one GetRole per burst: lookups are cached and shared (`coalesce.Cache`).
 A lookup's age is the caller's choice (`max_age`): other grants' roles may be `cache_ttl` old, a
-grant's own apply passes a younger age so that a deleted role is noticed soon, and a write that
-depends on what other clusters did lately asks for tags read just now (`attachments`).
+grant's own apply passes a younger age so that a deleted role is noticed soon, a drift pass wants
+what it read itself (`since` its start) and a write that depends on what other clusters did lately
+asks for tags read just now (`attachments`).
 
 Every answer, cached or not, is checked against the ARN the spec gives (`RoleRef.matches`):
 GetRole looks a role up by name only, and IAM names ignore case, so `MyRole` and `myrole` share one
@@ -34,9 +35,11 @@ class RoleDirectory:
         self._roles: Cache[RoleKey, RoleInfo | None] = Cache(clock)
         self._attached: Cache[RoleKey, frozenset[str]] = Cache(clock)
 
-    async def resolve(self, role: RoleRef, *, max_age: float | None = None) -> RoleInfo | None:
-        """The role the spec names, or None when it does not exist (or is another role by that name)."""
-        info = await self.lookup(role, self.cache_ttl if max_age is None else max_age)
+    async def resolve(self, role: RoleRef, *, max_age: float | None = None,
+                      since: float | None = None) -> RoleInfo | None:
+        """The role the spec names, or None when it does not exist (or is another role by that name).
+        `since`: only an answer that arrived at or after it will do (`coalesce.Cache`)."""
+        info = await self.lookup(role, self.cache_ttl if max_age is None else max_age, since=since)
         return info if info is not None and role.matches(info.arn) else None
 
     async def principal(self, role: RoleRef) -> RoleInfo | None:
@@ -52,17 +55,18 @@ class RoleDirectory:
                 raise  # the operator's own IAM: every grant's lookups share its trouble
             return RoleInfo(arn=role.arn, role_id="")
 
-    async def lookup(self, role: RoleRef, max_age: float) -> RoleInfo | None:
+    async def lookup(self, role: RoleRef, max_age: float, *, since: float | None = None) -> RoleInfo | None:
         """GetRole by name, tags included, unchecked against the spec's ARN (see `resolve`)."""
         if role.arn and not self.reaches(role.account):
             # No credentials there: it cannot be looked up from here; ECR itself checks it exists.
             return RoleInfo(arn=role.arn, role_id="")
-        return await self._roles.fetch(role.key, max_age, lambda: self.iam(role.account).get_role(role.name))
+        return await self._roles.fetch(role.key, max_age, lambda: self.iam(role.account).get_role(role.name),
+                                       since=since)
 
-    async def attached(self, role: RoleRef, max_age: float) -> frozenset[str]:
+    async def attached(self, role: RoleRef, max_age: float, *, since: float | None = None) -> frozenset[str]:
         """The ARNs of the managed policies attached to the role."""
         return await self._attached.fetch(
-            role.key, max_age, lambda: self.iam(role.account).list_attached_role_policies(role.name))
+            role.key, max_age, lambda: self.iam(role.account).list_attached_role_policies(role.name), since=since)
 
     def reaches(self, account: str) -> bool:
         """Whether the operator has credentials in `account` (its own, or an EcrAccessAccount's)."""

@@ -109,6 +109,25 @@ def test_reset_zeroes_the_counts(proxy: ProxyThread, via_proxy: ClientFactory) -
     assert proxy.stats().by_operation() == {}
 
 
+def test_the_timeline_lists_each_request_as_it_arrived(moto_url: str) -> None:
+    with run_in_thread(moto_url, timeline=True) as proxy:
+        before = time.time()
+        make_client("sts", proxy.url).get_caller_identity()
+        make_client("ecr", proxy.url).describe_repositories()
+        after = time.time()
+        calls = proxy.calls()
+        assert [(call.service, call.operation) for call in calls] == [
+            ("sts", "GetCallerIdentity"), ("ecr", "DescribeRepositories")]
+        assert before <= calls[0].at <= calls[1].at <= after
+        proxy.reset()
+        assert proxy.calls() == []
+
+
+def test_no_timeline_is_kept_unless_asked(proxy: ProxyThread, via_proxy: ClientFactory) -> None:
+    via_proxy("sts").get_caller_identity()
+    assert proxy.stats().by_operation() == {"GetCallerIdentity": 1} and proxy.calls() == []
+
+
 # -- faults as boto3 sees them ----------------------------------------------------------------------
 
 

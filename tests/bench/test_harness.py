@@ -17,13 +17,14 @@ def test_lower_bound_counts_each_role_and_repository_once() -> None:
     floor = scenario.lower_bound()
     assert floor == {"GetRole": 2, "ListAttachedRolePolicies": 2, "TagRole": 2, "AttachRolePolicy": 2,
                      "GetRepositoryPolicy": 4, "SetRepositoryPolicy": 2}
+    assert scenario.pass_floor() == {"GetRole": 2, "ListAttachedRolePolicies": 2, "GetRepositoryPolicy": 2}
     assert scenario.per_grant_design() > sum(floor.values())
 
 
 def test_a_small_run_produces_every_measurement(tmp_path: pathlib.Path) -> None:
     out = tmp_path / "result.json"
 
-    assert harness.main(["--sizes", "4", "--resync", "2", "--steady-intervals", "1", "--drift-samples", "1",
+    assert harness.main(["--sizes", "4", "--resync", "2", "--steady-intervals", "2", "--drift-samples", "1",
                          "--out", str(out)]) == 0
 
     [result] = json.loads(out.read_text())["results"]
@@ -31,6 +32,11 @@ def test_a_small_run_produces_every_measurement(tmp_path: pathlib.Path) -> None:
     assert result["aws_calls_total"] >= result["lower_bound_total"] > 0
     assert result["steady"]["aws_writes"] == 0, "a quiet steady state writes nothing to AWS"
     assert result["steady"]["k8s_writes"] == 0, "nor to Kubernetes"
+    steady = result["steady"]
+    assert steady["passes"] == 2 and len(steady["reads_per_pass_by_operation"]) == 2, "the window is whole passes"
+    assert sum(steady["reads_per_pass"]) == steady["aws_reads"]
+    assert steady["pass_floor"] == 6
+    assert steady["reads_per_pass"] == [6, 6], "each pass reads each role and repository once, afresh"
     assert len(result["drift_repair_s"]) == 1
     assert result["peak_rss_mib"] > 0
     assert out.with_suffix(".png").stat().st_size > 0

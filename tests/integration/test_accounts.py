@@ -110,7 +110,8 @@ def test_a_role_in_a_and_repositories_in_b_go_ready_and_a_delete_restores_b_exac
 
     # Drift in B (someone rewrites the policy without our statement) is repaired by the next pass.
     central.ecr().set_repository_policy(repositoryName="central/base", policyText=json.dumps(before))
-    outcome = world.apply(key, spec, spec, grants, ApplyMode.drift(0.0), reconciler=central.reconciler)
+    outcome = world.apply(key, spec, spec, grants, ApplyMode.drift(since=central.reconciler.clock()),
+                          reconciler=central.reconciler)
     assert ready(outcome) and principals(central.ours("central/base")[0]) == [role_arn]
 
     grants.remove(key)

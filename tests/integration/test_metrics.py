@@ -75,13 +75,13 @@ def test_what_a_grant_did_is_counted_and_drift_repairs_are_told_apart(world: Wor
     world.ecr().set_repository_policy(repositoryName="ml/a", policyText=json.dumps(
         {"Version": "2012-10-17", "Statement": [FOREIGN]}))
     world.iam.detach_role_policy(RoleName=NODE_ROLE, PolicyArn=READ_ONLY)
-    report(world, reconciler, grants, key, spec, ApplyMode.drift(0.0))
+    report(world, reconciler, grants, key, spec, ApplyMode.drift(since=reconciler.clock()))
     assert value(metrics, "ecr_access_drift_repairs_total", kind="statement") == 1
     assert value(metrics, "ecr_access_drift_repairs_total", kind="managed_policy") == 1
     assert value(metrics, "ecr_access_drift_repairs_total", kind="principal") == 0
 
     # A quiet pass: nothing written, nothing repaired.
-    report(world, reconciler, grants, key, spec, ApplyMode.drift(0.0))
+    report(world, reconciler, grants, key, spec, ApplyMode.drift(since=reconciler.clock()))
     assert value(metrics, "ecr_access_policy_writes_total", result="written") == 2
     assert value(metrics, "ecr_access_drift_repairs_total", kind="statement") == 1
 

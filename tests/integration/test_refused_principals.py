@@ -82,8 +82,8 @@ def test_a_delete_lands_while_a_refused_principal_waits(
 
 
 def drift(world: World, reconciler: Reconciler, key: Any, spec: Any, grants: Grants) -> Any:
-    """A drift pass's check of one grant: the index's own entry, answers up to one interval old."""
-    return world.apply(key, spec, None, grants, ApplyMode.drift(270.0), reconciler=reconciler)
+    """A drift pass's check of one grant: the index's own entry, answers read since it began (now)."""
+    return world.apply(key, spec, None, grants, ApplyMode.drift(since=reconciler.clock()), reconciler=reconciler)
 
 
 def test_a_held_back_principal_is_retried_with_a_back_off_not_every_pass(

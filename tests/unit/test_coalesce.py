@@ -4,6 +4,7 @@ one read per key at a time and answers judged by each caller's age (`Cache`). Al
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -228,6 +229,33 @@ def test_put_keeps_the_age_of_the_read_a_write_was_built_on() -> None:
     assert cache.lookup("k", 10.0) is None and cache.lookup("k", 20.0) is not None
     cache.forget("k")
     assert cache.age("k") == float("inf")
+
+
+def test_since_reuses_only_answers_that_arrived_after_it_however_young_the_older_ones() -> None:
+    """A drift pass gives its start: what the pass before it read seconds ago is read again, once,
+    and shared by the rest of the pass however long the pass takes."""
+    clock = Clock()
+
+    async def scenario() -> list[int]:
+        cache: Cache[str, int] = Cache(clock)
+        reads: list[int] = []
+
+        async def read() -> int:
+            reads.append(1)
+            return len(reads)
+
+        assert await cache.fetch("role", 60.0, read) == 1
+        clock.now += 2
+        began = clock.now  # a pass begins: the answer is 2 s old
+        assert await cache.fetch("role", math.inf, read, since=began) == 2, "read again: it is from before"
+        clock.now += 600
+        assert await cache.fetch("role", math.inf, read, since=began) == 2, "read by this pass: reused"
+        assert cache.lookup("role", math.inf, since=began) is not None
+        assert cache.lookup("role", math.inf, since=clock.now) is None
+        assert await cache.fetch("role", 60.0, read) == 3, "an age limit still applies to whoever gives one"
+        return reads
+
+    assert run(scenario) == [1, 1, 1]
 
 
 def test_a_caller_that_asked_during_a_failed_read_reads_again_itself() -> None:
