@@ -103,8 +103,11 @@ class Scenario:
 
 class Bench:
     def __init__(self, scenario: Scenario, resync: float, steady_intervals: int, drift_samples: int,
-                 workdir: pathlib.Path) -> None:
+                 workdir: pathlib.Path, metrics: bool = True) -> None:
+        """`metrics`: serve /metrics as the operator does by default (False: `--metrics-port 0`, to
+        show that counting adds no AWS call)."""
         self.scenario = scenario
+        self.metrics = metrics
         self.resync = resync
         self.steady_intervals = steady_intervals
         self.drift_samples = drift_samples
@@ -119,7 +122,8 @@ class Bench:
         # The grants run under the sandbox's allow-all EcrGrantPolicy: policies are enforced, and judged
         # in every sync, as in production.
         sandbox = Sandbox(self.workdir, seed=False, seed_policy=True, apply_examples=False,
-                          resync_interval=self.resync, cluster_id="bench", operator_args=["--sweep-interval", "0"],
+                          resync_interval=self.resync, cluster_id="bench",
+                          operator_args=["--sweep-interval", "0", *(() if self.metrics else ("--metrics-port", "0"))],
                           route_operator_aws=self._route, log=sys.stderr)
         try:
             with sandbox:
@@ -380,13 +384,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drift-samples", type=int, default=3)
     parser.add_argument("--out", type=pathlib.Path, default=None, help="results JSON (default bench/results/)")
     parser.add_argument("--no-plot", action="store_true")
+    parser.add_argument("--no-metrics", action="store_true", help="run the operator with --metrics-port 0")
     args = parser.parse_args(argv)
     sizes = [int(item) for item in args.sizes.split(",") if item]
     results = []
     for n in sizes:
         with tempfile.TemporaryDirectory(prefix=f"bench-{n}-") as workdir:
             bench = Bench(Scenario.sized(n), args.resync, args.steady_intervals, args.drift_samples,
-                          pathlib.Path(workdir))
+                          pathlib.Path(workdir), metrics=not args.no_metrics)
             result = bench.run()
         results.append(result)
         print(json.dumps({key: result[key] for key in ("n", "converge_s", "aws_calls_total", "lower_bound_total",

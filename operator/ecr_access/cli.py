@@ -55,6 +55,7 @@ def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runti
         stalled_retry_delay=cfg.stalled_retry_delay,
         write_status=patch_status,
         warn=handlers.warn,
+        inform=handlers.inform,
         now=handlers.now,
         first_delay=jittered(cfg.resync_interval, cfg.resync_jitter),
     )

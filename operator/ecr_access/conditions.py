@@ -86,6 +86,8 @@ class Outcome:
     # left, that could not be recomputed without it yet. While any is left, the applied record must
     # keep naming them (so that a retry, or the delete, gets to them).
     unsettled: tuple[Finding, ...] = ()
+    # Drift this apply repaired for the grant, one sentence each (a DriftRepaired Event).
+    repaired: tuple[str, ...] = ()
 
     @property
     def findings(self) -> list[Finding]:

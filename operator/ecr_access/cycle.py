@@ -21,6 +21,7 @@ from ecr_access.conditions import Severity
 from ecr_access.grants import LiveGrants
 from ecr_access.model import GrantKey, GrantSpec
 from ecr_access.reconcile import ApplyMode, Reconciler
+from ecr_access.status import Event
 
 # While the apply runs: report progress, and return the status as it then is on the API server.
 Watch = Callable[[asyncio.Future[Any]], Awaitable[Mapping[str, Any]]]
@@ -41,6 +42,7 @@ class Report:
     # left of the previous contribution); None: nothing to retry.
     retry: float | None = None
     message: str = ""  # the Ready condition's message
+    events: tuple[Event, ...] = ()  # (type, reason, message): Normal or Warning Events to post
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,8 +89,11 @@ async def apply_and_report(
         soon = outcome.transient or any(item.severity is Severity.TRANSIENT for item in outcome.unsettled)
         retry = timing.retry_delay if soon else timing.stalled_retry_delay
     reconciler.metrics.reconciled("success" if retry is None else "requeue_after", time.monotonic() - started)
+    events = status.transition_events(previous, new, generation)
+    if outcome.repaired:
+        events.append(("Normal", "DriftRepaired", "; ".join(outcome.repaired) + "."))
     return Report(
         patch, record if record != recorded and not outcome.unsettled else None,
         notes=tuple(("ConcurrentPolicyEdit", note) for note in outcome.notes),
         unsettled=tuple(("PreviousSpecNotReleased", left.message) for left in outcome.unsettled),
-        transient=outcome.transient, retry=retry, message=new["conditions"][0]["message"])
+        transient=outcome.transient, retry=retry, message=new["conditions"][0]["message"], events=tuple(events))

@@ -52,7 +52,7 @@ logger = logging.getLogger(__name__)
 # `reconcile.AWS_CONCURRENCY`).
 CONCURRENCY = 32
 
-Warn = Callable[[LiveGrant, str, str], None]  # a Warning Event on the grant: reason, message
+Warn = Callable[[LiveGrant, str, str], None]  # an Event on the grant (Warning, or Normal: `inform`): reason, message
 
 
 @dataclasses.dataclass
@@ -76,6 +76,7 @@ class DriftChecker:
         retry_delay: float,
         write_status: PatchStatus,
         warn: Warn,
+        inform: Warn | None = None,
         now: Callable[[], str],
         first_delay: float | None = None,
         stalled_retry_delay: float = 300.0,
@@ -91,6 +92,8 @@ class DriftChecker:
         self.timing = cycle.Timing(retry_delay, stalled_retry_delay)
         self.write_status = write_status
         self.warn = warn
+        self.inform = inform or (lambda grant, reason, message: logger.info("%s %s: %s", grant.key, reason, message))
+        self._post_runner: Callable[..., Any] | None = None
         self.now = now
         self.first_delay = interval if first_delay is None else first_delay
         self._clock = clock
@@ -107,6 +110,18 @@ class DriftChecker:
         if self._live is None:
             self._live = live
             self._ready.set()
+
+    def post_within(self, run: Callable[..., Any]) -> None:
+        """How this loop posts Events: kopf's event queue is known only inside its handlers' context,
+        not in a loop started at start-up, so the wiring hands over a handler's (`Context.run`)."""
+        if self._post_runner is None:
+            self._post_runner = run
+
+    def _post(self, post: Warn, grant: LiveGrant, reason: str, message: str) -> None:
+        if self._post_runner is None:
+            post(grant, reason, message)
+        else:
+            self._post_runner(post, grant, reason, message)
 
     def start(self) -> None:
         self._task = tasks.start(self._task, self.run(), "drift-check")
@@ -235,7 +250,9 @@ class DriftChecker:
         if report.status:
             await asyncio.to_thread(self.write_status, grant.key, report.status)
         for reason, message in report.notes:  # what is left of the previous spec is the handler's to report
-            self.warn(grant, reason, message)
+            self._post(self.warn, grant, reason, message)
+        for kind, reason, message in report.events:
+            self._post(self.warn if kind == "Warning" else self.inform, grant, reason, message)
         if report.transient:
             return "retry"
         return "patched" if report.status else "unchanged"

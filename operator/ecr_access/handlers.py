@@ -14,6 +14,7 @@ Decisions that belong to kopf live here:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping
@@ -26,7 +27,7 @@ from ecr_access.account_check import AccountChecker
 from ecr_access.aws.accounts import AssumedAccounts
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
-from ecr_access.model import GROUP, PLURAL, VERSION, Defaults, GrantKey
+from ecr_access.model import GROUP, PLURAL, VERSION, Defaults, DeletionPolicy, GrantKey
 from ecr_access.reconcile import ApplyMode, LiveGrant, Reconciler
 from ecr_access.spec import SpecError, parse_spec
 from ecr_access.sweep import Sweeper
@@ -41,9 +42,26 @@ RECONCILE_REQUESTED = "ecraccess.io/reconcile-requested-at"
 logger = logging.getLogger(__name__)
 
 # What the rest of the code, the tests and deploy/ name here (some are defined in `watches` and `model`).
-__all__ = ["ANNOTATION_PREFIX", "FINALIZER", "GROUP", "PLURAL", "RECONCILE_REQUESTED", "RESOURCE", "VERSION", "Runtime",
-           "configure", "now", "on_grant_create", "on_grant_delete", "on_grant_event", "on_grant_resume",
-           "on_grant_update", "register", "warn"]
+__all__ = [
+    "ANNOTATION_PREFIX",
+    "FINALIZER",
+    "GROUP",
+    "PLURAL",
+    "RECONCILE_REQUESTED",
+    "RESOURCE",
+    "VERSION",
+    "Runtime",
+    "configure",
+    "inform",
+    "now",
+    "on_grant_create",
+    "on_grant_delete",
+    "on_grant_event",
+    "on_grant_resume",
+    "on_grant_update",
+    "register",
+    "warn",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +148,11 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
         _warn(body, left.reason, left.message)
     if not (outcome.transient or outcome.terminal):
         runtime.reconciler.metrics.grant_gone(key)
+        given = spec or applied
+        if given is not None and given.deletion_policy is DeletionPolicy.DELETE:
+            _post(body, "Normal", "AccessRemoved", f"IAM role {outcome.role_arn or given.role.describe()} was taken "
+                  f"out of the policies of {len(given.repositories)} repositories; a managed policy the operator "
+                  "attached is detached unless another grant wants it.")
         return
     new, changes = status.for_outcome(outcome, meta.get("generation", 0), previous, now())
     message = new["conditions"][0]["message"]
@@ -178,6 +201,8 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
         patch.metadata.annotations[grants.APPLIED_ANNOTATION] = report.record
     for reason, message in (*report.notes, *report.unsettled):
         _warn(body, reason, message)
+    for kind, reason, message in report.events:
+        _post(body, kind, reason, message)
     if report.retry is not None:
         raise kopf.TemporaryError(report.message, delay=report.retry)
 
@@ -215,11 +240,17 @@ async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     runtime.drift.request(key, str(value))
 
 
-def _indexes_ready(runtime: Runtime, live: grants.IndexedGrants, kwargs: Mapping[str, Any]) -> None:
+def _indexes_ready(runtime: Runtime, live: grants.IndexedGrants, kwargs: Mapping[str, Any],
+                   resource_handler: bool = True) -> None:
     """kopf runs no resource handler before its indexes are complete: the first call is the signal
     that the orphan sweep and the drift check may start."""
     runtime.sweeper.indexes_ready(live)
     if runtime.drift is not None:
+        if resource_handler:
+            # kopf's event queue lives in its resource handlers' context, not in start-up's nor in the
+            # loop started there: the drift loop posts its Events in a copy of this one (every
+            # handler's queue is the operator's one queue).
+            runtime.drift.post_within(contextvars.copy_context().run)
         runtime.drift.indexes_ready(live)
     if runtime.others is not None:
         runtime.others.bind(watches.account_lookup(kwargs, runtime.defaults.partition), watches.account_listing(kwargs))
@@ -233,14 +264,32 @@ def _warn(body: kopf.Body, reason: str, message: str) -> None:
         logger.warning("%s: %s", reason, message)
 
 
+def _post(body: kopf.Body, kind: str, reason: str, message: str) -> None:
+    """An Event of type `kind` (Normal or Warning) on the grant. Normal ones go through kopf.event:
+    kopf.info is gated by the posting level, which stays at WARNING so that kopf's own log lines
+    ("Handler ... succeeded") never become Events."""
+    try:
+        kopf.event(body, type=kind, reason=reason, message=message)
+    except LookupError:  # outside a running operator (kopf's event queue is per operator)
+        logger.info("%s %s: %s", kind, reason, message)
+
+
+def _ref(grant: LiveGrant) -> kopf.Body:
+    return kopf.Body({"apiVersion": f"{GROUP}/{VERSION}", "kind": "EcrAccessGrant",
+                      "metadata": {"namespace": grant.key.namespace, "name": grant.key.name, "uid": grant.uid}})
+
+
 def warn(grant: LiveGrant, reason: str, message: str) -> None:
     """A Warning Event on a grant known only from the index (the drift check has no body)."""
-    ref: kopf.RawBody = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EcrAccessGrant",
-                         "metadata": {"namespace": grant.key.namespace, "name": grant.key.name, "uid": grant.uid}}
     try:
-        kopf.warn(kopf.Body(ref), reason=reason, message=message)
+        kopf.warn(_ref(grant), reason=reason, message=message)
     except LookupError:  # outside a running operator (kopf's event queue is per operator)
         logger.warning("%s %s: %s", grant.key, reason, message)
+
+
+def inform(grant: LiveGrant, reason: str, message: str) -> None:
+    """A Normal Event on a grant known only from the index (see `_post`)."""
+    _post(_ref(grant), "Normal", reason, message)
 
 
 def _write_status(patch: kopf.Patch, changes: Mapping[str, Any]) -> None:
@@ -269,7 +318,7 @@ def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any
         if runtime.drift is not None:
             runtime.drift.start()
         if await asyncio.to_thread(runtime.count_grants) == 0:
-            _indexes_ready(runtime, watches.live(kwargs, runtime.config), kwargs)
+            _indexes_ready(runtime, watches.live(kwargs, runtime.config), kwargs, resource_handler=False)
 
     async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:
         runtime: Runtime | None = getattr(memo, "runtime", None)

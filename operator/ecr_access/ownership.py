@@ -33,6 +33,7 @@ class RoleState:
     info: RoleInfo
     attached: frozenset[str]  # the ledger's managed policies attached to it, by short name
     ledger: attachments.Ledger
+    repaired: frozenset[str] = frozenset()  # short names the drift check attached again
 
 
 # Whether the EcrGrantPolicies permit a grant whose role resolved to this ARN (`LiveGrants.verdict`).
@@ -115,7 +116,8 @@ class ManagedPolicyLedger:
         info = RoleInfo(info.arn, info.role_id, tags)
         self.roles.written(role.key, info, frozenset(attachments.arn_of(name, partition) for name in attached),
                            frozenset(attachments.arn_of(name, partition) for name in attachments.KNOWN))
-        return RoleState(info, attached, attachments.Ledger.from_tags(tags, self.cluster_tag))
+        again = frozenset(step.key for step in steps if step.kind == "attach") if repair else frozenset()
+        return RoleState(info, attached, attachments.Ledger.from_tags(tags, self.cluster_tag), again)
 
     async def _wanted(self, arn: str, grants: Iterable[LiveGrant], permitted: Permitted) -> frozenset[str]:
         """The managed policies the grants want, by short name, counting only grants whose spec

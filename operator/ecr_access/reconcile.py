@@ -187,7 +187,13 @@ class Reconciler:
         attached = state is not None and wanted in state.attached
         policy_arn = spec.managed_policy.arn(info.arn.split(":")[1]) if attached else None
         owned = state is not None and wanted in state.ledger.attached
-        return self._verdict(key, spec, sid, info.arn, APPLIED, policy_arn, owned, synced, permits)
+        outcome = self._verdict(key, spec, sid, info.arn, APPLIED, policy_arn, owned, synced, permits)
+        repaired = [f"{verdicts.label(repo)}: its policy holds the role again (someone had removed it)"
+                    for repo, result in synced.items()
+                    if repo in spec.repositories and isinstance(result, Synced) and info.arn in result.repaired]
+        if state is not None and wanted in state.repaired:
+            repaired.insert(0, f"IAM role {info.arn}: {policy_arn} is attached again (someone had detached it)")
+        return dataclasses.replace(outcome, repaired=tuple(repaired)) if repaired else outcome
 
     async def release(
         self, key: GrantKey, spec: GrantSpec | None, applied: GrantSpec | None, live: LiveGrants, uid: str = ""

@@ -45,6 +45,9 @@ class Synced:
     foreign_edits: int = 0  # times a concurrent writer changed the policy between our write and re-read
     pending: frozenset[str] = frozenset()  # Retain hand-over Sids that did not fit (see `handover`)
     refused: Mapping[str, float] = dataclasses.field(default_factory=dict)  # principal -> first refused (`refusals`)
+    # Principals a write put back that no grant's change asked for: drift repaired (someone removed
+    # them, or the whole statement), for the grants' DriftRepaired Event.
+    repaired: frozenset[str] = frozenset()
 
 
 Result = Synced | AwsFault | policy.PolicyDocumentError
@@ -201,6 +204,7 @@ class RepositorySync:
             logger.info("Repository %s names deleted roles %s; rewriting from live grants", repo.arn, stale)
         held = self.refusals.held_back(repo, self._clock())
         foreign_edits = 0
+        repaired: frozenset[str] = frozenset()
         isolated = False  # at most one isolation per sync: its writes are bounded by bisection
         while True:
             offered = refusals.without(desired, held)
@@ -209,7 +213,7 @@ class RepositorySync:
             if not policy.equivalent(document, result.document):
                 try:
                     await self._write(repo, result.document)
-                    self._audit(repo, document, result.document, grants or [], requested or {})
+                    repaired |= self._audit(repo, document, result.document, grants or [], requested or {})
                 except AwsFault as fault:
                     if fault.kind is not FaultKind.PROPAGATING or isolated:
                         raise self._bounded_propagation(repo, fault) from fault
@@ -241,10 +245,10 @@ class RepositorySync:
             # Whoever is no longer held back was accepted (or is no longer wanted): forget them.
             self.refusals.forget(repo, held)
             return Synced(result.document, result.rejected, foreign_edits=foreign_edits, pending=result.pending,
-                          refused=self.refusals.first_refused(repo))
+                          refused=self.refusals.first_refused(repo), repaired=repaired)
 
     def _audit(self, repo: RepositoryRef, before: policy.Document | None, after: policy.Document | None,
-               grants: list[LiveGrant], requested: Changes) -> None:
+               grants: list[LiveGrant], requested: Changes) -> frozenset[str]:
         """One log line per policy write: which principals it added and removed, the grants they
         are for, and what asked for the write, so that "who gave this role access?" has an answer
         in the logs alone. A write that no grant's change asked for repaired drift, and is counted."""
@@ -269,6 +273,7 @@ class RepositorySync:
                     "DeleteRepositoryPolicy" if after is None else "SetRepositoryPolicy", repo.arn,
                     added or "none", removed or "none", serving or "none",
                     sorted(str(key) for key in requested) or ("the orphan sweep" if orphan else "the drift check"))
+        return frozenset(added) if not requested and not orphan else frozenset()
 
     async def _write(self, repo: RepositoryRef, document: policy.Document | None) -> None:
         if document is None:

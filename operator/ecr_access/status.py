@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any, TypedDict
 
-from ecr_access.conditions import Condition, Finding, Outcome, Severity, kstatus
+from ecr_access.conditions import READY, STALLED, Condition, Finding, Outcome, Severity, kstatus
 from ecr_access.model import REFERENCE_ACTIONS, GrantKey
 
 
@@ -178,3 +178,32 @@ def status_patch(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> Statu
     patch = {key: value for key, value in new.items() if old.get(key) != value}
     patch.update({key: None for key in STATUS_KEYS if key in old and key not in new})
     return patch
+
+
+Event = tuple[str, str, str]  # (type, reason, message), as the Kubernetes event style guide has them
+
+
+def _condition(status: Mapping[str, Any] | None, kind: str) -> Mapping[str, Any]:
+    found = [item for item in (status or {}).get("conditions") or [] if isinstance(item, Mapping)]
+    return next((item for item in found if item.get("type") == kind), {})
+
+
+def transition_events(previous: Mapping[str, Any] | None, new: Mapping[str, Any], generation: int) -> list[Event]:
+    """The Events a status change deserves: one per change, never one per pass (a pass that changes
+    nothing changes no condition). `Applied`: the first Ready of a generation. `Stalled`: once per
+    transition into Stalled, or to another reason. `AccessRemoved`: a grant that the policies no
+    longer permit, once (its access was undone as a delete would). Read from the previous status
+    for the report only: nothing written to AWS depends on it."""
+    events: list[Event] = []
+    ready, was_ready = _condition(new, READY), _condition(previous, READY)
+    if ready.get("status") == "True" and not (
+            was_ready.get("status") == "True" and (previous or {}).get("observedGeneration") == generation):
+        events.append(("Normal", "Applied", str(ready.get("message", ""))))
+    stalled, was_stalled = _condition(new, STALLED), _condition(previous, STALLED)
+    if stalled.get("status") == "True" and (
+            was_stalled.get("status") != "True" or was_stalled.get("reason") != stalled.get("reason")):
+        events.append(("Warning", "Stalled", f"{stalled.get('reason')}: {stalled.get('message')}"))
+        if stalled.get("reason") == "NotPermitted" and was_ready.get("status") == "True":
+            events.append(("Normal", "AccessRemoved", "No EcrGrantPolicy permits this grant any more: its role was "
+                           "taken out of its repositories' policies, as a delete would."))
+    return events
