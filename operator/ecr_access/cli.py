@@ -84,13 +84,21 @@ def patch_status(key: GrantKey, changes: Mapping[str, Any]) -> None:
 def run_operator(cfg: Config, *, liveness: str | None = None, stop_flag: object = None,
                  ready_flag: object = None) -> None:
     """Run the operator until stopped. Blocking; used by `run` and by the sandbox."""
+    # Everything that can fail for good is done before kopf starts, so that a missing kubeconfig, no
+    # AWS identity or a taken port exits non-zero with the reason (the pod restarts and says why),
+    # where kopf would retry a failing start-up handler every minute with its liveness endpoint down.
     metrics = Metrics()
-    if cfg.metrics_port:  # before kopf starts: a port already taken fails the start, not a later scrape
-        metrics.serve(cfg.metrics_port, cfg.metrics_address)
+    try:
+        runtime = build_runtime(cfg, metrics)
+        if cfg.metrics_port:
+            metrics.serve(cfg.metrics_port, cfg.metrics_address)
+    except Exception as error:
+        raise SystemExit(f"ecr-access-operator: cannot start: {error}") from error
+    if cfg.metrics_port:
         logging.getLogger(__name__).info("Serving metrics on http://%s:%d/metrics", cfg.metrics_address,
                                          cfg.metrics_port)
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, cfg, lambda config: build_runtime(config, metrics))
+    handlers.register(registry, cfg, lambda config: runtime)
     settings = kopf.OperatorSettings()
     handlers.configure(settings)
     kopf.run(
@@ -144,6 +152,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     _add_settings(run)
     run.add_argument("--liveness", metavar="URL", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
     run.add_argument("--verbose", action="store_true", help="debug logging")
+    run.add_argument("--log-format", choices=("plain", "full", "json"), default="full",
+                     help="log lines as text, or as one JSON object each (kopf's format: a grant's lines carry "
+                     "its namespace and name)")
     sandbox = commands.add_parser(
         "sandbox", help="run kubesim, a moto server and the operator on this machine (no cluster, no AWS account)")
     sandbox.add_argument("--dir", default=".sandbox", type=pathlib.Path,
@@ -157,8 +168,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "version":
         print(f"ecr-access-operator {version()}")
         return
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "run" and args.log_format == "json":
+        kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON, log_refkey="grant")
+    else:
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "sandbox":
         try:  # a development tool, not in the image: see ecr_sandbox
             from ecr_sandbox import sandbox as sandbox_module  # noqa: PLC0415 - only the sandbox needs moto's world

@@ -304,8 +304,9 @@ def _write_status(patch: kopf.Patch, changes: Mapping[str, Any]) -> None:
 def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any) -> None:
     """Register every handler on `registry` with its fixed id.
 
-    `build_runtime(config) -> Runtime` runs in kopf's start-up phase, so that a failure to reach AWS
-    or the cluster is reported by kopf and stops the operator before any grant is touched.
+    `build_runtime(config) -> Runtime` is called in kopf's start-up phase. `cli.run_operator` builds
+    the runtime before kopf starts (a failure to reach AWS or the cluster exits at once, with the
+    reason) and hands that one over; tests build theirs here.
     """
 
     async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
