@@ -13,6 +13,7 @@ tests make their own and read it back). Counting adds no AWS or Kubernetes call.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -31,16 +32,30 @@ REPAIR_KINDS = ("statement", "principal", "managed_policy", "orphan")
 
 class _Grants(Collector):
     """`ecr_access_grants{ready,reason}`: how many grants are in each state, from what each grant's
-    last check reported (counted when scraped, so a deleted grant leaves no stale series)."""
+    last check reported (counted when scraped, so a deleted grant leaves no stale series).
+
+    The loop sets and drops states while prometheus_client's server thread scrapes: both hold the
+    lock, or the scrape's iteration fails ("dictionary changed size during iteration")."""
 
     def __init__(self) -> None:
         self.states: dict[Any, tuple[str, str]] = {}
+        self.lock = threading.Lock()
+
+    def set(self, key: Any, state: tuple[str, str]) -> None:
+        with self.lock:
+            self.states[key] = state
+
+    def drop(self, key: Any) -> None:
+        with self.lock:
+            self.states.pop(key, None)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("ecr_access_grants", "Grants by their Ready condition's status and reason.",
                                    labels=["ready", "reason"])
         counts: dict[tuple[str, str], int] = {}
-        for state in self.states.values():
+        with self.lock:
+            states = list(self.states.values())
+        for state in states:
             counts[state] = counts.get(state, 0) + 1
         for (ready, reason), count in sorted(counts.items()):
             family.add_metric([ready, reason], count)
@@ -109,10 +124,10 @@ class Metrics:
         self.reconcile_time.labels(CONTROLLER).observe(seconds)
 
     def grant_state(self, key: Any, ready: str, reason: str) -> None:
-        self._grants.states[key] = (ready, reason)
+        self._grants.set(key, (ready, reason))
 
     def grant_gone(self, key: Any) -> None:
-        self._grants.states.pop(key, None)
+        self._grants.drop(key)
 
     def repaired(self, kind: str, count: int = 1) -> None:
         if count:

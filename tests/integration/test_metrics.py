@@ -146,3 +146,39 @@ def test_every_policy_write_has_an_audit_line_naming_the_grant_and_the_principal
     assert READ_ONLY in attached and role_arn in attached and "team-ml/g" in attached
     [detached] = [line for line in audit if line.startswith("AUDIT DetachRolePolicy")]
     assert READ_ONLY in detached and role_arn in detached
+
+
+def test_the_grants_gauge_can_be_scraped_while_the_loop_changes_it() -> None:
+    """prometheus_client scrapes on its own thread; the loop adds and drops grants meanwhile."""
+    import sys  # noqa: PLC0415
+    import threading  # noqa: PLC0415
+
+    metrics = Metrics()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def scrape() -> None:
+        while not stop.is_set():
+            try:
+                metrics.registry.get_sample_value("ecr_access_grants", {"ready": "True", "reason": "Reconciled"})
+            except BaseException as error:  # what the scrape thread would die of
+                errors.append(error)
+                return
+
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    try:
+        for round_ in range(200):
+            if errors:
+                break
+            for index in range(500):
+                metrics.grant_state((round_, index), "True", "Reconciled")
+            for index in range(500):
+                metrics.grant_gone((round_, index))
+    finally:
+        stop.set()
+        thread.join()
+        sys.setswitchinterval(interval)
+    assert errors == []
