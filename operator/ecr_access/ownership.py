@@ -100,6 +100,11 @@ class ManagedPolicyLedger:
         except AwsFault:
             self.roles.forget(role.key)  # some steps may have landed: read the role afresh next time
             raise
+        # Put back, not attached for the first time: the ledger says this cluster wanted it at the
+        # last sync and an operator had attached it, and someone detached it since. A grant the
+        # policies permit again (revocation) wants it anew: that is no repair.
+        again = frozenset(step.key for step in steps if repair and step.kind == "attach"
+                          and step.key in ledger.mine and step.key in ledger.attached)
         wanting = sorted(str(grant.key) for grant in grants() if grant.spec.managed_policy.value in {
             step.key for step in steps if step.kind != "tag"})
         for step in steps:
@@ -109,14 +114,13 @@ class ManagedPolicyLedger:
                             "attach" else "DetachRolePolicy", attachments.arn_of(step.key, partition), info.arn,
                             wanting if step.kind == "attach" else "none (no live grant wants it)",
                             attachments.ATTACHED_TAG)
-                if repair and step.kind == "attach":
+                if step.key in again:
                     self.metrics.repaired("managed_policy")
         attached = (attached | {s.key for s in steps if s.kind == "attach"}) - {
             s.key for s in steps if s.kind == "detach"}
         info = RoleInfo(info.arn, info.role_id, tags)
         self.roles.written(role.key, info, frozenset(attachments.arn_of(name, partition) for name in attached),
                            frozenset(attachments.arn_of(name, partition) for name in attachments.KNOWN))
-        again = frozenset(step.key for step in steps if step.kind == "attach") if repair else frozenset()
         return RoleState(info, attached, attachments.Ledger.from_tags(tags, self.cluster_tag), again)
 
     async def _wanted(self, arn: str, grants: Iterable[LiveGrant], permitted: Permitted) -> frozenset[str]:

@@ -190,7 +190,7 @@ class Reconciler:
         outcome = self._verdict(key, spec, sid, info.arn, APPLIED, policy_arn, owned, synced, permits)
         repaired = [f"{verdicts.label(repo)}: its policy holds the role again (someone had removed it)"
                     for repo, result in synced.items()
-                    if repo in spec.repositories and isinstance(result, Synced) and info.arn in result.repaired]
+                    if repo in spec.repositories and isinstance(result, Synced) and (sid, info.arn) in result.repaired]
         if state is not None and wanted in state.repaired:
             repaired.insert(0, f"IAM role {info.arn}: {policy_arn} is attached again (someone had detached it)")
         return dataclasses.replace(outcome, repaired=tuple(repaired)) if repaired else outcome

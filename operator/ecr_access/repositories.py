@@ -17,12 +17,13 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
 from ecr_access import handover, policy, refusals
-from ecr_access.coalesce import Cache, Coalescer
+from ecr_access.coalesce import Cache, Coalescer, Entry
 from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, with_changes
 from ecr_access.metrics import Metrics
@@ -45,9 +46,9 @@ class Synced:
     foreign_edits: int = 0  # times a concurrent writer changed the policy between our write and re-read
     pending: frozenset[str] = frozenset()  # Retain hand-over Sids that did not fit (see `handover`)
     refused: Mapping[str, float] = dataclasses.field(default_factory=dict)  # principal -> first refused (`refusals`)
-    # Principals a write put back that no grant's change asked for: drift repaired (someone removed
-    # them, or the whole statement), for the grants' DriftRepaired Event.
-    repaired: frozenset[str] = frozenset()
+    # (Sid, principal) pairs a write put back of what the operator last saw there: drift repaired
+    # (someone removed them, or the whole statement), for those grants' DriftRepaired Event.
+    repaired: frozenset[tuple[str, str]] = frozenset()
 
 
 Result = Synced | AwsFault | policy.PolicyDocumentError
@@ -170,10 +171,13 @@ class RepositorySync:
     async def _run(self, repo: RepositoryRef, live: LiveGrants) -> Synced:
         upto = self._sequence
         queued = {key: grant for key, (_, grant) in self._queued.get(repo, {}).items()}
+        # The sweep's ask is this run's, written or not: it must not label a later write (a grant's).
+        orphan = repo in self._orphans
+        self._orphans.discard(repo)
         try:
             grants = with_changes(live.naming_repository(repo), queued, lambda grant: repo in grant.spec.repositories)
             return await self._read_merge_write(repo, *await self._desired(repo, live, queued), requested=queued,
-                                                grants=grants)
+                                                grants=grants, orphan=orphan)
         finally:  # what this run used is done with; later requests stay for the next run
             self._queued[repo] = {k: v for k, v in self._queued.get(repo, {}).items() if v[0] > upto}
 
@@ -189,7 +193,7 @@ class RepositorySync:
 
     async def _read_merge_write(
         self, repo: RepositoryRef, desired: list[policy.DesiredStatement], handovers: list[handover.Handover],
-        requested: Changes | None = None, grants: list[LiveGrant] | None = None,
+        requested: Changes | None = None, grants: list[LiveGrant] | None = None, orphan: bool = False,
     ) -> Synced:
         """Read, merge, write only if different, then re-read to verify (ECR has no conditional write).
 
@@ -198,13 +202,16 @@ class RepositorySync:
         refuses the document for a principal, the refused ones are found and held back, and the
         rest is written (`refusals`).
         """
+        # What this operator last saw there (its last read or verified write), before reading it
+        # afresh: drift is a difference from it (nothing known, e.g. just after a restart: none).
+        known = self._documents.lookup(repo, math.inf)
         document = await self.read(repo)
         stale = policy.stale_principals(document, self.prefix)
         if stale:
             logger.info("Repository %s names deleted roles %s; rewriting from live grants", repo.arn, stale)
         held = self.refusals.held_back(repo, self._clock())
         foreign_edits = 0
-        repaired: frozenset[str] = frozenset()
+        repaired: frozenset[tuple[str, str]] = frozenset()
         isolated = False  # at most one isolation per sync: its writes are bounded by bisection
         while True:
             offered = refusals.without(desired, held)
@@ -213,7 +220,9 @@ class RepositorySync:
             if not policy.equivalent(document, result.document):
                 try:
                     await self._write(repo, result.document)
-                    repaired |= self._audit(repo, document, result.document, grants or [], requested or {})
+                    repaired |= self._audit(repo, document, result.document, grants or [], requested or {},
+                                            known, orphan)
+                    orphan = False  # counted once per run
                 except AwsFault as fault:
                     if fault.kind is not FaultKind.PROPAGATING or isolated:
                         raise self._bounded_propagation(repo, fault) from fault
@@ -248,10 +257,17 @@ class RepositorySync:
                           refused=self.refusals.first_refused(repo), repaired=repaired)
 
     def _audit(self, repo: RepositoryRef, before: policy.Document | None, after: policy.Document | None,
-               grants: list[LiveGrant], requested: Changes) -> frozenset[str]:
+               grants: list[LiveGrant], requested: Changes, known: Entry[policy.Document | None] | None,
+               orphan: bool) -> frozenset[tuple[str, str]]:
         """One log line per policy write: which principals it added and removed, the grants they
         are for, and what asked for the write, so that "who gave this role access?" has an answer
-        in the logs alone. A write that no grant's change asked for repaired drift, and is counted."""
+        in the logs alone.
+
+        What the write puts back of what this operator last saw there (`known`), and what it takes
+        out that someone put into our statements since, repaired drift, and is counted; returns the
+        (Sid, principal) pairs put back (their grants' DriftRepaired Event). A write that no one tampered
+        before is a change, however it was asked for: a grant the policies permit again or no
+        longer permit is granted or revoked, not repaired."""
         was, now = policy.owned_principals(before, self.prefix), policy.owned_principals(after, self.prefix)
         old = {arn for arns in was.values() for arn in arns}
         new = {arn for arns in now.values() for arn in arns}
@@ -259,21 +275,24 @@ class RepositorySync:
         changed = set(added) | set(removed)
         serving = sorted(str(grant.key) for grant in grants if self.roles.known_arn(grant.spec.role) in changed)
         self.metrics.written("written")
-        orphan = repo in self._orphans
-        self._orphans.discard(repo)
+        restored: set[tuple[str, str]] = set()
         if orphan:
             self.metrics.repaired("orphan", max(1, len(removed)))
-        elif not requested:
-            missing = len(set(now) - set(was))
-            if missing:
-                self.metrics.repaired("statement", missing)
-            else:
-                self.metrics.repaired("principal", max(1, len(changed)))
+        elif known is not None:
+            then = policy.owned_principals(known.value, self.prefix)
+            statements = [sid for sid in then if sid in now and sid not in was]
+            put_back = {sid: (then[sid] & now[sid]) - was[sid] for sid in then if sid in now and sid in was}
+            taken_out = {sid: was[sid] - then.get(sid, frozenset()) - now.get(sid, frozenset()) for sid in was}
+            restored = {(sid, arn) for sid in statements for arn in then[sid] & now[sid]}
+            restored |= {(sid, arn) for sid, arns in put_back.items() for arn in arns}
+            self.metrics.repaired("statement", len(statements))
+            self.metrics.repaired("principal", sum(len(arns) for arns in put_back.values())
+                                  + sum(len(arns) for arns in taken_out.values()))
         logger.info("AUDIT %s %s: principals added %s, removed %s; for grants %s; requested by %s",
                     "DeleteRepositoryPolicy" if after is None else "SetRepositoryPolicy", repo.arn,
                     added or "none", removed or "none", serving or "none",
                     sorted(str(key) for key in requested) or ("the orphan sweep" if orphan else "the drift check"))
-        return frozenset(added) if not requested and not orphan else frozenset()
+        return frozenset(restored)
 
     async def _write(self, repo: RepositoryRef, document: policy.Document | None) -> None:
         if document is None:

@@ -182,3 +182,88 @@ def test_the_grants_gauge_can_be_scraped_while_the_loop_changes_it() -> None:
         thread.join()
         sys.setswitchinterval(interval)
     assert errors == []
+
+
+def _drift_report(world: World, reconciler: Reconciler, grants: Grants, key: Any, spec: Any,
+                  previous: dict[str, Any]) -> Any:
+    return world.run(cycle.apply_and_report(
+        reconciler, key, spec, grants, generation=1, previous=previous, applied=spec, recorded=None,
+        mode=ApplyMode.drift(since=reconciler.clock()), timing=cycle.Timing(15, 300), now=lambda: "T"))
+
+
+def test_a_grant_the_policies_permit_again_is_granted_not_repaired(world: World) -> None:
+    """A namespace relabelled (or a policy widened) lets a NotPermitted grant in: the drift check
+    writes its principal and attaches its managed policy for the first time. Nobody removed
+    anything: no DriftRepaired Event saying "someone had removed it", and no drift repair counted.
+    Nor is the revocation that follows a repair."""
+    from tests.integration.test_tenancy import enforcing, grant, team_policy  # noqa: PLC0415
+
+    reconciler, metrics = counted(world)
+    world.create_role()
+    world.create_repository("ml/a")
+    grants = enforcing(team_policy(), ml={})  # namespace ml is not labelled team=ml yet
+    key, spec = grants.add("g", grant("ml/a"), namespace="ml")
+    first = report(world, reconciler, grants, key, spec, ApplyMode())
+    stalled = {"observedGeneration": 1, **first.status}
+    assert [reason for _, reason, _ in first.events] == ["Stalled"]
+
+    grants.labels["ml"] = {"team": "ml"}  # now permitted: re-judged by the drift loop (`revocation`)
+    permitted = _drift_report(world, reconciler, grants, key, spec, stalled)
+
+    assert len(world.ours("ml/a")) == 1 and READ_ONLY in world.attached()
+    assert [reason for _, reason, _ in permitted.events] == ["Applied"]
+    for kind in ("statement", "principal", "managed_policy", "orphan"):
+        assert value(metrics, "ecr_access_drift_repairs_total", kind=kind) == 0, kind
+
+    grants.labels["ml"] = {}  # revoked again
+    ready = {**stalled, **permitted.status}
+    _drift_report(world, reconciler, grants, key, spec, ready)
+    assert world.ours("ml/a") == []
+    for kind in ("statement", "principal", "managed_policy", "orphan"):
+        assert value(metrics, "ecr_access_drift_repairs_total", kind=kind) == 0, kind
+
+
+def test_drift_repaired_is_told_to_the_grant_whose_statement_was_put_back(world: World, grants: Grants) -> None:
+    """Two grants give one role different actions on one repository (two statements). Someone
+    removes one statement: only that grant's access was repaired, and it is told so, although the
+    role is still in the other statement (the repair is per statement, not per principal)."""
+    reconciler, metrics = counted(world)
+    world.create_role()
+    world.create_repository("ml/a")
+    pull_key, pull = grants.add("pull", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]})
+    push_key, push = grants.add("push", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}],
+                                         "actions": ["ecr:BatchGetImage", "ecr:PutImage"]})
+    report(world, reconciler, grants, pull_key, pull, ApplyMode())
+    report(world, reconciler, grants, push_key, push, ApplyMode())
+    assert len(world.ours("ml/a")) == 2
+    pull_sid = reconciler.sid_for(pull)
+    world.ecr().set_repository_policy(repositoryName="ml/a", policyText=json.dumps(
+        {"Version": "2012-10-17", "Statement": [s for s in world.statements("ml/a") if s["Sid"] != pull_sid]}))
+
+    repaired = _drift_report(world, reconciler, grants, pull_key, pull, {})
+    other = _drift_report(world, reconciler, grants, push_key, push, {})
+
+    assert len(world.ours("ml/a")) == 2
+    assert [reason for _, reason, _ in repaired.events if reason == "DriftRepaired"] == ["DriftRepaired"]
+    assert [reason for _, reason, _ in other.events if reason == "DriftRepaired"] == []
+    assert value(metrics, "ecr_access_drift_repairs_total", kind="statement") == 1
+
+
+def test_a_sweep_that_could_not_clean_leaves_no_orphan_label_on_the_next_write(world: World, grants: Grants) -> None:
+    """The sweep's sync fails (it is logged and tried again next sweep); the next write to that
+    repository is a grant's own change: neither an orphan repair, nor "requested by the orphan sweep"."""
+    reconciler, metrics = counted(world)
+    world.create_role()
+    world.create_repository("ml/a", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]})
+    report(world, reconciler, grants, key, spec, ApplyMode())
+    grants.remove(key)  # deleted while the operator was down
+    world.calls.inject("SetRepositoryPolicy", "ServerException", "try later", status=500, times=10)
+    assert world.sweep(grants, reconciler=reconciler) == []
+    world.calls.failures.clear()
+
+    key, spec = grants.add("h", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}],
+                                 "actions": ["ecr:BatchGetImage"]})
+    report(world, reconciler, grants, key, spec, ApplyMode())
+
+    assert value(metrics, "ecr_access_drift_repairs_total", kind="orphan") == 0
