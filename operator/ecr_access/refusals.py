@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 from ecr_access import handover, policy
 from ecr_access.model import RepositoryRef
+from ecr_access.ports import AwsFault, FaultKind
 
 # Write a document (None: delete the policy); False when ECR refused it for a principal.
 Write = Callable[[policy.Document | None], Awaitable[bool]]
@@ -116,3 +117,25 @@ async def isolate(
     if new:
         await probe(new, True)  # the whole set was just refused
     return frozenset(accepted), frozenset(refused)
+
+
+@dataclasses.dataclass
+class Propagation:
+    """Per repository, since when ECR refuses a whole document for a principal (`PROPAGATING`).
+    That is normal for a role created seconds ago (IAM propagation: transient), but not for longer
+    than `window` seconds: then it is reported as an invalid request, for a person to look at."""
+
+    window: float
+    first: dict[RepositoryRef, float] = dataclasses.field(default_factory=dict)
+
+    def bounded(self, repo: RepositoryRef, fault: AwsFault, now: float) -> AwsFault:
+        if fault.kind is not FaultKind.PROPAGATING:
+            return fault
+        if now - self.first.setdefault(repo, now) < self.window:
+            return fault
+        return AwsFault(FaultKind.INVALID, fault.operation, fault.resource,
+                        f"ECR still rejects a principal after {self.window:.0f}s ({fault.detail}); check that every "
+                        "role still exists")
+
+    def accepted(self, repo: RepositoryRef) -> None:
+        self.first.pop(repo, None)

@@ -22,14 +22,15 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from ecr_access import handover, policy, refusals
+from ecr_access import handover, policy, policy_writes, refusals
 from ecr_access.coalesce import Cache, Coalescer, Entry
 from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, with_changes
 from ecr_access.metrics import Metrics
-from ecr_access.model import GrantKey, RepositoryRef, RoleRef
-from ecr_access.ports import Accounts, AwsFault, EcrPort, FaultKind, RoleInfo
+from ecr_access.model import GrantKey, RepositoryRef
+from ecr_access.ports import Accounts, AwsFault, EcrPort, FaultKind
 from ecr_access.roles import RoleDirectory
+from ecr_access.statements import desired
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ class RepositorySync:
         self._sequence = 0
         self._documents: Cache[RepositoryRef, policy.Document | None] = Cache(clock)
         self.refusals = refusals.Refusals()
-        self._propagating: dict[RepositoryRef, float] = {}  # first "principal not accepted" per repository
+        self._propagation = refusals.Propagation(config.propagation_window)
         self._unanswered: dict[RepositoryRef, float] = {}  # since when each repository has not answered
 
     def request(self, repo: RepositoryRef, changed: Changes, *, burst: bool = True, orphan: bool = False) -> int:
@@ -250,7 +251,7 @@ class RepositorySync:
                 self.metrics.written("verified")
             self.metrics.policy_size.observe(len(policy.serialize(result.document)) / policy.MAX_POLICY_CHARS
                                              if result.document is not None else 0.0)
-            self._propagating.pop(repo, None)
+            self._propagation.accepted(repo)
             # Whoever is no longer held back was accepted (or is no longer wanted): forget them.
             self.refusals.forget(repo, held)
             return Synced(result.document, result.rejected, foreign_edits=foreign_edits, pending=result.pending,
@@ -261,38 +262,21 @@ class RepositorySync:
                orphan: bool) -> frozenset[tuple[str, str]]:
         """One log line per policy write: which principals it added and removed, the grants they
         are for, and what asked for the write, so that "who gave this role access?" has an answer
-        in the logs alone.
-
-        What the write puts back of what this operator last saw there (`known`), and what it takes
-        out that someone put into our statements since, repaired drift, and is counted; returns the
-        (Sid, principal) pairs put back (their grants' DriftRepaired Event). A write that no one tampered
-        before is a change, however it was asked for: a grant the policies permit again or no
-        longer permit is granted or revoked, not repaired."""
-        was, now = policy.owned_principals(before, self.prefix), policy.owned_principals(after, self.prefix)
-        old = {arn for arns in was.values() for arn in arns}
-        new = {arn for arns in now.values() for arn in arns}
-        added, removed = sorted(new - old), sorted(old - new)
-        changed = set(added) | set(removed)
-        serving = sorted(str(grant.key) for grant in grants if self.roles.known_arn(grant.spec.role) in changed)
+        in the logs alone. Drift it repaired is counted (`policy_writes`); returns the (Sid,
+        principal) pairs it put back, for their grants' DriftRepaired Event."""
+        found = policy_writes.change(before, after, self.prefix, known=known.value if known else None,
+                                     has_known=known is not None and not orphan)
+        serving = sorted(str(grant.key) for grant in grants if self.roles.known_arn(grant.spec.role) in found.changed)
         self.metrics.written("written")
-        restored: set[tuple[str, str]] = set()
         if orphan:
-            self.metrics.repaired("orphan", max(1, len(removed)))
-        elif known is not None:
-            then = policy.owned_principals(known.value, self.prefix)
-            statements = [sid for sid in then if sid in now and sid not in was]
-            put_back = {sid: (then[sid] & now[sid]) - was[sid] for sid in then if sid in now and sid in was}
-            taken_out = {sid: was[sid] - then.get(sid, frozenset()) - now.get(sid, frozenset()) for sid in was}
-            restored = {(sid, arn) for sid in statements for arn in then[sid] & now[sid]}
-            restored |= {(sid, arn) for sid, arns in put_back.items() for arn in arns}
-            self.metrics.repaired("statement", len(statements))
-            self.metrics.repaired("principal", sum(len(arns) for arns in put_back.values())
-                                  + sum(len(arns) for arns in taken_out.values()))
+            self.metrics.repaired("orphan", max(1, len(found.removed)))
+        self.metrics.repaired("statement", found.statements_restored)
+        self.metrics.repaired("principal", found.principals_repaired)
         logger.info("AUDIT %s %s: principals added %s, removed %s; for grants %s; requested by %s",
                     "DeleteRepositoryPolicy" if after is None else "SetRepositoryPolicy", repo.arn,
-                    added or "none", removed or "none", serving or "none",
+                    list(found.added) or "none", list(found.removed) or "none", serving or "none",
                     sorted(str(key) for key in requested) or ("the orphan sweep" if orphan else "the drift check"))
-        return frozenset(restored)
+        return found.restored
 
     async def _write(self, repo: RepositoryRef, document: policy.Document | None) -> None:
         if document is None:
@@ -324,43 +308,6 @@ class RepositorySync:
         return refused
 
     def _bounded_propagation(self, repo: RepositoryRef, fault: AwsFault) -> AwsFault:
-        """ECR refusing a principal is normal for a role created seconds ago, but not for minutes."""
-        if fault.kind is not FaultKind.PROPAGATING:
-            return fault
-        now = self._clock()
-        first = self._propagating.setdefault(repo, now)
-        self.roles.forget_all()  # re-resolve every role next time: one may have been deleted since we looked
-        window = self.config.propagation_window
-        if now - first < window:
-            return fault
-        return AwsFault(
-            FaultKind.INVALID, fault.operation, fault.resource,
-            f"ECR still rejects a principal after {window:.0f}s ({fault.detail}); check that every role still exists",
-        )
-
-
-async def desired(
-    cluster_id: str, grants: list[LiveGrant], resolve: Callable[[RoleRef], Awaitable[RoleInfo | None]],
-    permitted: Callable[[LiveGrant, str], bool],
-) -> tuple[list[policy.DesiredStatement], list[handover.Handover]]:
-    """This cluster's statements for a repository, from every live grant naming it, and the Retain
-    hand-overs in flight (their roles are not in the shared statements unless they do not fit).
-    A grant whose role does not resolve is left out (syncing drops it where it was), and so is one
-    that no EcrGrantPolicy permits on this repository: it is undone as a delete would undo it, with
-    no hand-over (`tenancy`)."""
-    wanted: dict[str, tuple[tuple[str, ...], set[str]]] = {}
-    handovers = []
-    for grant in grants:
-        sid = policy.statement_sid(cluster_id, grant.spec.actions)
-        entry = wanted.setdefault(sid, (grant.spec.actions, set()))
-        info = await resolve(grant.spec.role)
-        if info is None or not permitted(grant, info.arn):
-            continue
-        if grant.handing_over:
-            handovers.append(handover.Handover(
-                policy.retained_sid(cluster_id, grant.key.namespace, grant.key.name, grant.uid), sid,
-                info.arn, grant.spec.actions))
-        else:
-            entry[1].add(info.arn)
-    desired = [policy.DesiredStatement(sid, actions, frozenset(arns)) for sid, (actions, arns) in wanted.items()]
-    return desired, handovers
+        if fault.kind is FaultKind.PROPAGATING:
+            self.roles.forget_all()  # re-resolve every role next time: one may have been deleted since we looked
+        return self._propagation.bounded(repo, fault, self._clock())
