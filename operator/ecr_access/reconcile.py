@@ -16,16 +16,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import math
 import time
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
-from ecr_access import attachments, policy, verdicts
+from ecr_access import attachments, outcomes, policy, verdicts
 from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult
 from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, changes, contribution, with_changes
 from ecr_access.metrics import Metrics
 from ecr_access.model import DeletionPolicy, GrantKey, GrantSpec, ManagedPolicy, RepositoryRef, RoleRef
+from ecr_access.modes import ApplyMode
 from ecr_access.ownership import GrantGone, ManagedPolicyLedger, RoleState
 from ecr_access.ports import (
     Accounts,
@@ -55,32 +55,6 @@ logger = logging.getLogger(__name__)
 AWS_CONCURRENCY = 6
 
 __all__ = ["ApplyMode", "GrantGone", "LiveGrant", "LiveGrants", "Reconciler", "Synced"]
-
-
-@dataclasses.dataclass(frozen=True)
-class ApplyMode:
-    """How one apply may use what the operator already knows."""
-
-    max_age: float | None = None  # how old a cached AWS answer may be; None: `Config.cache_ttl`
-    since: float | None = None  # and, if given, read at or after this moment (the reconciler's clock)
-    debounce: bool = True  # a change may be one of a burst (a GitOps sync): its syncs wait for the rest
-    # The grant is the live index's own entry (the drift check): its statements come from the index
-    # alone, and if it leaves the index before its role is synced (it began deleting), `GrantGone`
-    # is raised: a release may be undoing that very work.
-    from_index: bool = False
-    offer_refused: bool = True  # offer the role again at once where ECR refused it (`refusals`)
-
-    @classmethod
-    def drift(cls, since: float) -> ApplyMode:
-        """A drift pass that began at `since`: reuse what the pass read, never an answer from before
-        it (however young: the pass would miss drift since), and wait out the back-off of refused
-        principals."""
-        return cls(math.inf, since=since, debounce=False, from_index=True, offer_refused=False)
-
-    @classmethod
-    def requested(cls) -> ApplyMode:
-        """A reconcile-now request: fresh AWS reads, and the grant itself asks again."""
-        return cls(0.0, debounce=False, from_index=True, offer_refused=True)
 
 
 class Reconciler:
@@ -118,7 +92,7 @@ class Reconciler:
 
     async def apply(
         self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants,
-        mode: ApplyMode = ApplyMode(),
+        mode: ApplyMode = ApplyMode(),  # noqa: B008 - frozen
     ) -> Outcome:
         """Make AWS hold what this grant asks for, alongside every other live grant (DESIGN §2.1-4).
 
@@ -150,7 +124,7 @@ class Reconciler:
                 try:
                     info = await self.roles.resolve(spec.role, max_age=age, since=since)
                 except AwsFault as fault:
-                    if not self._iam_optional(spec.role, (spec, applied), fault):
+                    if not outcomes.iam_optional(fault, spec.role, (spec, applied), self.account):
                         raise
                     info = RoleInfo(arn=str(spec.role.arn), role_id="")
                 # What this apply read itself is fresh enough for the rest of it, even with max_age 0.
@@ -188,12 +162,9 @@ class Reconciler:
         policy_arn = spec.managed_policy.arn(info.arn.split(":")[1]) if attached else None
         owned = state is not None and wanted in state.ledger.attached
         outcome = self._verdict(key, spec, sid, info.arn, APPLIED, policy_arn, owned, synced, permits)
-        repaired = [f"{verdicts.label(repo)}: its policy holds the role again (someone had removed it)"
-                    for repo, result in synced.items()
-                    if repo in spec.repositories and isinstance(result, Synced) and (sid, info.arn) in result.repaired]
-        if state is not None and wanted in state.repaired:
-            repaired.insert(0, f"IAM role {info.arn}: {policy_arn} is attached again (someone had detached it)")
-        return dataclasses.replace(outcome, repaired=tuple(repaired)) if repaired else outcome
+        repaired = outcomes.repaired(spec, sid, info.arn, synced, policy_arn if state is not None
+                                     and wanted in state.repaired else None)
+        return dataclasses.replace(outcome, repaired=repaired) if repaired else outcome
 
     async def release(
         self, key: GrantKey, spec: GrantSpec | None, applied: GrantSpec | None, live: LiveGrants, uid: str = ""
@@ -245,7 +216,8 @@ class Reconciler:
                 try:
                     await self._sync_role(role, live, changes(exclude=key), self.config.cache_ttl, hand_over)
                 except AwsFault as fault:
-                    if fault.kind is not FaultKind.NOT_FOUND and not self._iam_optional(role, known, fault):
+                    optional = outcomes.iam_optional(fault, role, known, self.account)
+                    if fault.kind is not FaultKind.NOT_FOUND and not optional:
                         role_finding = verdicts.for_fault(fault, f"IAM role {role.describe()}")
         info = None
         if given is not None:
@@ -274,7 +246,7 @@ class Reconciler:
         """Whether the policies permit the grant on at least one repository (its role resolved)."""
         info = await self.roles.principal(grant.spec.role)
         found = live.verdict(grant, info.arn) if info is not None else None
-        return found is not None and found.permitted and bool(found.repositories)
+        return found is not None and found.permits_any
 
     async def _sync_roles(
         self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, me: LiveGrant | None,
@@ -291,20 +263,9 @@ class Reconciler:
             return await self._sync_role(spec.role, live, changes(include=me), age, since=since,
                                          require=key if from_index else None)
         except AwsFault as fault:
-            if self._iam_optional(spec.role, (spec, applied), fault):
+            if outcomes.iam_optional(fault, spec.role, (spec, applied), self.account):
                 return None
             raise
-
-    def _iam_optional(self, role: RoleRef, specs: Iterable[GrantSpec | None], fault: AwsFault) -> bool:
-        """Whether IAM refusing the operator (AccessDenied) in the role's account may be passed over:
-        the role is named by ARN in another account, and none of `specs` (the grant's spec and its
-        applied record) attaches a managed policy to it. Then the operator needs nothing of IAM
-        there, as in an account no EcrAccessAccount configures: a central registry's role has the
-        ECR actions only (deploy/iam/registry-account-policy.json), and a role of that account with
-        `managedPolicy: None` is written as a principal as the spec gives it."""
-        return (fault.kind is FaultKind.ACCESS_DENIED and role.arn is not None and role.account != self.account
-                and all(item.managed_policy is ManagedPolicy.NONE for item in specs
-                        if item is not None and item.role.key == role.key))
 
     async def _sync_role(
         self, role: RoleRef, live: LiveGrants, changed: Changes, age: float,
@@ -313,14 +274,19 @@ class Reconciler:
         def grants() -> list[LiveGrant]:
             return with_changes(live.on_role(role.key), changed, lambda grant: grant.spec.role.key == role.key)
 
-        def permitted(grant: LiveGrant, role_arn: str) -> bool:
-            # A managed policy reads every repository in the account: a grant wants it only while the
-            # policies permit the grant on at least one repository.
-            found = live.verdict(grant, role_arn)
-            return found.permitted and bool(found.repositories)
+        def permitted(grant: LiveGrant, role_arn: str) -> bool:  # see `Verdict.permits_any`
+            return live.verdict(grant, role_arn).permits_any
 
         return await self.ledger.sync(role, grants, permitted, max_age=age, since=since, hand_over=hand_over,
                                       require=require)
+
+    def _verdict(
+        self, key: GrantKey, spec: GrantSpec, sid: str, role_arn: str | None, role_finding: Finding,
+        policy_arn: str | None, owned: bool, synced: Mapping[RepositoryRef, Result], permits: Verdict | None,
+    ) -> Outcome:
+        return outcomes.grant_outcome(
+            key, spec, sid, role_arn, role_finding, policy_arn, owned, synced, permits,
+            silent_for=self.repositories.silent_for, now=self.clock(), config=self.config)
 
     async def _sync_all(
         self, tickets: Mapping[RepositoryRef, int], live: LiveGrants, max_age: float, since: float | None = None
@@ -329,43 +295,6 @@ class Reconciler:
         results = await asyncio.gather(*(self.repositories.sync(repo, live, tickets[repo], max_age, since=since)
                                          for repo in repos))
         return dict(zip(repos, results, strict=True))
-
-    def _verdict(
-        self, key: GrantKey, spec: GrantSpec, sid: str, role_arn: str | None, role_finding: Finding,
-        policy_arn: str | None, owned: bool, synced: Mapping[RepositoryRef, Result], permits: Verdict | None,
-    ) -> Outcome:
-        """Each repository's verdict for this grant, from what its sync found and what the policies
-        permit (`permits`; None when the role was not found)."""
-        results, notes, unsettled = [], [], []
-        for repo, result in synced.items():
-            if repo not in spec.repositories:
-                left = verdicts.dropped(repo, result)
-                if left is not None:
-                    logger.warning("Could not drop a grant from %s: %s", repo.arn, result)
-                    unsettled.append(left)
-        for repo in spec.repositories:
-            if permits is not None and not permits.allows(repo):
-                # Its access is undone by the sync, if it had any; a failed removal is reported (and
-                # retried when transient), never passed off as "nothing is granted". Whether the
-                # repository exists is not said: NotPermitted either way.
-                finding = verdicts.revoking(repo, synced.get(repo)) or (
-                    role_finding if not permits.permitted else verdicts.repository_not_permitted(repo, key.namespace))
-                results.append(RepositoryResult(repo.arn, sid, finding))
-                continue
-            result = synced[repo]
-            first = None
-            if isinstance(result, Synced):
-                if result.foreign_edits:
-                    notes.append(verdicts.foreign_edits(repo, result.foreign_edits))
-                first = result.refused.get(role_arn) if role_arn else None
-            finding = verdicts.granted(
-                repo, result, role_arn=role_arn, role_finding=role_finding, sid=sid,
-                silent=self.repositories.silent_for(repo), unreachable_after=self.config.unreachable_after,
-                since_refused=None if first is None else self.clock() - first,
-                propagation_window=self.config.propagation_window)
-            results.append(RepositoryResult(repo.arn, sid, finding))
-        return Outcome(role_arn, policy_arn, owned, role_finding, tuple(results), tuple(notes), spec.actions,
-                       tuple(unsettled))
 
 
 class _UnreachableRole(Exception):

@@ -106,6 +106,12 @@ class Verdict:
     def allows(self, repo: RepositoryRef) -> bool:
         return self.permitted and repo in self.repositories
 
+    @property
+    def permits_any(self) -> bool:
+        """Permitted on at least one repository: what a managed policy (it reads every repository in
+        the account) and a Retain hand-over need."""
+        return self.permitted and bool(self.repositories)
+
 
 def open_verdict(spec: GrantSpec) -> Verdict:
     """Policy mode Open: everything the grant asks for is permitted."""
