@@ -15,22 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import kopf
 
-from ecr_access import cycle, grants, progress, revocation, status, watches
-from ecr_access.account_check import AccountChecker
-from ecr_access.aws.accounts import AssumedAccounts
+from ecr_access import cycle, events, grants, progress, status, watches
 from ecr_access.config import Config
-from ecr_access.drift import DriftChecker
-from ecr_access.model import GROUP, PLURAL, VERSION, Defaults, DeletionPolicy, GrantKey
-from ecr_access.reconcile import ApplyMode, LiveGrant, Reconciler
+from ecr_access.events import inform, warn
+from ecr_access.model import GROUP, PLURAL, VERSION, DeletionPolicy, GrantKey
+from ecr_access.reconcile import ApplyMode
+from ecr_access.runtime import Runtime
 from ecr_access.spec import SpecError, parse_spec
-from ecr_access.sweep import Sweeper
 from ecr_access.watches import FINALIZER, RESOURCE, now
 
 ANNOTATION_PREFIX = "ecraccess.io"
@@ -62,34 +59,6 @@ __all__ = [
     "register",
     "warn",
 ]
-
-
-@dataclasses.dataclass(frozen=True)
-class Runtime:
-    """Everything a handler needs, built once at start-up and kept in kopf's memo."""
-
-    config: Config
-    defaults: Defaults
-    reconciler: Reconciler
-    sweeper: Sweeper
-    drift: DriftChecker | None = None
-    # How many grants exist (a cheap list with limit=1 is enough): zero means the (empty) indexes are
-    # already complete at start-up, so the orphan sweep need not wait for a first handler call.
-    count_grants: Callable[[], int] = lambda: 1
-    # The one status writer outside kopf's own patch (`kube.patch_status`), which kopf writes only
-    # when a handler returns: a new spec's progress report, and a stalled delete's verdict while it
-    # waits for a person. The drift loop writes through the same function.
-    patch_status: status.PatchStatus = lambda key, changes: None
-    # The grant's spec as the API server has it now (blocking; None once it is gone), or None when
-    # there is no API server to ask: then a stalled delete just waits out stalled_retry_delay.
-    read_spec: Callable[[GrantKey], Mapping[str, Any] | None] | None = None
-    # What the policies and namespace labels were when last seen (`revocation`), and the writer of a
-    # policy's status (`kube.patch_policy_status`).
-    revocations: revocation.Watch = dataclasses.field(default_factory=revocation.Watch)
-    patch_policy_status: Callable[[str, Mapping[str, Any]], None] = lambda name, changes: None
-    # The accounts EcrAccessAccounts configure (`aws.accounts`), and the check that reports on them.
-    others: AssumedAccounts | None = None
-    account_checker: AccountChecker | None = None
 
 
 def configure(settings: kopf.OperatorSettings) -> None:
@@ -145,14 +114,15 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     previous = dict(body.get("status") or {})
     outcome = await runtime.reconciler.release(key, spec, applied, live, str(meta.get("uid", "")))
     for left in outcome.unsettled:  # what the delete could not check, and does not wait for
-        _warn(body, left.reason, left.message)
+        events.post(body, "Warning", left.reason, left.message)
     if not (outcome.transient or outcome.terminal):
         runtime.reconciler.metrics.grant_gone(key)
         given = spec or applied
         if given is not None and given.deletion_policy is DeletionPolicy.DELETE:
-            _post(body, "Normal", "AccessRemoved", f"IAM role {outcome.role_arn or given.role.describe()} was taken "
-                  f"out of the policies of {len(given.repositories)} repositories; a managed policy the operator "
-                  "attached is detached unless another grant wants it.")
+            role = outcome.role_arn or given.role.describe()
+            events.post(body, "Normal", "AccessRemoved", f"IAM role {role} was taken out of the policies of "
+                        f"{len(given.repositories)} repositories; a managed policy the operator attached is "
+                        "detached unless another grant wants it.")
         return
     new, changes = status.for_outcome(outcome, meta.get("generation", 0), previous, now())
     message = new["conditions"][0]["message"]
@@ -200,9 +170,9 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     if report.record is not None:
         patch.metadata.annotations[grants.APPLIED_ANNOTATION] = report.record
     for reason, message in (*report.notes, *report.unsettled):
-        _warn(body, reason, message)
+        events.post(body, "Warning", reason, message)
     for kind, reason, message in report.events:
-        _post(body, kind, reason, message)
+        events.post(body, kind, reason, message)
     if report.retry is not None:
         raise kopf.TemporaryError(report.message, delay=report.retry)
 
@@ -254,42 +224,6 @@ def _indexes_ready(runtime: Runtime, live: grants.IndexedGrants, kwargs: Mapping
         runtime.drift.indexes_ready(live)
     if runtime.others is not None:
         runtime.others.bind(watches.account_lookup(kwargs, runtime.defaults.partition), watches.account_listing(kwargs))
-
-
-def _warn(body: kopf.Body, reason: str, message: str) -> None:
-    """A Warning Event on the grant; only logged outside a running operator (kopf's queue is per operator)."""
-    try:
-        kopf.warn(body, reason=reason, message=message)
-    except LookupError:
-        logger.warning("%s: %s", reason, message)
-
-
-def _post(body: kopf.Body, kind: str, reason: str, message: str) -> None:
-    """An Event of type `kind` (Normal or Warning) on the grant. Normal ones go through kopf.event:
-    kopf.info is gated by the posting level, which stays at WARNING so that kopf's own log lines
-    ("Handler ... succeeded") never become Events."""
-    try:
-        kopf.event(body, type=kind, reason=reason, message=message)
-    except LookupError:  # outside a running operator (kopf's event queue is per operator)
-        logger.info("%s %s: %s", kind, reason, message)
-
-
-def _ref(grant: LiveGrant) -> kopf.Body:
-    return kopf.Body({"apiVersion": f"{GROUP}/{VERSION}", "kind": "EcrAccessGrant",
-                      "metadata": {"namespace": grant.key.namespace, "name": grant.key.name, "uid": grant.uid}})
-
-
-def warn(grant: LiveGrant, reason: str, message: str) -> None:
-    """A Warning Event on a grant known only from the index (the drift check has no body)."""
-    try:
-        kopf.warn(_ref(grant), reason=reason, message=message)
-    except LookupError:  # outside a running operator (kopf's event queue is per operator)
-        logger.warning("%s %s: %s", grant.key, reason, message)
-
-
-def inform(grant: LiveGrant, reason: str, message: str) -> None:
-    """A Normal Event on a grant known only from the index (see `_post`)."""
-    _post(_ref(grant), "Normal", reason, message)
 
 
 def _write_status(patch: kopf.Patch, changes: Mapping[str, Any]) -> None:

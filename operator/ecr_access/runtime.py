@@ -1,0 +1,45 @@
+"""What every handler needs (`Runtime`), built once at start-up (`cli.build_runtime`) and kept in
+kopf's memo. No kopf here: the handlers read it, the loops and adapters are built into it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ecr_access import revocation, status
+from ecr_access.account_check import AccountChecker
+from ecr_access.aws.accounts import AssumedAccounts
+from ecr_access.config import Config
+from ecr_access.drift import DriftChecker
+from ecr_access.model import Defaults, GrantKey
+from ecr_access.reconcile import Reconciler
+from ecr_access.sweep import Sweeper
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Everything a handler needs, built once at start-up and kept in kopf's memo."""
+
+    config: Config
+    defaults: Defaults
+    reconciler: Reconciler
+    sweeper: Sweeper
+    drift: DriftChecker | None = None
+    # How many grants exist (a cheap list with limit=1 is enough): zero means the (empty) indexes are
+    # already complete at start-up, so the orphan sweep need not wait for a first handler call.
+    count_grants: Callable[[], int] = lambda: 1
+    # The one status writer outside kopf's own patch (`kube.patch_status`), which kopf writes only
+    # when a handler returns: a new spec's progress report, and a stalled delete's verdict while it
+    # waits for a person. The drift loop writes through the same function.
+    patch_status: status.PatchStatus = lambda key, changes: None
+    # The grant's spec as the API server has it now (blocking; None once it is gone), or None when
+    # there is no API server to ask: then a stalled delete just waits out stalled_retry_delay.
+    read_spec: Callable[[GrantKey], Mapping[str, Any] | None] | None = None
+    # What the policies and namespace labels were when last seen (`revocation`), and the writer of a
+    # policy's status (`kube.patch_policy_status`).
+    revocations: revocation.Watch = dataclasses.field(default_factory=revocation.Watch)
+    patch_policy_status: Callable[[str, Mapping[str, Any]], None] = lambda name, changes: None
+    # The accounts EcrAccessAccounts configure (`aws.accounts`), and the check that reports on them.
+    others: AssumedAccounts | None = None
+    account_checker: AccountChecker | None = None
