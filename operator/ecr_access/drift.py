@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import dataclasses
 import logging
 import math
@@ -111,11 +112,12 @@ class DriftChecker:
             self._live = live
             self._ready.set()
 
-    def post_within(self, run: Callable[..., Any]) -> None:
+    def post_within(self, capture: Callable[[], contextvars.Context]) -> None:
         """How this loop posts Events: kopf's event queue is known only inside its handlers' context,
-        not in a loop started at start-up, so the wiring hands over a handler's (`Context.run`)."""
+        not in a loop started at start-up, so the wiring hands over a handler's (`capture` is
+        `contextvars.copy_context`, called once)."""
         if self._post_runner is None:
-            self._post_runner = run
+            self._post_runner = capture().run
 
     def _post(self, post: Warn, grant: LiveGrant, reason: str, message: str) -> None:
         if self._post_runner is None:

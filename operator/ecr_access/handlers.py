@@ -220,7 +220,7 @@ def _indexes_ready(runtime: Runtime, live: grants.IndexedGrants, kwargs: Mapping
             # kopf's event queue lives in its resource handlers' context, not in start-up's nor in the
             # loop started there: the drift loop posts its Events in a copy of this one (every
             # handler's queue is the operator's one queue).
-            runtime.drift.post_within(contextvars.copy_context().run)
+            runtime.drift.post_within(contextvars.copy_context)
         runtime.drift.indexes_ready(live)
     if runtime.others is not None:
         runtime.others.bind(watches.account_lookup(kwargs, runtime.defaults.partition), watches.account_listing(kwargs))

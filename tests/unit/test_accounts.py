@@ -11,7 +11,7 @@ import pytest
 from ecr_access import accounts, tenancy
 from ecr_access.accounts import AccountError, AccountSpec, Invalid
 from ecr_access.model import Defaults, RepositoryRef
-from ecr_access.ports import AwsFault, EcrPort, FaultKind, IamPort
+from ecr_access.ports import EcrPort, IamPort
 from ecr_access.reconcile import AWS_CONCURRENCY, Reconciler
 from tests.memory import Grants
 from tests.unit.fakes import FakeEcr, FakeIam
@@ -171,8 +171,3 @@ def test_work_held_up_in_one_account_does_not_hold_up_another() -> None:
     assert held and all(finding.ok for finding in outcome.findings), outcome
     assert "GetRepositoryPolicy" in own_ecr.calls
 
-
-def test_a_repository_in_an_account_the_operator_cannot_use_says_so() -> None:
-    fault = AwsFault(FaultKind.ACCOUNT_UNAVAILABLE, "GetRepositoryPolicy", "repository x", "assuming r failed: denied")
-    assert fault.kind.transient
-    assert not FaultKind.ACCOUNT_NOT_CONFIGURED.transient
