@@ -37,6 +37,7 @@ def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runti
     """Connect to AWS and the cluster once, at start-up; fail loudly if either is unreachable."""
     kube.load_client_config()
     metrics = metrics or Metrics()
+    metrics.drift_interval.set(cfg.resync_interval)
     session = AwsSession.create(cfg.region, rate=cfg.aws_rate_limit, burst=cfg.aws_burst, metrics=metrics)
     defaults = session.defaults(cfg.region)
     cluster_id = cfg.cluster_id or kube.cluster_id(cfg.effective_namespaces)

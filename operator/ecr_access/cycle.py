@@ -80,7 +80,8 @@ async def apply_and_report(
         work.cancel()  # a no-op once done; stops the work if the caller is cancelled (operator stop)
     new, patch = status.for_outcome(outcome, generation, previous, now(), handled)
     ready = new["conditions"][0]
-    reconciler.metrics.grant_state(key, ready["status"], ready["reason"])
+    stalled = any(c["type"] == "Stalled" and c["status"] == "True" for c in new["conditions"])
+    reconciler.metrics.grant_state(key, ready["status"], ready["reason"], stalled)
     # What a suspend freezes and a delete releases (metadata, judged like the spec). It moves on only
     # once nothing of the previous contribution is left, so that a retry or the delete still names it.
     record = grants.applied_annotation(spec)

@@ -151,7 +151,7 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
         # Nothing changes in AWS: the grant's last applied contribution stays (see `grants`).
         invalid = status.invalid_spec_status(str(error), generation, previous, now())
         _write_status(patch, status.status_patch(previous, invalid))
-        runtime.reconciler.metrics.grant_state(_key(meta), "False", "InvalidSpec")
+        runtime.reconciler.metrics.grant_state(_key(meta), "False", "InvalidSpec", stalled=True)
         return
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
     recorded = (meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION)

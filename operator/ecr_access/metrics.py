@@ -17,7 +17,15 @@ import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+    start_http_server,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -38,10 +46,10 @@ class _Grants(Collector):
     lock, or the scrape's iteration fails ("dictionary changed size during iteration")."""
 
     def __init__(self) -> None:
-        self.states: dict[Any, tuple[str, str]] = {}
+        self.states: dict[Any, tuple[str, str, bool]] = {}
         self.lock = threading.Lock()
 
-    def set(self, key: Any, state: tuple[str, str]) -> None:
+    def set(self, key: Any, state: tuple[str, str, bool]) -> None:
         with self.lock:
             self.states[key] = state
 
@@ -52,14 +60,23 @@ class _Grants(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("ecr_access_grants", "Grants by their Ready condition's status and reason.",
                                    labels=["ready", "reason"])
+        stalled = GaugeMetricFamily("ecr_access_grants_stalled",
+                                    "Grants whose Stalled condition is True (a person must act), by reason.",
+                                    labels=["reason"])
         counts: dict[tuple[str, str], int] = {}
+        stalled_counts: dict[str, int] = {}
         with self.lock:
             states = list(self.states.values())
-        for state in states:
-            counts[state] = counts.get(state, 0) + 1
+        for ready, reason, is_stalled in states:
+            counts[ready, reason] = counts.get((ready, reason), 0) + 1
+            if is_stalled:
+                stalled_counts[reason] = stalled_counts.get(reason, 0) + 1
         for (ready, reason), count in sorted(counts.items()):
             family.add_metric([ready, reason], count)
+        for reason, count in sorted(stalled_counts.items()):
+            stalled.add_metric([reason], count)
         yield family
+        yield stalled
 
 
 class Metrics:
@@ -100,8 +117,14 @@ class Metrics:
         self.policy_size = Histogram("ecr_access_policy_size_ratio",
                                      "Size of each synced repository policy as a share of ECR's 10,240 characters.",
                                      registry=r, buckets=SIZE_BUCKETS)
+        self.drift_interval = Gauge("ecr_access_drift_interval_seconds",
+                                    "The configured interval between drift passes (ECR_ACCESS_RESYNC_INTERVAL).",
+                                    registry=r)
         self._grants = _Grants()
         r.register(self._grants)
+        # process_start_time_seconds, process_resident_memory_bytes and the rest, read from /proc: an
+        # alert on the drift pass needs to know how long the process has been up.
+        ProcessCollector(registry=r)
         # Every label value known in advance starts at 0, so that rate() and absent() work from the start.
         for result in RESULTS:
             self.reconcile_total.labels(CONTROLLER, result)
@@ -123,8 +146,8 @@ class Metrics:
             self.reconcile_errors.labels(CONTROLLER).inc()
         self.reconcile_time.labels(CONTROLLER).observe(seconds)
 
-    def grant_state(self, key: Any, ready: str, reason: str) -> None:
-        self._grants.set(key, (ready, reason))
+    def grant_state(self, key: Any, ready: str, reason: str, stalled: bool = False) -> None:
+        self._grants.set(key, (ready, reason, stalled))
 
     def grant_gone(self, key: Any) -> None:
         self._grants.drop(key)

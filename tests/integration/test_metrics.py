@@ -99,6 +99,8 @@ def test_a_stalled_grant_is_counted_by_its_reason_and_an_aws_error_by_its_code(w
     report(world, reconciler, grants, key, spec, ApplyMode())
 
     assert value(metrics, "ecr_access_grants", ready="False", reason="RepositoryNotFound") == 1
+    # The alert "a grant Stalled for 15 minutes" reads this one (Ready=False alone is also a retry).
+    assert value(metrics, "ecr_access_grants_stalled", reason="RepositoryNotFound") == 1
     # Stalled is a finished reconcile (the verdict is in status; a person acts), as a Go operator that
     # sets a condition and returns no error: counted as success, with the state in ecr_access_grants.
     assert value(metrics, "controller_runtime_reconcile_total", controller=CONTROLLER, result="success") == 1
@@ -106,6 +108,22 @@ def test_a_stalled_grant_is_counted_by_its_reason_and_an_aws_error_by_its_code(w
                  code="RepositoryNotFoundException") == 1
     metrics.grant_gone(key)
     assert value(metrics, "ecr_access_grants", ready="False", reason="RepositoryNotFound") == 0
+    assert value(metrics, "ecr_access_grants_stalled", reason="RepositoryNotFound") == 0
+
+
+def test_a_ready_grant_is_not_counted_stalled_and_the_process_start_is_exposed(world: World, grants: Grants) -> None:
+    reconciler, metrics = counted(world)
+    world.create_role()
+    world.create_repository("ml/a")
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]})
+
+    report(world, reconciler, grants, key, spec, ApplyMode())
+
+    assert value(metrics, "ecr_access_grants", ready="True", reason="Reconciled") == 1
+    assert not [sample for family in metrics.registry.collect() if family.name == "ecr_access_grants_stalled"
+                for sample in family.samples]
+    # The "no drift pass for 3 intervals" alert needs the process's age, so as not to fire at start-up.
+    assert value(metrics, "process_start_time_seconds") > 0
 
 
 def test_counting_adds_no_aws_call(world: World, grants: Grants) -> None:
