@@ -16,7 +16,7 @@ from typing import Any
 
 import kopf
 
-from ecr_access import accounts, handlers, kube
+from ecr_access import accounts, handlers, kube, probes
 from ecr_access import config as config_module
 from ecr_access.account_check import AccountChecker
 from ecr_access.aws.accounts import AssumedAccounts
@@ -27,6 +27,7 @@ from ecr_access.config import Config
 from ecr_access.drift import DriftChecker, jittered
 from ecr_access.metrics import Metrics
 from ecr_access.model import GrantKey
+from ecr_access.probes import Readiness
 from ecr_access.reconcile import Reconciler
 from ecr_access.sweep import Registry, Sweeper
 
@@ -60,7 +61,10 @@ def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runti
         now=handlers.now,
         first_delay=jittered(cfg.resync_interval, cfg.resync_jitter),
     )
+    readiness = Readiness()
+    readiness.aws_answered = True  # session.defaults() above: GetCallerIdentity answered
     return handlers.Runtime(
+        readiness=readiness,
         config=cfg,
         defaults=defaults,
         reconciler=reconciler,
@@ -82,8 +86,8 @@ def patch_status(key: GrantKey, changes: Mapping[str, Any]) -> None:
     kube.patch_status(key.namespace, key.name, changes)
 
 
-def run_operator(cfg: Config, *, liveness: str | None = None, stop_flag: object = None,
-                 ready_flag: object = None) -> None:
+def run_operator(cfg: Config, *, liveness: str | None = None, readiness: str | None = None,
+                 stop_flag: object = None, ready_flag: object = None) -> None:
     """Run the operator until stopped. Blocking; used by `run` and by the sandbox."""
     # Everything that can fail for good is done before kopf starts, so that a missing kubeconfig, no
     # AWS identity or a taken port exits non-zero with the reason (the pod restarts and says why),
@@ -93,6 +97,8 @@ def run_operator(cfg: Config, *, liveness: str | None = None, stop_flag: object 
         runtime = build_runtime(cfg, metrics)
         if cfg.metrics_port:
             metrics.serve(cfg.metrics_port, cfg.metrics_address)
+        if readiness:
+            probes.serve(readiness, runtime.readiness)
     except Exception as error:
         raise SystemExit(f"ecr-access-operator: cannot start: {error}") from error
     if cfg.metrics_port:
@@ -152,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     run = commands.add_parser("run", help="run the operator against the current kubeconfig and AWS credentials")
     _add_settings(run)
     run.add_argument("--liveness", metavar="URL", help="kopf liveness endpoint, e.g. http://0.0.0.0:8080/healthz")
+    run.add_argument("--readiness", metavar="URL", help="readiness endpoint, e.g. http://0.0.0.0:8081/readyz: 200 "
+                     "once AWS answered and every grant, policy, namespace and account is listed, 503 before")
     run.add_argument("--verbose", action="store_true", help="debug logging")
     run.add_argument("--log-format", choices=("plain", "full", "json"), default="full",
                      help="log lines as text, or as one JSON object each (kopf's format: a grant's lines carry "
@@ -196,7 +204,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ValueError as error:
         parser.error(str(error))
     if args.command == "run":
-        run_operator(cfg, liveness=args.liveness)
+        run_operator(cfg, liveness=args.liveness, readiness=args.readiness)
 
 
 if __name__ == "__main__":

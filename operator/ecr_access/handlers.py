@@ -213,7 +213,8 @@ async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 def _indexes_ready(runtime: Runtime, live: grants.IndexedGrants, kwargs: Mapping[str, Any],
                    resource_handler: bool = True) -> None:
     """kopf runs no resource handler before its indexes are complete: the first call is the signal
-    that the orphan sweep and the drift check may start."""
+    that the orphan sweep and the drift check may start, and that the operator is ready."""
+    runtime.readiness.indexes_complete = True
     runtime.sweeper.indexes_ready(live)
     if runtime.drift is not None:
         if resource_handler:

@@ -13,6 +13,7 @@ from ecr_access.aws.accounts import AssumedAccounts
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
 from ecr_access.model import Defaults, GrantKey
+from ecr_access.probes import Readiness
 from ecr_access.reconcile import Reconciler
 from ecr_access.sweep import Sweeper
 
@@ -43,3 +44,5 @@ class Runtime:
     # The accounts EcrAccessAccounts configure (`aws.accounts`), and the check that reports on them.
     others: AssumedAccounts | None = None
     account_checker: AccountChecker | None = None
+    # What /readyz says (`probes`): AWS answered at start-up, and kopf's indexes are complete.
+    readiness: Readiness = dataclasses.field(default_factory=Readiness)

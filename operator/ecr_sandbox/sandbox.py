@@ -131,6 +131,7 @@ class Sandbox:
         self.aws_env: dict[str, str] = {}
         self._liveness_port = free_port()
         self._metrics_port = free_port()  # the same across operator restarts, so metrics-url stays true
+        self._readiness_port = free_port()  # likewise readiness-url
         self._stopping = threading.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -148,7 +149,8 @@ class Sandbox:
 
     def start(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        for name in ("ready", "operator.pid", "kubesim.pid", "moto.pid", "kubeconfig", "aws.env", "metrics-url"):
+        for name in ("ready", "operator.pid", "kubesim.pid", "moto.pid", "kubeconfig", "aws.env", "metrics-url",
+                     "readiness-url"):
             (self.dir / name).unlink(missing_ok=True)
         self._say("starting kubesim (emulated Kubernetes API)")
         self._start_kubesim()
@@ -171,6 +173,7 @@ class Sandbox:
         self._say("starting the operator (ecr-access-operator run)")
         self.start_operator()
         (self.dir / "metrics-url").write_text(f"{self.metrics_url}\n")
+        (self.dir / "readiness-url").write_text(f"{self.readiness_url}\n")
         if self.apply_examples:
             self._say(f"applying {self.examples}/")
             self.kubectl("apply", "-f", str(self.examples))
@@ -264,7 +267,7 @@ class Sandbox:
 
     def start_operator(self) -> None:
         args = ["run", "--liveness", f"http://127.0.0.1:{self._liveness_port}/healthz",
-                "--metrics-port", str(self._metrics_port), *self.operator_args]
+                "--readiness", self.readiness_url, "--metrics-port", str(self._metrics_port), *self.operator_args]
         if self.resync_interval is not None:
             args += ["--resync-interval", str(self.resync_interval)]
         if self.cluster_id is not None:
@@ -275,12 +278,14 @@ class Sandbox:
         )
         (self.dir / "operator.pid").write_text(f"{self.operator.pid}\n")
         self._drain(self.operator, "operator", log_file=self.dir / "operator.log")
-        _wait_for("the operator's liveness endpoint", self._operator_up)
+        # Up as a Deployment's rollout counts it: live, then ready (AWS answered, every index listed).
+        _wait_for("the operator's liveness endpoint", lambda: self._operator_up(f"http://127.0.0.1:{self._liveness_port}/healthz"))
+        _wait_for("the operator's readiness endpoint", lambda: self._operator_up(self.readiness_url))
 
-    def _operator_up(self) -> bool:
+    def _operator_up(self, url: str) -> bool:
         if self.operator is not None and self.operator.poll() is not None:
             raise RuntimeError(f"the operator exited with code {self.operator.returncode}; see {self.dir}/operator.log")
-        return _http_ok(f"http://127.0.0.1:{self._liveness_port}/healthz")
+        return _http_ok(url)
 
     def operator_env(self) -> dict[str, str]:
         """The operator's environment: the sandbox's kubeconfig and AWS, plus any overrides (tests use
@@ -295,6 +300,11 @@ class Sandbox:
     def metrics_url(self) -> str:
         """Where the operator serves Prometheus metrics (also written to DIR/metrics-url)."""
         return f"http://127.0.0.1:{self._metrics_port}/metrics"
+
+    @property
+    def readiness_url(self) -> str:
+        """Where the operator answers its readiness probe (also written to DIR/readiness-url)."""
+        return f"http://127.0.0.1:{self._readiness_port}/readyz"
 
     def kubectl(self, *args: str, check: bool = True, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
         return run_kubectl(*args, kubeconfig=self.kubeconfig, stdin=stdin, check=check)

@@ -53,3 +53,11 @@ def test_the_counters_and_gauges_say_what_happened(driver: Driver) -> None:
         driver.kubectl("delete", "ecraccessgrant", name, "--timeout=60s")
     final = scrape(driver)
     assert sample(final, "ecr_access_grants", ready="False", reason="RepositoryNotFound") == stalled  # gone
+
+
+def test_the_readiness_probe_says_ready_once_the_operator_runs(driver: Driver) -> None:
+    # The sandbox waits for it as a rollout would; a restarted operator answers on the same URL.
+    url = (driver.sandbox.dir / "readiness-url").read_text().strip()
+    with urllib.request.urlopen(url, timeout=5) as answer:
+        assert answer.status == 200
+        assert answer.read() == b'{"ready": true}'

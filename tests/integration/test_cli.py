@@ -32,13 +32,31 @@ def test_a_start_that_cannot_reach_the_cluster_exits_with_the_reason_instead_of_
     assert "kube" in str(raised.value).lower() or "config" in str(raised.value).lower()
 
 
+def test_a_readiness_port_that_is_taken_exits_with_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket  # noqa: PLC0415
+    import types  # noqa: PLC0415
+
+    from ecr_access.probes import Readiness  # noqa: PLC0415
+
+    monkeypatch.setenv("AWS_REGION", "us-west-2")
+    monkeypatch.setenv("ECR_ACCESS_METRICS_PORT", "0")
+    monkeypatch.setattr(cli, "build_runtime", lambda cfg, metrics: types.SimpleNamespace(readiness=Readiness()))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(SystemExit) as raised:
+            cli.main(["run", "--readiness", f"http://127.0.0.1:{taken.getsockname()[1]}/readyz"])
+    assert str(raised.value).startswith("ecr-access-operator: cannot start:")
+    assert "in use" in str(raised.value)
+
+
 def test_log_format_json_writes_each_line_as_a_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
     import json  # noqa: PLC0415
     import logging  # noqa: PLC0415
 
     root = logging.getLogger()
     handlers, level = list(root.handlers), root.level
-    monkeypatch.setattr(cli, "run_operator", lambda cfg, liveness=None: None)
+    monkeypatch.setattr(cli, "run_operator", lambda cfg, **endpoints: None)
     try:
         cli.main(["run", "--log-format", "json"])
         added = [handler for handler in root.handlers if handler not in handlers]

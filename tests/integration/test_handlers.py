@@ -359,3 +359,17 @@ def test_a_reconcile_request_on_a_grant_with_nothing_to_check_is_acknowledged(
 
     assert cluster.direct == [("g", {"lastHandledReconcileAt": "t1"})]
     assert checker._requested == {} and world.calls.made == []
+
+
+def test_the_operator_is_ready_once_kopf_calls_a_resource_handler(world: World, cluster: Cluster) -> None:
+    # kopf calls no resource handler before every index is listed: the first call is the signal.
+    readiness = cluster.memo.runtime.readiness
+    readiness.aws_answered = True  # cli.build_runtime's doing: GetCallerIdentity answered
+    world.create_role()
+    world.create_repository("ml/trainer")
+    cluster.put("g", spec("ml/trainer"))
+    assert not readiness.ready
+
+    cluster.call(handlers.on_grant_resume, "g")
+
+    assert readiness.ready
