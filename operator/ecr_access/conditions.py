@@ -88,6 +88,9 @@ class Outcome:
     unsettled: tuple[Finding, ...] = ()
     # Drift this apply repaired for the grant, one sentence each (a DriftRepaired Event).
     repaired: tuple[str, ...] = ()
+    # What a Ready grant's message must also say: what the operator cannot see to (the role's own
+    # permission to log in to ECR when it attaches no managed policy).
+    cautions: tuple[str, ...] = ()
 
     @property
     def findings(self) -> list[Finding]:

@@ -51,10 +51,11 @@ def grant_outcome(
             repo, result, role_arn=role_arn, role_finding=role_finding, sid=sid,
             silent=silent_for(repo), unreachable_after=config.unreachable_after,
             since_refused=None if first is None else now - first,
-            propagation_window=config.propagation_window)
+            propagation_window=config.propagation_window, actions=spec.actions)
         results.append(RepositoryResult(repo.arn, sid, finding))
+    cautions = (verdicts.TOKEN_FROM_IDENTITY,) if spec.managed_policy is ManagedPolicy.NONE else ()
     return Outcome(role_arn, policy_arn, owned, role_finding, tuple(results), tuple(notes), spec.actions,
-                   tuple(unsettled))
+                   tuple(unsettled), cautions=cautions)
 
 
 def repaired(spec: GrantSpec, sid: str, role_arn: str, synced: Mapping[RepositoryRef, Result],

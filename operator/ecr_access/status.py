@@ -98,7 +98,8 @@ def build_status(
                                    if more else "")
         ready = ("False", first.reason, message)
     else:
-        ready = ("True", "Reconciled", _ready_message(outcome))
+        cautions = [repo.finding.message for repo in outcome.repositories if repo.finding.reason == "MayBeDenied"]
+        ready = ("True", "Reconciled", " ".join([_ready_message(outcome), *cautions, *outcome.cautions]))
     report = _role_report(outcome, previous)
     status: GrantStatus = {
         "observedGeneration": generation,
@@ -206,4 +207,9 @@ def transition_events(previous: Mapping[str, Any] | None, new: Mapping[str, Any]
         if stalled.get("reason") == "NotPermitted" and was_ready.get("status") == "True":
             events.append(("Normal", "AccessRemoved", "No EcrGrantPolicy permits this grant any more: its role was "
                            "taken out of its repositories' policies, as a delete would."))
+    # A conditional Deny the access check cannot judge: once, when a repository first says so.
+    before = {repo.get("arn"): repo for repo in (previous or {}).get("repositories") or [] if isinstance(repo, Mapping)}
+    for repo in new.get("repositories") or []:
+        if repo.get("reason") == "MayBeDenied" and before.get(repo.get("arn"), {}).get("reason") != "MayBeDenied":
+            events.append(("Warning", "MayBeDenied", str(repo.get("message", ""))))
     return events

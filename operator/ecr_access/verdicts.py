@@ -9,11 +9,17 @@ silent for `unreachable_after`).
 
 from __future__ import annotations
 
-from ecr_access import policy
+from ecr_access import access, policy
 from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult, Severity
 from ecr_access.model import GrantSpec, RepositoryRef, RoleRef
 from ecr_access.ports import AwsFault, FaultKind
 from ecr_access.repositories import Result
+
+
+# A repository policy cannot grant ecr:GetAuthorizationToken (it is not a repository's action): without
+# it a node cannot even log in to the registry.
+TOKEN_FROM_IDENTITY = ("With managedPolicy: None the role needs ecr:GetAuthorizationToken from an identity policy "
+                       "of its own, or nodes cannot log in to ECR.")
 
 
 def severity(fault: AwsFault) -> Severity:
@@ -128,9 +134,11 @@ def foreign_edits(repo: RepositoryRef, times: int) -> str:
 def granted(
     repo: RepositoryRef, result: Result, *, role_arn: str | None, role_finding: Finding, sid: str,
     silent: float | None, unreachable_after: float, since_refused: float | None, propagation_window: float,
+    actions: tuple[str, ...] = (),
 ) -> Finding:
     """One repository's verdict for a grant being applied. `since_refused`: seconds since ECR first
-    refused the grant's role as a principal there, if it did."""
+    refused the grant's role as a principal there, if it did. `actions`: the grant's, for the access
+    check of the policy now in AWS (`access`)."""
     if isinstance(result, AwsFault):
         return unreachable(repo, result, silent, unreachable_after) or for_fault(result, label(repo),
                                                                                 "RepositoryNotFound")
@@ -148,7 +156,22 @@ def granted(
     if role_arn in result.rejected.get(sid, frozenset()):
         return Finding("PolicyTooLarge", f"{label(repo)}: adding {role_arn} would take its policy over "
                        f"{policy.MAX_POLICY_CHARS} characters; remove statements or grants from it.", Severity.TERMINAL)
-    return APPLIED
+    return denied(repo, access.denials(result.document, role_arn, actions), role_arn)
+
+
+def denied(repo: RepositoryRef, found: list[access.Denial], role_arn: str) -> Finding:
+    """The access check's verdict: the grant's statement is in place, but a foreign Deny beside it
+    blocks the pull (`DeniedByPolicy`, a person must act), or may block it under a condition that
+    cannot be judged here (`MayBeDenied`, still ready)."""
+    if not found:
+        return APPLIED
+    first = found[0]
+    if not first.conditional:
+        return Finding("DeniedByPolicy", f"{label(repo)}: its policy's Deny ({first.named}) denies {first.action} "
+                       f"to {role_arn}, whatever Allow is beside it. The grant's statement is in place and takes "
+                       "effect once that Deny no longer covers the role.", Severity.TERMINAL)
+    return Finding("MayBeDenied", f"{label(repo)}: {first.action} may be denied to {role_arn} by {first.named} "
+                   "under a condition, which the operator cannot judge.")
 
 
 def dropped(repo: RepositoryRef, result: Result) -> Finding | None:
