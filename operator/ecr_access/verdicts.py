@@ -15,7 +15,6 @@ from ecr_access.model import GrantSpec, RepositoryRef, RoleRef
 from ecr_access.ports import AwsFault, FaultKind
 from ecr_access.repositories import Result
 
-
 # A repository policy cannot grant ecr:GetAuthorizationToken (it is not a repository's action): without
 # it a node cannot even log in to the registry.
 TOKEN_FROM_IDENTITY = ("With managedPolicy: None the role needs ecr:GetAuthorizationToken from an identity policy "
