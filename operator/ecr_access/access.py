@@ -26,6 +26,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ecr_access import policy
+from ecr_access.ports import Simulated
+
+# What a node does before any pull: log in. Only an identity policy can allow it.
+TOKEN_ACTION = "ecr:GetAuthorizationToken"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,3 +111,23 @@ def _compiled(pattern: str) -> re.Pattern[str]:
     """IAM's action wildcards: `*` any run of characters, `?` any one; case-insensitive."""
     return re.compile("".join(".*" if char == "*" else "." if char == "?" else re.escape(char) for char in pattern),
                       re.IGNORECASE)
+
+
+def identity_denials(simulated: Iterable[Simulated], role_arn: str) -> list[Simulated]:
+    """What IAM's policy simulator says the role may not do, of what a pull needs
+    (`ECR_ACCESS_VERIFY_IDENTITY`). The simulation covers identity policies only, so:
+    - `ecr:GetAuthorizationToken` must be `allowed` (no repository policy can grant it);
+    - a pull action `explicitDeny` is a denial wherever the repository is (an identity policy, a
+      permissions boundary or an SCP denies it);
+    - a pull action `implicitDeny` is a denial only on a repository in another account than the
+      role's: across accounts both sides must allow, in the same account the repository policy
+      alone does."""
+    account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else ""
+    denied = []
+    for answer in simulated:
+        if answer.decision == "allowed":
+            continue
+        if (answer.action.lower() == TOKEN_ACTION.lower() or answer.decision == "explicitDeny"
+                or (answer.resource.count(":") >= 5 and answer.resource.split(":")[4] != account)):
+            denied.append(answer)
+    return denied

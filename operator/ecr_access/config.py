@@ -81,6 +81,9 @@ class Config:
     # Where /metrics is served (Prometheus text format); port 0 serves none.
     metrics_port: int = 8000
     metrics_address: str = "0.0.0.0"
+    # Ask IAM's policy simulator (iam:SimulatePrincipalPolicy, which the operator's policy must then
+    # allow) whether each grant's role may log in to ECR and pull: one call per grant per check.
+    verify_identity: bool = False
 
     @property
     def effective_namespaces(self) -> tuple[str, ...]:
@@ -111,6 +114,7 @@ _FIELDS: Mapping[str, type] = {
     "unreachable_after": float,
     "metrics_port": int,
     "metrics_address": str,
+    "verify_identity": bool,
 }
 
 
@@ -160,6 +164,14 @@ def load(overrides: Mapping[str, object | None], environ: Mapping[str, str] | No
 
 
 def _convert(field: str, kind: type, raw: object) -> object:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        if str(raw).strip().lower() in ("true", "1", "yes", "on"):
+            return True
+        if str(raw).strip().lower() in ("false", "0", "no", "off"):
+            return False
+        raise ValueError(f"{env_name(field)}: {raw!r} is not true or false")
     if kind is tuple:
         if isinstance(raw, str):
             return tuple(item.strip() for item in raw.split(",") if item.strip())

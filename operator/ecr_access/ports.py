@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from ecr_access.model import RepositoryRef
@@ -67,6 +67,15 @@ class RoleInfo:
     tags: Mapping[str, str] = dataclasses.field(default_factory=dict, hash=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class Simulated:
+    """One answer of IAM's policy simulator: may the role call `action` on `resource`?"""
+
+    action: str
+    resource: str
+    decision: str  # allowed | explicitDeny | implicitDeny
+
+
 class IamPort(Protocol):
     async def get_role(self, name: str) -> RoleInfo | None: ...
 
@@ -81,6 +90,12 @@ class IamPort(Protocol):
     async def tag_role(self, role_name: str, tags: Mapping[str, str]) -> None: ...
 
     async def untag_role(self, role_name: str, keys: Iterable[str]) -> None: ...
+
+    async def simulate_principal_policy(self, role_arn: str, actions: Sequence[str],
+                                        resources: Sequence[str]) -> list[Simulated]:
+        """What the role's identity policies (and boundary, and SCPs) decide for each action on each
+        resource; read only (`ECR_ACCESS_VERIFY_IDENTITY`)."""
+        ...
 
 
 class EcrPort(Protocol):

@@ -23,6 +23,7 @@ from ecr_access import attachments, outcomes, policy, verdicts
 from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult
 from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, changes, contribution, with_changes
+from ecr_access.identity import verify_identity
 from ecr_access.metrics import Metrics
 from ecr_access.model import DeletionPolicy, GrantKey, GrantSpec, ManagedPolicy, RepositoryRef, RoleRef
 from ecr_access.modes import ApplyMode
@@ -161,7 +162,9 @@ class Reconciler:
         attached = state is not None and wanted in state.attached
         policy_arn = spec.managed_policy.arn(info.arn.split(":")[1]) if attached else None
         owned = state is not None and wanted in state.ledger.attached
-        outcome = self._verdict(key, spec, sid, info.arn, APPLIED, policy_arn, owned, synced, permits)
+        identity = await verify_identity(self.config, self.roles, spec, info.arn,
+                                         [repo for repo in spec.repositories if permits.allows(repo)])
+        outcome = self._verdict(key, spec, sid, info.arn, identity, policy_arn, owned, synced, permits)
         repaired = outcomes.repaired(spec, sid, info.arn, synced, policy_arn if state is not None
                                      and wanted in state.repaired else None)
         return dataclasses.replace(outcome, repaired=repaired) if repaired else outcome

@@ -12,7 +12,7 @@ from __future__ import annotations
 from ecr_access import access, policy
 from ecr_access.conditions import APPLIED, Finding, Outcome, RepositoryResult, Severity
 from ecr_access.model import GrantSpec, RepositoryRef, RoleRef
-from ecr_access.ports import AwsFault, FaultKind
+from ecr_access.ports import AwsFault, FaultKind, Simulated
 from ecr_access.repositories import Result
 
 # A repository policy cannot grant ecr:GetAuthorizationToken (it is not a repository's action): without
@@ -156,6 +156,19 @@ def granted(
         return Finding("PolicyTooLarge", f"{label(repo)}: adding {role_arn} would take its policy over "
                        f"{policy.MAX_POLICY_CHARS} characters; remove statements or grants from it.", Severity.TERMINAL)
     return denied(repo, access.denials(result.document, role_arn, actions), role_arn)
+
+
+def identity_denied(role_arn: str, found: list[Simulated]) -> Finding:
+    """The optional identity check's verdict (`access.identity_denials`): APPLIED when nothing a
+    pull needs is denied."""
+    if not found:
+        return APPLIED
+    first = found[0]
+    where = "" if first.resource == "*" else f" on {first.resource}"
+    more = f" ({len(found) - 1} more denied)" if len(found) > 1 else ""
+    return Finding("IdentityDenied", f"IAM's policy simulator says role {role_arn} may not call {first.action}{where} "
+                   f"({first.decision}){more}: give the role an identity policy that allows it, or remove the Deny "
+                   "(identity policy, permissions boundary or SCP) that blocks it.", Severity.TERMINAL)
 
 
 def denied(repo: RepositoryRef, found: list[access.Denial], role_arn: str) -> Finding:

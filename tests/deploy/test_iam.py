@@ -50,10 +50,22 @@ def _adapter_actions() -> set[str]:
     return actions
 
 
+# Called only with ECR_ACCESS_VERIFY_IDENTITY=true: granted by a policy of its own, attached only then.
+VERIFY_IDENTITY = iam_policy.IAM / "verify-identity-policy.json"
+OPTIONAL_ACTIONS = {"iam:SimulatePrincipalPolicy"}
+
+
 def test_policy_grants_exactly_the_operations_the_adapters_call() -> None:
     # Plus STS: botocore's assume-role credential fetcher calls AssumeRole (aws/session.py), no adapter.
-    assert iam_policy.granted_actions() == _adapter_actions() | STS_ACTIONS
-    assert _adapter_actions() == ECR_ACTIONS | ROLE_ACTIONS
+    assert iam_policy.granted_actions() == _adapter_actions() - OPTIONAL_ACTIONS | STS_ACTIONS
+    assert _adapter_actions() == ECR_ACTIONS | ROLE_ACTIONS | OPTIONAL_ACTIONS
+
+
+def test_the_identity_check_has_a_policy_of_its_own_on_roles_only() -> None:
+    policy = iam_policy.load_policy(VERIFY_IDENTITY)
+    assert policy.granted_actions() == OPTIONAL_ACTIONS
+    assert policy.allows("iam:SimulatePrincipalPolicy", ROLE)
+    assert not policy.allows("iam:SimulatePrincipalPolicy", "arn:aws:iam::123456789012:user/admin")
 
 
 def test_statements_have_distinct_sids_and_plain_action_lists() -> None:

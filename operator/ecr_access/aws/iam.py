@@ -3,11 +3,11 @@ managed policies, and tag/untag the role (the managed-policy ledger, see `attach
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from ecr_access.aws import errors
 from ecr_access.aws.session import AwsSession
-from ecr_access.ports import AwsFault, FaultKind, RoleInfo
+from ecr_access.ports import AwsFault, FaultKind, RoleInfo, Simulated
 
 
 class IamAdapter:
@@ -33,6 +33,10 @@ class IamAdapter:
 
     async def untag_role(self, role_name: str, keys: Iterable[str]) -> None:
         return await self._session.run(self._untag_role, role_name, keys)
+
+    async def simulate_principal_policy(self, role_arn: str, actions: Sequence[str],
+                                        resources: Sequence[str]) -> list[Simulated]:
+        return await self._session.run(self._simulate, role_arn, actions, resources)
 
     # The blocking boto3 calls, each run in a thread by the coroutine of the same name.
 
@@ -83,3 +87,22 @@ class IamAdapter:
             self._session.iam().untag_role(RoleName=role_name, TagKeys=list(keys))
         except Exception as error:
             raise errors.classify(error, "UntagRole", f"IAM role {role_name}") from error
+
+    def _simulate(self, role_arn: str, actions: Sequence[str], resources: Sequence[str]) -> list[Simulated]:
+        """Each action on each resource (IAM evaluates every pair; a result names its resource, or
+        lists them under ResourceSpecificResults)."""
+        found: list[Simulated] = []
+        try:
+            paginator = self._session.iam().get_paginator("simulate_principal_policy")
+            for page in paginator.paginate(PolicySourceArn=role_arn, ActionNames=list(actions),
+                                           ResourceArns=list(resources)):
+                for result in page.get("EvaluationResults", []):
+                    action = result["EvalActionName"]
+                    specific = result.get("ResourceSpecificResults") or []
+                    found.extend(Simulated(action, item["EvalResourceName"], item["EvalResourceDecision"])
+                                 for item in specific)
+                    if not specific:
+                        found.append(Simulated(action, result.get("EvalResourceName", "*"), result["EvalDecision"]))
+        except Exception as error:
+            raise errors.classify(error, "SimulatePrincipalPolicy", f"IAM role {role_arn}") from error
+        return found
