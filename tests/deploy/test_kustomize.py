@@ -271,7 +271,8 @@ def test_container_args_and_env_start_the_operator_with_the_intended_settings(mo
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     started: dict[str, Any] = {}
-    monkeypatch.setattr(cli, "run_operator", lambda cfg, liveness=None: started.update(cfg=cfg, liveness=liveness))
+    monkeypatch.setattr(cli, "run_operator", lambda cfg, liveness=None, readiness=None: started.update(
+        cfg=cfg, liveness=liveness, readiness=readiness))
     assert "command" not in main, "a command would replace the image's entry point `ecr-access-operator run`"
     cli.main(["run", *main["args"]])
     cfg = started["cfg"]
