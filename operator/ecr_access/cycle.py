@@ -66,6 +66,13 @@ async def apply_and_report(
     echo in status. `watch`: a handler's progress report while a new spec's work outlasts a moment.
     """
     if spec.suspend:
+        # Counted as its status last said (a report of a report: nothing is decided from it), so that
+        # a suspended grant does not vanish from ecr_access_grants when the operator restarts.
+        kept = {item.get("type"): item for item in (previous or {}).get("conditions") or []
+                if isinstance(item, Mapping)}
+        last = kept.get("Ready") or {"status": "Unknown", "reason": "Suspended"}
+        reconciler.metrics.grant_state(key, str(last.get("status")), str(last.get("reason")),
+                                       (kept.get("Stalled") or {}).get("status") == "True")
         return Report(status.status_patch(previous, status.suspended_status(generation, previous)))
     started = time.monotonic()
     work = asyncio.ensure_future(reconciler.apply(key, spec, applied, live, mode))

@@ -285,3 +285,18 @@ def test_a_sweep_that_could_not_clean_leaves_no_orphan_label_on_the_next_write(w
     report(world, reconciler, grants, key, spec, ApplyMode())
 
     assert value(metrics, "ecr_access_drift_repairs_total", kind="orphan") == 0
+
+
+def test_a_suspended_grant_is_still_counted_after_a_restart(world: World, grants: Grants) -> None:
+    # A restarted operator sees the suspended grant only through its resume handler: it is counted
+    # as its status last said.
+    reconciler, metrics = counted(world)
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}], "suspend": True})
+    previous = {"conditions": [{"type": "Ready", "status": "True", "reason": "Reconciled", "message": "m"}]}
+
+    world.run(cycle.apply_and_report(
+        reconciler, key, spec, grants, generation=2, previous=previous, applied=spec, recorded=None,
+        mode=ApplyMode(), timing=cycle.Timing(15, 300), now=lambda: "T"))
+
+    assert value(metrics, "ecr_access_grants", ready="True", reason="Reconciled") == 1
+    assert world.calls.writes() == [] and world.calls.count("GetRole") == 0
