@@ -98,7 +98,11 @@ def build_status(
                                    if more else "")
         ready = ("False", first.reason, message)
     else:
-        cautions = [repo.finding.message for repo in outcome.repositories if repo.finding.reason == "MayBeDenied"]
+        # The first conditional Deny only, as for problems: one per repository would take the message
+        # past the CRD's maxLength with many repositories (the API server would refuse every write).
+        maybe = [repo.finding.message for repo in outcome.repositories if repo.finding.reason == "MayBeDenied"]
+        cautions = maybe[:1] + ([f"({len(maybe) - 1} more repositor{'y' if len(maybe) == 2 else 'ies'} may be "
+                                 "denied under a condition: see status.repositories.)"] if len(maybe) > 1 else [])
         ready = ("True", "Reconciled", " ".join([_ready_message(outcome), *cautions, *outcome.cautions]))
     report = _role_report(outcome, previous)
     status: GrantStatus = {
