@@ -185,7 +185,7 @@ def _timing(config: Config) -> cycle.Timing:
     return cycle.Timing(config.retry_delay, config.stalled_retry_delay)
 
 
-async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
     """Every watch event: a new reconcile-now value asks the drift check to check this grant now.
 
     Our annotations do not count as changes to kopf (its diff ignores the prefix it stores state
@@ -193,6 +193,11 @@ async def on_grant_event(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     a value already handled; the check itself is safe to repeat.
     """
     runtime: Runtime | None = getattr(memo, "runtime", None)
+    if runtime is not None:
+        # kopf runs this handler too only once its indexes are complete, and for every grant it
+        # lists, where it runs no changing handler for one being deleted without our finalizer, nor
+        # for one whose handler waits out a delay from before a restart: readiness must not wait for those.
+        _indexes_ready(runtime, watches.live(kwargs, runtime.config), kwargs)
     meta = body.get("metadata", {})
     value = (meta.get("annotations") or {}).get(RECONCILE_REQUESTED)
     if runtime is None or runtime.drift is None or not value or meta.get("deletionTimestamp"):
