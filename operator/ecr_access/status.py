@@ -211,9 +211,14 @@ def transition_events(previous: Mapping[str, Any] | None, new: Mapping[str, Any]
         if stalled.get("reason") == "NotPermitted" and was_ready.get("status") == "True":
             events.append(("Normal", "AccessRemoved", "No EcrGrantPolicy permits this grant any more: its role was "
                            "taken out of its repositories' policies, as a delete would."))
-    # A conditional Deny the access check cannot judge: once, when a repository first says so.
+    # A conditional Deny the access check cannot judge: once, when a repository first says so; one
+    # Event for all the repositories that do at once (an organisation's template on each of 100
+    # repositories is not 100 Events), naming the first and how many more.
     before = {repo.get("arn"): repo for repo in (previous or {}).get("repositories") or [] if isinstance(repo, Mapping)}
-    for repo in new.get("repositories") or []:
-        if repo.get("reason") == "MayBeDenied" and before.get(repo.get("arn"), {}).get("reason") != "MayBeDenied":
-            events.append(("Warning", "MayBeDenied", str(repo.get("message", ""))))
+    newly = [str(repo.get("message", "")) for repo in new.get("repositories") or [] if isinstance(repo, Mapping)
+             and repo.get("reason") == "MayBeDenied" and before.get(repo.get("arn"), {}).get("reason") != "MayBeDenied"]
+    if newly:
+        more = len(newly) - 1
+        events.append(("Warning", "MayBeDenied", newly[0] + (f" ({more} more repositor{'y' if more == 1 else 'ies'} "
+                                                             "likewise: see status.repositories.)" if more else "")))
     return events

@@ -42,3 +42,27 @@ def test_many_conditional_denies_keep_the_ready_message_within_the_crd() -> None
     assert "MayBeDenied" in ready["message"] or "may be denied" in ready["message"]
     # Every repository still says so in its own entry.
     assert [repo["reason"] for repo in built["repositories"]] == ["MayBeDenied"] * 100
+
+
+def test_many_conditional_denies_are_one_warning_event_not_one_per_repository() -> None:
+    # The same organisation template on 100 repositories: the first pass posts one MayBeDenied
+    # Event naming the first and the count (kopf cuts an Event's message at 1024 characters), not
+    # 100 Events for one grant; a repository that later becomes MayBeDenied is one Event again.
+    conditional = [access.Denial("DenyOutsideOrg", "ecr:BatchGetImage", True)]
+    repos = [RepositoryRef("aws", "us-east-1", "123456789012", f"ml/r{index:03d}") for index in range(100)]
+
+    def built(maybe: int, previous: Any) -> Any:
+        return status.build_status(Outcome(ROLE, None, False, APPLIED, tuple(
+            RepositoryResult(repo.arn, "EcrAccessGrant" + "0" * 24,
+                             verdicts.denied(repo, conditional if index < maybe else [], ROLE))
+            for index, repo in enumerate(repos))), 1, previous, "T")
+
+    first = built(99, None)
+    events = [event for event in status.transition_events(None, first, 1) if event[1] == "MayBeDenied"]
+    assert len(events) == 1
+    assert "ml/r000" in events[0][2] and "98 more" in events[0][2]
+
+    second = built(100, first)
+    events = [event for event in status.transition_events(first, second, 1) if event[1] == "MayBeDenied"]
+    assert len(events) == 1 and "ml/r099" in events[0][2] and "more" not in events[0][2]
+    assert status.transition_events(second, built(100, second), 1) == []
