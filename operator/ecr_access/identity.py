@@ -16,7 +16,7 @@ from ecr_access import access, verdicts
 from ecr_access.conditions import APPLIED, Finding
 from ecr_access.config import Config
 from ecr_access.model import GrantSpec, RepositoryRef
-from ecr_access.ports import AwsFault
+from ecr_access.ports import AwsFault, FaultKind
 from ecr_access.roles import RoleDirectory
 
 logger = logging.getLogger(__name__)
@@ -36,5 +36,17 @@ async def verify_identity(config: Config, roles: RoleDirectory, spec: GrantSpec,
         simulated = await roles.iam(spec.role.account).simulate_principal_policy(
             role_arn, (access.TOKEN_ACTION, *spec.actions), [repo.arn for repo in repositories])
     except AwsFault as fault:
+        if fault.kind is FaultKind.ACCESS_DENIED:  # the generic hint names files that lack the action
+            return _not_allowed(fault, role_arn)
         return verdicts.for_fault(fault, f"IAM's policy simulation of role {role_arn}")
     return verdicts.identity_denied(role_arn, access.identity_denials(simulated, role_arn))
+
+
+def _not_allowed(fault: AwsFault, role_arn: str) -> Finding:
+    """AccessDenied from the simulator: only deploy/iam/verify-identity-policy.json holds the action."""
+    who = (f"In account {fault.account} the operator acts as the role its EcrAccessAccount names, which"
+           if fault.account else "The operator")
+    where = "that role" if fault.account else "the operator's role"
+    return Finding("AccessDenied", f"{who} is not allowed to call SimulatePrincipalPolicy on role {role_arn} "
+                   f"(ECR_ACCESS_VERIFY_IDENTITY is on): attach deploy/iam/verify-identity-policy.json to {where}, "
+                   "or turn the setting off.", verdicts.severity(fault))
