@@ -38,7 +38,10 @@ class Denial:
 
     sid: str  # "" when the statement has none
     action: str
+    # Whether it cannot be judged here, and why not: a Condition, or a NotPrincipal that names the
+    # role but none of its sessions (see `_covers_role`).
     conditional: bool
+    because: str = "under a condition"
 
     @property
     def named(self) -> str:
@@ -49,22 +52,39 @@ def denials(document: policy.Document | None, role_arn: str, actions: Sequence[s
     """Every Deny in `document` that covers `role_arn` and one of `actions`, unconditional first."""
     found = []
     for statement in policy.statements(document):
-        if statement.get("Effect") != "Deny" or not _covers_role(statement, role_arn):
+        covers = _covers_role(statement, role_arn) if statement.get("Effect") == "Deny" else None
+        action = next((item for item in actions if _covers_action(statement, item)), None) if covers else None
+        if action is None:
             continue
-        action = next((item for item in actions if _covers_action(statement, item)), None)
-        if action is not None:
-            found.append(Denial(str(statement.get("Sid") or ""), action, bool(statement.get("Condition"))))
+        sid = str(statement.get("Sid") or "")
+        if statement.get("Condition"):
+            found.append(Denial(sid, action, True))
+        elif covers == SESSIONS:
+            found.append(Denial(sid, action, True, "unless its NotPrincipal lists the node's own session: it names "
+                                "the role or its account, but AWS matches a NotPrincipal against the caller's "
+                                "assumed-role session ARN, which nodes pull as"))
+        else:
+            found.append(Denial(sid, action, False))
     return sorted(found, key=lambda denial: denial.conditional)
 
 
-def _covers_role(statement: Mapping[str, Any], role_arn: str) -> bool:
+COVERED, SESSIONS = "covered", "sessions"
+
+
+def _covers_role(statement: Mapping[str, Any], role_arn: str) -> str | None:
+    """COVERED, None, or SESSIONS for a NotPrincipal that excludes the role's ARN or account: the
+    rule says that excludes the role, but AWS compares a NotPrincipal with the assumed-role session
+    ARN of the caller (`arn:aws:sts::<account>:assumed-role/<name>/<session>`), which such a list
+    names only if it lists that very session; so it may still deny the nodes, and cannot be judged."""
     names = _identities(role_arn)
     if "Principal" in statement:
-        return bool(_principals(statement["Principal"]) & (names | {"*"}))
+        return COVERED if _principals(statement["Principal"]) & (names | {"*"}) else None
     if "NotPrincipal" in statement:
         excluded = _principals(statement["NotPrincipal"])
-        return "*" not in excluded and not excluded & names
-    return False
+        if "*" in excluded:
+            return None
+        return SESSIONS if excluded & names else COVERED
+    return None
 
 
 def _identities(role_arn: str) -> frozenset[str]:

@@ -183,7 +183,7 @@ def denied(repo: RepositoryRef, found: list[access.Denial], role_arn: str) -> Fi
                        f"to {role_arn}, whatever Allow is beside it. The grant's statement is in place and takes "
                        "effect once that Deny no longer covers the role.", Severity.TERMINAL)
     return Finding("MayBeDenied", f"{label(repo)}: {first.action} may be denied to {role_arn} by {first.named} "
-                   "under a condition, which the operator cannot judge.")
+                   f"{first.because}, which the operator cannot judge.")
 
 
 def dropped(repo: RepositoryRef, result: Result) -> Finding | None:

@@ -36,10 +36,13 @@ CASES: list[tuple[str, dict[str, Any], list[tuple[str, str, bool]]]] = [
     ("a service principal: no effect", deny(Principal={"Service": "ec2.amazonaws.com"}), []),
     ("NotPrincipal excluding another role covers the role", {"Sid": "NP", "Effect": "Deny",
      "NotPrincipal": {"AWS": OTHER}, "Action": "ecr:*"}, [("NP", "ecr:BatchGetImage", False)]),
+    # Excluded by the rule, so never DeniedByPolicy; but AWS matches a NotPrincipal against the node's
+    # assumed-role session, which neither lists: it may still deny, which cannot be judged (MayBeDenied).
     ("NotPrincipal excluding the role", {"Sid": "NP", "Effect": "Deny", "NotPrincipal": {"AWS": [ROLE]},
-     "Action": "ecr:*"}, []),
+     "Action": "ecr:*"}, [("NP", "ecr:BatchGetImage", True)]),
     ("NotPrincipal excluding the account", {"Sid": "NP", "Effect": "Deny", "NotPrincipal": {"AWS": ROOT},
-     "Action": "ecr:*"}, []),
+     "Action": "ecr:*"}, [("NP", "ecr:BatchGetImage", True)]),
+    ("NotPrincipal *: nobody is denied", {"Sid": "NP", "Effect": "Deny", "NotPrincipal": "*", "Action": "ecr:*"}, []),
     ("NotAction not naming the pull actions", deny(Action=None, NotAction=["ecr:PutImage"]),
      [("Block", "ecr:BatchGetImage", False)]),
     ("NotAction naming every one of them", {"Sid": "NA", "Effect": "Deny", "Principal": "*",

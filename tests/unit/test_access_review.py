@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from ecr_access import access, status, verdicts
@@ -69,11 +68,10 @@ def test_many_conditional_denies_are_one_warning_event_not_one_per_repository() 
     assert status.transition_events(second, built(100, second), 1) == []
 
 
-@pytest.mark.xfail(strict=True, reason="not fixed: the brief's rule (and tests/unit/test_access.py) says a NotPrincipal"
-                   " naming the role or its account excludes it; AWS's NotPrincipal reference says an assumed-role "
-                   "session (what a node pulls as) is excluded only when its session ARN is listed too")
 def test_a_notprincipal_naming_the_role_and_its_account_does_not_exclude_the_nodes_sessions() -> None:
     role = "arn:aws:iam::123456789012:role/node"
     deny = {"Sid": "OnlyNodes", "Effect": "Deny", "Action": "ecr:*",
             "NotPrincipal": {"AWS": [role, "arn:aws:iam::123456789012:root"]}}
-    assert access.denials({"Statement": [deny]}, role, ("ecr:BatchGetImage",)) != []
+    # Not DeniedByPolicy (the rule excludes it), but not silence either: MayBeDenied, saying why.
+    [found] = access.denials({"Statement": [deny]}, role, ("ecr:BatchGetImage",))
+    assert found.conditional and "assumed-role session" in found.because
