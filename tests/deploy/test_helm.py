@@ -143,7 +143,8 @@ def test_default_render_runs_the_pod_like_the_kustomize_base() -> None:
     for key in ("securityContext", "volumes", "serviceAccountName"):
         assert chart_pod[key] == base_pod[key], key
     base_main, chart_main = base_pod["containers"][0], chart_pod["containers"][0]
-    for key in ("image", "args", "env", "ports", "livenessProbe", "resources", "securityContext", "volumeMounts"):
+    for key in ("image", "args", "env", "ports", "livenessProbe", "readinessProbe", "resources", "securityContext",
+                "volumeMounts"):
         assert chart_main[key] == base_main[key], key
 
 
@@ -170,6 +171,7 @@ def test_non_default_values_reach_the_objects() -> None:
         "ECR_ACCESS_CLUSTER_ID": "prod-eu",
         "ECR_ACCESS_RESYNC_INTERVAL": "120",
         "ECR_ACCESS_POLICY_MODE": "Open",
+        "ECR_ACCESS_METRICS_PORT": "8000",
         "ECR_ACCESS_NAMESPACES": "team-ml,team-data",
         "ECR_ACCESS_RETRY_DELAY": "30",
     }
