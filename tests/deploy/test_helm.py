@@ -31,6 +31,7 @@ from tests.deploy.manifests import (
     validate,
     validate_policy,
 )
+from tests.deploy.monitoring import component_objects
 
 TEAM_POLICY: dict[str, Any] = {  # examples/policy-team.yaml, as a values item
     "name": "team-ml",
@@ -117,9 +118,11 @@ def _identity(objects: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]
 
 def test_default_render_installs_the_same_objects_as_the_kustomize_base() -> None:
     # Helm does not create the release namespace (`helm install -n ecr-access-system --create-namespace` does), and
-    # installs the CRD from crds/; everything else must be the same objects under the same names.
+    # installs the CRD from crds/; everything else must be the same objects under the same names. The metrics Service
+    # is on by default in the chart (metrics.service.enabled), and comes with components/monitoring in kustomize.
     base = [obj for obj in kustomize("base") if obj["kind"] != "Namespace"]
-    assert _identity(helm_render() + helm_crds()) == _identity(base)
+    service = one(component_objects(), "Service")
+    assert _identity(helm_render() + helm_crds()) == _identity([*base, service])
 
 
 def test_default_render_grants_the_same_rbac_as_the_kustomize_base() -> None:
