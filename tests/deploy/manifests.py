@@ -8,7 +8,9 @@ strict mode (unknown fields are errors, as `kubectl apply --validate=strict` mak
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ CENTRAL_REGISTRY_EXAMPLE = ROOT / "examples" / "central-registry.yaml"
 
 NAMESPACE = "ecr-access-system"
 NAME = "ecr-access-operator"
+IMAGE = "ecr-access-operator"  # the image name deploy/base/deployment.yaml uses, which `images:` entries match
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]  # the operator's release
 
 # Kubernetes versions to validate against: the oldest EKS still supports (standard support) and the newest schemas.
 KUBE_VERSIONS = ("1.30", "1.37")
@@ -62,6 +66,22 @@ def _kustomize_text(directory: str) -> str:
 def kustomize(directory: str) -> list[Obj]:
     """The objects `kubectl kustomize deploy/<directory>` renders (fresh copies: tests may mutate them)."""
     return [doc for doc in yaml.safe_load_all(_kustomize_text(directory)) if doc]
+
+
+def kustomize_overlay(directory: Path, base: str, **fields: Any) -> list[Obj]:
+    """An overlay of deploy/<base> written to `directory` (a temporary one) with more kustomization fields, e.g.
+    `images=[...]`, as a user's own overlay (or Argo CD's and Flux's settings on top of one) would be; rendered."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY / base, directory)],  # kustomize refuses absolute paths
+        **fields,
+    }))
+    result = run_kubectl("kustomize", str(directory), executable=kubectl(), check=False)
+    if result.returncode != 0:
+        pytest.fail(f"kubectl kustomize of an overlay of deploy/{base} failed:\n{result.stderr}")
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
 def helm_render(values: Mapping[str, Any] | None = None, *, name: str = NAME, namespace: str = NAMESPACE) -> list[Obj]:

@@ -32,6 +32,7 @@ from tests.deploy.manifests import (
     kubectl,
     kustomize,
 )
+from tests.deploy.monitoring import HELM_MONITORING, is_monitoring, monitoring_crds
 from tests.deploy.test_helm import NON_DEFAULT
 
 Obj = dict[str, Any]
@@ -60,6 +61,14 @@ class Cluster:
 
     def established(self, crd_name: str) -> None:
         self.kubectl("wait", "--for=condition=Established", f"crd/{crd_name}", "--timeout=10s")
+
+    def prometheus_operator(self, rendered: list[Obj]) -> None:
+        """If `rendered` has ServiceMonitors or PrometheusRules, install the stand-ins for their CRDs first (in a
+        cluster, the Prometheus Operator's: tests/deploy/monitoring.py)."""
+        if any(is_monitoring(obj) for obj in rendered):
+            self.kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(monitoring_crds()))
+            for crd in monitoring_crds():
+                self.established(crd["metadata"]["name"])
 
     def refused(self, manifest: Obj) -> str:
         """kubectl's error when the API server refuses `manifest` (the test fails if it is accepted)."""
@@ -117,6 +126,7 @@ def _check_installed(rendered: list[Obj], live: list[Obj]) -> None:
 def test_kustomization_applies_cleanly_and_reapplies_unchanged(cluster: Cluster, directory: str) -> None:
     path = str(DEPLOY / directory)
     rendered = kustomize(directory)
+    cluster.prometheus_operator(rendered)  # overlays/monitoring
     created = _verbs(cluster.kubectl("apply", "-k", path))
     assert len(created) == len(rendered) and set(created.values()) == {"created"}, created
     crds = [obj for obj in rendered if obj["kind"] == "CustomResourceDefinition"]
@@ -158,7 +168,7 @@ def test_upgrading_the_image_tag_changes_only_the_deployment(cluster: Cluster, t
     assert deployment["metadata"]["generation"] == 2
 
 
-@pytest.mark.parametrize("values", [None, NON_DEFAULT], ids=["defaults", "non-default"])
+@pytest.mark.parametrize("values", [None, NON_DEFAULT, HELM_MONITORING], ids=["defaults", "non-default", "monitoring"])
 def test_helm_chart_applies_cleanly_and_reapplies_unchanged(cluster: Cluster, values: dict[str, Any] | None) -> None:
     # What `helm install --create-namespace` does: the crds/ directory first, then the namespace, then the templates.
     crds = helm_crds()
@@ -168,6 +178,7 @@ def test_helm_chart_applies_cleanly_and_reapplies_unchanged(cluster: Cluster, va
         cluster.established(crd["metadata"]["name"])
     cluster.kubectl("create", "namespace", NAMESPACE)
     rendered = helm_render(values)
+    cluster.prometheus_operator(rendered)
     manifest = yaml.safe_dump_all(rendered)
     created = _verbs(cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=manifest))
     assert len(created) == len(rendered) and set(created.values()) == {"created"}, created

@@ -14,7 +14,19 @@ import yaml
 from lupa import lua51
 
 from tests import kstatus
-from tests.deploy.manifests import DEPLOY, NAMESPACE, kustomize, validate_account, validate_grant
+from tests.deploy.manifests import (
+    DEPLOY,
+    IMAGE,
+    KUBE_VERSIONS,
+    NAMESPACE,
+    VERSION,
+    container,
+    kustomize,
+    kustomize_overlay,
+    validate,
+    validate_account,
+    validate_grant,
+)
 
 ARGOCD = DEPLOY / "argocd"
 HEALTH_KEY = "resource.customizations.health.ecraccess.io_EcrAccessGrant"
@@ -174,3 +186,31 @@ def test_example_application_installs_the_argocd_overlay() -> None:
     assert source["path"] == "deploy/overlays/argocd"
     assert kustomize(source["path"].removeprefix("deploy/"))  # the path exists and renders
     assert destination["namespace"] == NAMESPACE
+
+
+def _set_image(entry: str) -> dict[str, str]:
+    """An Argo CD `kustomize.images` entry (`kustomize edit set image` syntax: name=newName:newTag) as the kustomize
+    `images:` entry it becomes."""
+    name, _, target = entry.partition("=")
+    new_name, colon, tag = target.rpartition(":")
+    assert name and colon and "/" not in tag, f"expected name=newName:newTag, got {entry!r}"
+    return {"name": name, "newName": new_name, "newTag": tag}
+
+
+def test_example_application_overrides_the_image_and_the_overlay_renders_with_it(tmp_path: Path) -> None:
+    source = _load("application.yaml")["spec"]["source"]
+    (entry,) = source["kustomize"]["images"]
+    image = _set_image(entry)
+    assert image["name"] == IMAGE, "the name the base's Deployment uses (deploy/base/kustomization.yaml)"
+    assert image["newTag"] == VERSION, "the example installs this release's image"
+    directory = source["path"].removeprefix("deploy/")
+    # What Argo CD renders: `kustomize edit set image` adds the entry to the overlay; an overlay on top is the same.
+    overridden = kustomize_overlay(tmp_path / "argocd", directory, images=[image])
+    assert container(overridden)["image"] == f"{image['newName']}:{image['newTag']}"
+    for obj in overridden:
+        validate(obj, KUBE_VERSIONS[-1])
+    plain = kustomize(directory)
+    for obj in plain:  # nothing else changes
+        if obj["kind"] == "Deployment":
+            obj["spec"]["template"]["spec"]["containers"][0]["image"] = container(overridden)["image"]
+    assert overridden == plain

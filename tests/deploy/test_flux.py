@@ -10,7 +10,20 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.deploy.manifests import CRD_PATHS, DEPLOY, ROOT, kustomize, one, validate_example
+from tests.deploy.manifests import (
+    CRD_PATHS,
+    DEPLOY,
+    IMAGE,
+    KUBE_VERSIONS,
+    ROOT,
+    VERSION,
+    container,
+    kustomize,
+    kustomize_overlay,
+    one,
+    validate,
+    validate_example,
+)
 
 FLUX = DEPLOY / "flux" / "ecr-access-operator.yaml"
 CRD_NAMES = {yaml.safe_load(path.read_text())["metadata"]["name"] for path in CRD_PATHS}
@@ -80,3 +93,16 @@ def test_grants_path_holds_grants_policies_and_accounts_their_crds_accept(path: 
         if doc:
             assert doc["kind"] in {"EcrAccessGrant", "EcrGrantPolicy", "EcrAccessAccount"}
             validate_example(doc)
+
+
+def test_operator_kustomization_overrides_the_image_and_the_overlay_renders_with_it(tmp_path: Path) -> None:
+    operator = _kustomization("ecr-access-operator")["spec"]
+    (image,) = operator["images"]
+    assert set(image) == {"name", "newName", "newTag"} and all(isinstance(value, str) for value in image.values())
+    assert image["name"] == IMAGE, "the name the base's Deployment uses (deploy/base/kustomization.yaml)"
+    assert image["newTag"] == VERSION, "the example installs this release's image"
+    # What kustomize-controller renders: spec.images is an `images:` entry on top of the overlay at spec.path.
+    overridden = kustomize_overlay(tmp_path / "flux", operator["path"].removeprefix("./deploy/"), images=[image])
+    assert container(overridden)["image"] == f"{image['newName']}:{image['newTag']}"
+    for obj in overridden:
+        validate(obj, KUBE_VERSIONS[-1])

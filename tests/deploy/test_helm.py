@@ -31,6 +31,7 @@ from tests.deploy.manifests import (
     validate,
     validate_policy,
 )
+from tests.deploy.monitoring import component_objects
 
 TEAM_POLICY: dict[str, Any] = {  # examples/policy-team.yaml, as a values item
     "name": "team-ml",
@@ -117,9 +118,11 @@ def _identity(objects: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]
 
 def test_default_render_installs_the_same_objects_as_the_kustomize_base() -> None:
     # Helm does not create the release namespace (`helm install -n ecr-access-system --create-namespace` does), and
-    # installs the CRD from crds/; everything else must be the same objects under the same names.
+    # installs the CRD from crds/; everything else must be the same objects under the same names. The metrics Service
+    # is on by default in the chart (metrics.service.enabled), and comes with components/monitoring in kustomize.
     base = [obj for obj in kustomize("base") if obj["kind"] != "Namespace"]
-    assert _identity(helm_render() + helm_crds()) == _identity(base)
+    service = one(component_objects(), "Service")
+    assert _identity(helm_render() + helm_crds()) == _identity([*base, service])
 
 
 def test_default_render_grants_the_same_rbac_as_the_kustomize_base() -> None:
@@ -143,7 +146,8 @@ def test_default_render_runs_the_pod_like_the_kustomize_base() -> None:
     for key in ("securityContext", "volumes", "serviceAccountName"):
         assert chart_pod[key] == base_pod[key], key
     base_main, chart_main = base_pod["containers"][0], chart_pod["containers"][0]
-    for key in ("image", "args", "env", "ports", "livenessProbe", "resources", "securityContext", "volumeMounts"):
+    for key in ("image", "args", "env", "ports", "livenessProbe", "readinessProbe", "resources", "securityContext",
+                "volumeMounts"):
         assert chart_main[key] == base_main[key], key
 
 
@@ -170,6 +174,7 @@ def test_non_default_values_reach_the_objects() -> None:
         "ECR_ACCESS_CLUSTER_ID": "prod-eu",
         "ECR_ACCESS_RESYNC_INTERVAL": "120",
         "ECR_ACCESS_POLICY_MODE": "Open",
+        "ECR_ACCESS_METRICS_PORT": "8000",
         "ECR_ACCESS_NAMESPACES": "team-ml,team-data",
         "ECR_ACCESS_RETRY_DELAY": "30",
     }

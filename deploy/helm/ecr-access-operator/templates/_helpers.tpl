@@ -29,3 +29,20 @@ app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
 app.kubernetes.io/managed-by: {{ .Release.Service }}
 helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 {{- end -}}
+
+{{/* The metrics objects render when the operator serves metrics (metrics.port not 0). A ServiceMonitor or rules
+asked for without metrics, or a ServiceMonitor without the Service it selects, fail the render: they would scrape
+nothing, and the rules would alert on series that never exist. */}}
+{{- define "ecr-access-operator.metricsChecked" -}}
+{{- $m := .Values.metrics -}}
+{{- if not $m.port -}}
+{{- if $m.serviceMonitor.enabled -}}
+{{- fail "metrics.serviceMonitor.enabled needs metrics: metrics.port is 0, so the operator serves none; set metrics.port (default 8000) or disable the ServiceMonitor" -}}
+{{- end -}}
+{{- if $m.prometheusRule.enabled -}}
+{{- fail "metrics.prometheusRule.enabled needs metrics: metrics.port is 0, so the operator serves none and the rules' series would never exist; set metrics.port (default 8000) or disable the rules" -}}
+{{- end -}}
+{{- else if and $m.serviceMonitor.enabled (not $m.service.enabled) -}}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.service.enabled: the ServiceMonitor scrapes through that Service" -}}
+{{- end -}}
+{{- end -}}
