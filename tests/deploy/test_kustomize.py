@@ -4,7 +4,6 @@ the operator expects to be run, with no more cluster permissions than it uses.""
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import os
 import urllib.parse
 from pathlib import Path
@@ -286,18 +285,14 @@ def test_container_args_and_env_start_the_operator_with_the_intended_settings(mo
             monkeypatch.delenv(name)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    # Until the operator's --readiness (being added in operator/) is merged here, its flag is left out; once the CLI
-    # has it, every arg is given and its URL checked.
-    knows_readiness = "readiness" in inspect.signature(cli.run_operator).parameters
-
     started: dict[str, Any] = {}
     monkeypatch.setattr(cli, "run_operator", lambda cfg, liveness=None, readiness=None: started.update(
         cfg=cfg, liveness=liveness, readiness=readiness))
     assert "command" not in main, "a command would replace the image's entry point `ecr-access-operator run`"
-    cli.main(["run", *(arg for arg in main["args"] if knows_readiness or not arg.startswith("--readiness="))])
+    cli.main(["run", *main["args"]])
     cfg = started["cfg"]
     assert started["liveness"] == "http://0.0.0.0:8080/healthz"
-    assert started["readiness"] == ("http://0.0.0.0:8081/readyz" if knows_readiness else None)
+    assert started["readiness"] == "http://0.0.0.0:8081/readyz"
     assert cfg.metrics_port == int(env["ECR_ACCESS_METRICS_PORT"]) == _ports(main)["metrics"]
     assert cfg.resync_interval == float(env["ECR_ACCESS_RESYNC_INTERVAL"])
     assert cfg.cluster_id is None  # empty: the default, the kube-system UID
