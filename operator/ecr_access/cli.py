@@ -1,8 +1,8 @@
 """The `ecr-access-operator` command: `run` starts the operator against the current kubeconfig and AWS.
 
 `run` is the one code path that starts the operator; the sandbox (issue 3) starts it through the
-same function, so what the demo shows is what production runs. `plan` takes the same settings
-(flags and environment), so that it answers as this operator would (`commands`).
+same function, so what the demo shows is what production runs. `plan` and `adopt` take the same
+settings (flags and environment), so that they answer as this operator would (`commands`).
 """
 
 from __future__ import annotations
@@ -183,6 +183,20 @@ def main(argv: Sequence[str] | None = None) -> None:
     plan.add_argument("--delete", action="store_true", help="plan deleting the files' objects instead")
     plan.add_argument("-o", "--output", choices=("text", "json"), default="text", help="text (a diff) or json")
     plan.add_argument("--verbose", action="store_true", help="debug logging")
+    adopt = commands.add_parser(
+        "adopt", help="list (or with --apply remove) foreign repository policy statements that grants make "
+        "redundant, such as the manual procedure's AllowPull",
+        description="For each grant (the cluster's, or those in the files), find statements in its repositories' "
+        "policies that this operator does not own and that grant nothing beyond the grant's own statement: Allow, "
+        "no Condition, the grant's role as the only principal, actions the grant allows. --apply removes them, "
+        "once the grant's statement carries the role, logging an AUDIT line for each. Exit code without "
+        "--apply: 0 none found, 2 some; with --apply: 0 done, 1 something left undone.")
+    _add_settings(adopt)
+    adopt.add_argument("-f", "--filename", action="append", dest="files", default=[], metavar="FILE",
+                       help="only the grants in these manifests (default: every grant in the cluster)")
+    adopt.add_argument("--apply", action="store_true", help="remove the redundant statements")
+    adopt.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    adopt.add_argument("--verbose", action="store_true", help="debug logging")
     sandbox = commands.add_parser(
         "sandbox", help="run kubesim, a moto server and the operator on this machine (no cluster, no AWS account)")
     sandbox.add_argument("--dir", default=".sandbox", type=pathlib.Path,
@@ -199,7 +213,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "run" and args.log_format == "json":
         kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON, log_refkey="grant")
     else:
-        # plan prints its answer: its logs say only what went wrong.
+        # plan prints its answer: its logs say only what went wrong. adopt's AUDIT lines are what it
+        # did, so it logs as the operator does.
         quiet = args.command == "plan"
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -229,6 +244,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     elif args.command == "plan":
         raise SystemExit(commands_module.plan(cfg, args.files, offline=args.offline, delete=args.delete,
                                               output=args.output))
+    elif args.command == "adopt":
+        raise SystemExit(commands_module.adopt_command(cfg, args.files, apply=args.apply, output=args.output))
 
 
 if __name__ == "__main__":
