@@ -1,8 +1,9 @@
 """The `ecr-access-operator` command: `run` starts the operator against the current kubeconfig and AWS.
 
 `run` is the one code path that starts the operator; the sandbox (issue 3) starts it through the
-same function, so what the demo shows is what production runs. `plan` and `adopt` take the same
-settings (flags and environment), so that they answer as this operator would (`commands`).
+same function, so what the demo shows is what production runs. `plan`, `adopt` and `whoami` take
+the same settings (flags and environment), so that they answer as this operator would
+(`commands`).
 """
 
 from __future__ import annotations
@@ -197,6 +198,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     adopt.add_argument("--apply", action="store_true", help="remove the redundant statements")
     adopt.add_argument("-o", "--output", choices=("text", "json"), default="text")
     adopt.add_argument("--verbose", action="store_true", help="debug logging")
+    whoami = commands.add_parser(
+        "whoami", help="the AWS identity, region, cluster id, Sid prefix and policy mode the operator would use, "
+        "and whether each EcrAccessAccount's role can be assumed")
+    _add_settings(whoami)
+    whoami.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    whoami.add_argument("--verbose", action="store_true", help="debug logging")
     sandbox = commands.add_parser(
         "sandbox", help="run kubesim, a moto server and the operator on this machine (no cluster, no AWS account)")
     sandbox.add_argument("--dir", default=".sandbox", type=pathlib.Path,
@@ -213,9 +220,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "run" and args.log_format == "json":
         kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON, log_refkey="grant")
     else:
-        # plan prints its answer: its logs say only what went wrong. adopt's AUDIT lines are what it
-        # did, so it logs as the operator does.
-        quiet = args.command == "plan"
+        # plan and whoami print their answer: their logs say only what went wrong. adopt's AUDIT lines
+        # are what it did, so it logs as the operator does.
+        quiet = args.command in ("plan", "whoami")
         logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "sandbox":
@@ -246,6 +253,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                                               output=args.output))
     elif args.command == "adopt":
         raise SystemExit(commands_module.adopt_command(cfg, args.files, apply=args.apply, output=args.output))
+    elif args.command == "whoami":
+        raise SystemExit(commands_module.whoami_command(cfg, output=args.output))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The bodies of the commands that answer for the operator from outside it (`plan`, `adopt`):
-connect as the operator would, run, print, and say how it went in the exit code. `cli` parses the
-flags and settings; the work is in `plan` and `adopt`, and the connection in `connect`.
+"""The bodies of `plan`, `adopt` and `whoami`: connect as the operator would, run, print, and say
+how it went in the exit code. `cli` parses the flags and settings; the work is in `plan`, `adopt`
+and `whoami`, and the connection in `connect`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,13 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ecr_access import adopt, connect, manifests, planreport
+from ecr_access import adopt, connect, manifests, planreport, whoami
 from ecr_access import plan as planning
 from ecr_access.clusterview import View
 from ecr_access.config import Config
 from ecr_access.manifests import Objects
 from ecr_access.model import GrantKey, GrantSpec
-from ecr_access.ports import Accounts
+from ecr_access.ports import Accounts, AwsFault
 from ecr_access.roles import RoleDirectory
 from ecr_access.spec import SpecError, parse_spec
 from ecr_access.watches import FINALIZER, now
@@ -54,6 +54,17 @@ def plan(config: Config, files: Sequence[str], *, offline: bool, delete: bool, o
         connection.session.close()
     _print(planreport.to_json(result), planreport.to_text(result), output)
     return planreport.exit_code(result)
+
+
+def whoami_command(config: Config, *, output: str) -> int:
+    """0: the identity, the cluster and every EcrAccessAccount in use answered; 1 otherwise."""
+    try:
+        connection = connect.open_all(config, tolerate_cluster=True)
+        identity = whoami.collect(connection)
+    except (connect.ConnectError, AwsFault) as error:
+        return _fail("whoami", error)
+    _print(whoami.to_json(identity), whoami.to_text(identity), output)
+    return 1 if identity.problems or any(item.used and not item.assumed for item in identity.accounts) else 0
 
 
 def adopt_command(config: Config, files: Sequence[str], *, apply: bool, output: str) -> int:

@@ -1,4 +1,4 @@
-"""`ecr-access-operator plan` as a person runs it against the sandbox: the real CLI in
+"""`ecr-access-operator plan` (and `whoami`) as a person runs them against the sandbox: the real CLI in
 its own process, with the sandbox's kubeconfig and AWS, while the real operator runs.
 
 Before the grant is applied, the plan exits 2 and names the exact principal it would add; after
@@ -136,3 +136,14 @@ def test_plan_without_the_cluster_id_uses_kube_systems_uid_and_says_so(
     document = json.loads(planned.stdout)
     assert document["clusterId"] == uid and document["sidPrefix"] == policy.cluster_prefix(uid)
     assert writes(proxy) == {}
+
+
+def test_whoami_reports_the_sandboxs_identity_cluster_id_and_sid_prefix(
+        sandbox: Sandbox, proxy: ProxyThread) -> None:
+    done = command(sandbox, proxy, "whoami", "--cluster-id", CLUSTER_ID, "-o", "json")
+
+    assert done.returncode in (0, 1), done.stderr  # 1 only if an EcrAccessAccount of another test cannot be assumed
+    document = json.loads(done.stdout)
+    assert (document["account"], document["region"], document["clusterId"]) == (ACCOUNT, "us-west-2", CLUSTER_ID)
+    assert document["sidPrefix"] == policy.cluster_prefix(CLUSTER_ID) and document["policyMode"] == "Enforce"
+    assert document["problems"] == [] and writes(proxy) == {}
