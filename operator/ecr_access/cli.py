@@ -13,6 +13,7 @@ import importlib.metadata
 import logging
 import pathlib
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -170,10 +171,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     plan = commands.add_parser(
         "plan", help="what applying (or deleting) these files would change in AWS, and each grant's verdict, "
         "without writing anything; exit code 0: no changes, 2: changes, 1: error",
-        description="Run the operator's own reconciler over the cluster's grants with the files applied, every "
-        "AWS write caught and none made: shows, per repository policy, the statements and principals that would "
-        "be added or removed, per role the managed policies attached or detached, and each affected grant's "
-        "verdict (InvalidSpec, NotPermitted, ...). Needs only read permissions (deploy/iam/planner-policy.json).",
+        description=textwrap.fill(
+            "Run the operator's own reconciler over the cluster's grants with the files applied, every AWS write "
+            "caught and none made: shows, per repository policy, the statements and principals that would be added "
+            "or removed, per role the managed policies attached or detached, and each affected grant's verdict "
+            "(InvalidSpec, NotPermitted, ...). Needs only read permissions (deploy/iam/planner-policy.json).", 100,
+            break_on_hyphens=False),
         epilog=planreport.JSON_FORM, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_settings(plan)
     plan.add_argument("-f", "--filename", action="append", dest="files", required=True, metavar="FILE",
