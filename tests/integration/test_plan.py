@@ -383,3 +383,32 @@ def test_a_suspended_grant_changes_nothing_and_keeps_its_ready_status(world: Wor
     assert (item.handling, item.ready) == ("suspended", plan.Ready(
         "True", "Suspended", "spec.suspend is true: the operator changes nothing for this grant."))
     assert planreport.exit_code(result) == 0  # its frozen contribution (ml/a) stays; ml/b is not asked for yet
+
+
+def test_a_role_that_does_not_exist_is_role_not_found_and_plans_nothing(world: World) -> None:
+    world.create_repository("ml/a")
+
+    result = run(world, [policy_body()], [grant_body("g", "ml/a", role={"name": "missing-role"})])
+
+    (item,) = result.grants
+    assert item.ready is not None and (item.ready.status, item.ready.reason) == ("False", "RoleNotFound")
+    assert "missing-role" in item.ready.message
+    assert planreport.exit_code(result) == 0 and result.problems == ()
+
+
+def test_deleting_a_retain_grant_plans_its_hand_over_statement(world: World, grants: Grants) -> None:
+    role_arn = world.create_role()
+    world.create_repository("ml/a", {"Version": "2012-10-17", "Statement": [FOREIGN]})
+    body = grant_body("g", "ml/a", deletionPolicy="Retain")
+    live = really_apply(world, grants, body)
+
+    result = run(world, [policy_body(), live], [body], delete=True)
+
+    (repo,) = result.repositories
+    handover = policy.retained_sid(CLUSTER_ID, "default", "g", "uid-1")
+    assert [(item.sid, item.change, item.ours, item.principals_added, item.principals_removed)
+            for item in repo.statements] == [
+        (SID, "remove", True, (), (role_arn,)), (handover, "add", False, (role_arn,), ())]
+    (role,) = result.roles  # the managed policy stays, handed over: it leaves the ledger's `attached`
+    assert role.detach == () and "ecraccess.io/attached" in {key for key, _ in role.tags_removed}
+    assert f"+ statement {handover} (Allow, 12 actions, foreign)" in planreport.to_text(result)
