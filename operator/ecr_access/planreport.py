@@ -81,8 +81,10 @@ def to_text(plan: Plan) -> str:
     lines = [f"Plan for cluster {plan.cluster_id} (Sid prefix {plan.prefix}), policy mode {plan.policy_mode}, "
              f"account {plan.account} ({plan.partition}), region {plan.region}"
              + (", offline: the files are the whole cluster" if plan.offline else "")]
-    lines += ["", "Grants:"] + [line for item in plan.grants for line in _grant_lines(item)] if plan.grants else \
-        ["", "No grant is affected."]
+    if plan.grants:
+        lines += ["", "Grants:", *(line for item in plan.grants for line in _grant_lines(item))]
+    else:
+        lines += ["", "No grant is affected."]
     changes = [line for item in plan.repositories for line in _repository_lines(item)]
     changes += [line for item in plan.roles for line in _role_lines(item)]
     if changes:
