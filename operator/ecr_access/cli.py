@@ -1,7 +1,9 @@
 """The `ecr-access-operator` command: `run` starts the operator against the current kubeconfig and AWS.
 
 `run` is the one code path that starts the operator; the sandbox (issue 3) starts it through the
-same function, so what the demo shows is what production runs.
+same function, so what the demo shows is what production runs. `plan`, `adopt` and `whoami` take
+the same settings (flags and environment), so that they answer as this operator would
+(`commands`).
 """
 
 from __future__ import annotations
@@ -11,12 +13,14 @@ import importlib.metadata
 import logging
 import pathlib
 import sys
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
 
-from ecr_access import accounts, handlers, kube, probes
+from ecr_access import accounts, handlers, kube, planreport, probes
+from ecr_access import commands as commands_module
 from ecr_access import config as config_module
 from ecr_access.account_check import AccountChecker
 from ecr_access.aws.accounts import AssumedAccounts
@@ -164,6 +168,45 @@ def main(argv: Sequence[str] | None = None) -> None:
     run.add_argument("--log-format", choices=("plain", "full", "json"), default="full",
                      help="log lines as text, or as one JSON object each (kopf's format: a grant's lines carry "
                      "its namespace and name)")
+    plan = commands.add_parser(
+        "plan", help="what applying (or deleting) these files would change in AWS, and each grant's verdict, "
+        "without writing anything; exit code 0: no changes, 2: changes, 1: error",
+        description=textwrap.fill(
+            "Run the operator's own reconciler over the cluster's grants with the files applied, every AWS write "
+            "caught and none made: shows, per repository policy, the statements and principals that would be added "
+            "or removed, per role the managed policies attached or detached, and each affected grant's verdict "
+            "(InvalidSpec, NotPermitted, ...). Needs only read permissions (deploy/iam/planner-policy.json).", 100,
+            break_on_hyphens=False),
+        epilog=planreport.JSON_FORM, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_settings(plan)
+    plan.add_argument("-f", "--filename", action="append", dest="files", required=True, metavar="FILE",
+                      help="YAML or JSON manifests (repeatable; - is standard input, a directory its files): "
+                      "EcrAccessGrant, EcrGrantPolicy, EcrAccessAccount and Namespace objects")
+    plan.add_argument("--offline", action="store_true",
+                      help="take the files as the whole cluster and read no cluster (needs --cluster-id)")
+    plan.add_argument("--delete", action="store_true", help="plan deleting the files' objects instead")
+    plan.add_argument("-o", "--output", choices=("text", "json"), default="text", help="text (a diff) or json")
+    plan.add_argument("--verbose", action="store_true", help="debug logging")
+    adopt = commands.add_parser(
+        "adopt", help="list (or with --apply remove) foreign repository policy statements that grants make "
+        "redundant, such as the manual procedure's AllowPull",
+        description="For each grant (the cluster's, or those in the files), find statements in its repositories' "
+        "policies that this operator does not own and that grant nothing beyond the grant's own statement: Allow, "
+        "no Condition, the grant's role as the only principal, actions the grant allows. --apply removes them, "
+        "once the grant's statement carries the role, logging an AUDIT line for each. Exit code without "
+        "--apply: 0 none found, 2 some; with --apply: 0 done, 1 something left undone.")
+    _add_settings(adopt)
+    adopt.add_argument("-f", "--filename", action="append", dest="files", default=[], metavar="FILE",
+                       help="only the grants in these manifests (default: every grant in the cluster)")
+    adopt.add_argument("--apply", action="store_true", help="remove the redundant statements")
+    adopt.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    adopt.add_argument("--verbose", action="store_true", help="debug logging")
+    whoami = commands.add_parser(
+        "whoami", help="the AWS identity, region, cluster id, Sid prefix and policy mode the operator would use, "
+        "and whether each EcrAccessAccount's role can be assumed")
+    _add_settings(whoami)
+    whoami.add_argument("-o", "--output", choices=("text", "json"), default="text")
+    whoami.add_argument("--verbose", action="store_true", help="debug logging")
     sandbox = commands.add_parser(
         "sandbox", help="run kubesim, a moto server and the operator on this machine (no cluster, no AWS account)")
     sandbox.add_argument("--dir", default=".sandbox", type=pathlib.Path,
@@ -180,7 +223,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "run" and args.log_format == "json":
         kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON, log_refkey="grant")
     else:
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+        # plan and whoami print their answer: their logs say only what went wrong. adopt's AUDIT lines
+        # are what it did, so it logs as the operator does.
+        quiet = args.command in ("plan", "whoami")
+        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "sandbox":
         try:  # a development tool, not in the image: see ecr_sandbox
@@ -205,6 +251,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(error))
     if args.command == "run":
         run_operator(cfg, liveness=args.liveness, readiness=args.readiness)
+    elif args.command == "plan":
+        raise SystemExit(commands_module.plan(cfg, args.files, offline=args.offline, delete=args.delete,
+                                              output=args.output))
+    elif args.command == "adopt":
+        raise SystemExit(commands_module.adopt_command(cfg, args.files, apply=args.apply, output=args.output))
+    elif args.command == "whoami":
+        raise SystemExit(commands_module.whoami_command(cfg, output=args.output))
 
 
 if __name__ == "__main__":

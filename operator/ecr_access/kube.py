@@ -4,18 +4,23 @@ The operator's own writes outside kopf go through here: a grant's status (`patch
 drift loop's reports, a handler's progress report and a stalled delete's verdict), a policy's
 (`patch_policy_status`) and an account's (`patch_account_status`, when assuming its role starts
 failing or works again), and nothing else. Reads: a grant's spec as it is now (a stalled delete
-watching for an edit), whether any grant exists at start-up, and the cluster's identity.
-Blocking calls; the callers run them in threads.
+watching for an edit), whether any grant exists at start-up, and the cluster's identity; and,
+for the commands that answer for the operator from outside it (`plan`, `adopt`, `whoami`), read-only
+listings of everything the operator indexes (`list_objects`). Blocking calls; the callers run them
+in threads.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubernetes import client, config
 
 from ecr_access.model import ACCOUNT_PLURAL, GROUP, PLURAL, POLICY_PLURAL, VERSION
+
+PAGE = 500  # objects per list request: a large cluster is listed in pages, as kopf lists it
 
 
 def load_client_config() -> None:
@@ -83,3 +88,48 @@ def count_grants(namespaces: Sequence[str]) -> int:
         return len(api.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1).get("items", []))
     return sum(len(api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1).get("items", []))
                for ns in namespaces)
+
+
+def list_objects(namespaces: Sequence[str]) -> list[dict[str, Any]]:
+    """Every object the operator indexes, as the API server returns it (plain dicts with `kind` and
+    `apiVersion` set): the grants (in `namespaces`, or all), the EcrGrantPolicies, the
+    EcrAccessAccounts and the Namespaces. Only `list` requests: nothing is written."""
+    api = client.CustomObjectsApi()
+    listings: list[tuple[str, Callable[[str | None], Any]]] = []
+    for namespace in namespaces:
+        listings.append(("EcrAccessGrant", functools.partial(_namespaced, api, namespace, PLURAL)))
+    if not namespaces:
+        listings.append(("EcrAccessGrant", functools.partial(_cluster_wide, api, PLURAL)))
+    listings.append(("EcrGrantPolicy", functools.partial(_cluster_wide, api, POLICY_PLURAL)))
+    listings.append(("EcrAccessAccount", functools.partial(_cluster_wide, api, ACCOUNT_PLURAL)))
+    found: list[dict[str, Any]] = []
+    for kind, listing in listings:
+        found.extend({"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, **item} for item in _pages(listing))
+    core, serializer = client.CoreV1Api(), client.ApiClient()
+    token: str | None = None
+    while True:
+        page = core.list_namespace(limit=PAGE, _continue=token)
+        found.extend({"apiVersion": "v1", "kind": "Namespace", **serializer.sanitize_for_serialization(item)}
+                     for item in page.items or [])
+        token = page.metadata._continue if page.metadata else None
+        if not token:
+            return found
+
+
+def _namespaced(api: Any, namespace: str, plural: str, token: str | None) -> Any:
+    return api.list_namespaced_custom_object(GROUP, VERSION, namespace, plural, limit=PAGE, _continue=token)
+
+
+def _cluster_wide(api: Any, plural: str, token: str | None) -> Any:
+    return api.list_cluster_custom_object(GROUP, VERSION, plural, limit=PAGE, _continue=token)
+
+
+def _pages(listing: Callable[[str | None], Any]) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    token = None
+    while True:
+        page = listing(token)
+        items.extend(page.get("items", []))
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
