@@ -86,7 +86,7 @@ def test_every_kustomization_renders_the_whole_install(directory: str) -> None:
     objects = kustomize(directory)
     kinds = sorted(obj["kind"] for obj in objects)
     assert kinds == sorted(["Namespace", *["CustomResourceDefinition"] * len(CRD_NAMES), "ServiceAccount",
-                            "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment"])
+                            "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRole", "ClusterRoleBinding", "Deployment"])
     assert sorted(obj["metadata"]["name"] for obj in objects if obj["kind"] == "CustomResourceDefinition") == sorted(
         CRD_NAMES)
     # The install creates no policy: until a cluster admin writes one, grants may grant nothing (Enforce). Nor any
@@ -198,6 +198,15 @@ def test_editor_role_can_manage_grants_but_is_not_aggregated_to_edit_or_admin() 
     assert {(handlers.GROUP, handlers.PLURAL, verb, ()) for verb in ("create", "update", "patch", "delete")} <= rules
     assert not any(resource.endswith("/status") for _, resource, _, _ in rules), "only the operator writes status"
     assert {resource for _, resource, _, _ in rules} == {handlers.PLURAL}, "grants only, never policies or accounts"
+
+
+def test_planner_role_reads_what_plan_lists_and_writes_nothing() -> None:
+    # kube.list_objects (grants, policies, accounts, namespaces) and kube.cluster_id (GET kube-system).
+    planner = one(kustomize("base"), "ClusterRole", "ecr-access-operator-planner")
+    rules = rbac_rules(planner)
+    needed = {(handlers.GROUP, plural, "list", ()) for plural in (handlers.PLURAL, POLICIES, ACCOUNTS)}
+    assert needed | {("", "namespaces", "list", ()), ("", "namespaces", "get", ())} <= rules
+    assert {verb for _, _, verb, _ in rules} == {"get", "list"}, "read only"
 
 
 @pytest.mark.parametrize("directory", KUSTOMIZATIONS)

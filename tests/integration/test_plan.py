@@ -412,3 +412,19 @@ def test_deleting_a_retain_grant_plans_its_hand_over_statement(world: World, gra
     (role,) = result.roles  # the managed policy stays, handed over: it leaves the ledger's `attached`
     assert role.detach == () and "ecraccess.io/attached" in {key for key, _ in role.tags_removed}
     assert f"+ statement {handover} (Allow, 12 actions, foreign)" in planreport.to_text(result)
+
+
+def test_a_foreign_deny_shows_as_denied_by_policy_in_the_plan(world: World) -> None:
+    # The access check's verdict comes out of the same reconciler: a reviewer sees it before the merge.
+    world.create_role()
+    deny = {"Sid": "Quarantine", "Effect": "Deny", "Principal": "*", "Action": "ecr:*"}
+    world.create_repository("ml/a", policy={"Version": "2012-10-17", "Statement": [deny]})
+    before = snapshot(world, "ml/a")
+
+    result = run(world, [policy_body()], [grant_body("g", "ml/a", managedPolicy="None")])
+
+    (item,) = result.grants
+    assert item.ready is not None and (item.ready.status, item.ready.reason) == ("False", "DeniedByPolicy")
+    assert "'Quarantine'" in planreport.to_text(result)
+    assert planreport.exit_code(result) == 2, "the statement would still be written"
+    assert only_reads(world.calls.made) == [] and snapshot(world, "ml/a") == before
