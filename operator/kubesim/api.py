@@ -538,6 +538,7 @@ class Api:
         )
         if types and storage_schema:
             # Reads of stored objects show the new schema's defaults and pruning, as the apiserver's reads do.
+            self.store.touch()
             for obj in self.store.iter_all(types[0].storage_key):
                 schema.prune(obj, storage_schema)
                 schema.apply_defaults(obj, storage_schema)

@@ -18,15 +18,22 @@ APPLY = "application/apply-patch+yaml"
 
 
 def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386: objects merge recursively, null deletes, everything else replaces."""
+    """RFC 7386: objects merge recursively, null deletes, everything else replaces; neither input is changed."""
     if not isinstance(patch, dict):
         return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+    # One copy of the target, merged in place: copying again at every level made a patch quadratic in depth.
+    return _merge_into(copy.deepcopy(target) if isinstance(target, dict) else {}, patch)
+
+
+def _merge_into(result: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
+        elif isinstance(value, dict):
+            current = result.get(key)
+            result[key] = _merge_into(current if isinstance(current, dict) else {}, value)
         else:
-            result[key] = merge_patch(result.get(key), value)
+            result[key] = copy.deepcopy(value)
     return result
 
 

@@ -145,6 +145,7 @@ class Registry:
     def __init__(self) -> None:
         self._types: dict[tuple[str, str, str], ResourceType] = {}
         self._by_crd: dict[str, list[tuple[str, str, str]]] = {}
+        self.generation = 0  # bumped whenever what is served changes (documents derived from it are cached by it)
         for rtype in builtin_types():
             self._types[(rtype.group, rtype.version, rtype.plural)] = rtype
 
@@ -179,6 +180,7 @@ class Registry:
     def set_crd(self, crd_name: str, types: list[ResourceType]) -> None:
         """Replace what one CRD serves."""
         self.remove_crd(crd_name)
+        self.generation += 1
         keys = []
         for rtype in types:
             key = (rtype.group, rtype.version, rtype.plural)
@@ -188,5 +190,6 @@ class Registry:
 
     def remove_crd(self, crd_name: str) -> None:
         """Stop serving one CRD's versions."""
+        self.generation += 1
         for key in self._by_crd.pop(crd_name, []):
             self._types.pop(key, None)

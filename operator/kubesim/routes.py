@@ -21,6 +21,7 @@ from kubesim.resources import ResourceType
 from kubesim.store import Event, Obj
 
 logger = logging.getLogger(__name__)
+_WATCH_BATCH = 256  # events written to a watch in one go at most
 
 _JSON = "application/json"
 
@@ -65,6 +66,8 @@ class Routes:
         self.store = objects.store
         self.settings = settings
         self.stopping = False
+        self._openapi_cache: dict[tuple[str, ...], dict[str, Any] | None] = {}
+        self._openapi_generation = -1
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         """The single entry point: errors become Status objects."""
@@ -115,15 +118,28 @@ class Routes:
         elif parts == ["openapi", "v2"]:
             if "protobuf" in request.headers.get("Accept", "") and "json" not in request.headers.get("Accept", ""):
                 raise errors.ApiError(406, "NotAcceptable", "kubesim serves OpenAPI v2 as JSON only")
-            result = openapi.v2(self.registry)
+            result = self._openapi(("v2",), lambda: openapi.v2(self.registry))
         elif parts == ["openapi", "v3"]:
-            result = openapi.v3_root(self.registry)
+            result = self._openapi(("v3",), lambda: openapi.v3_root(self.registry))
         elif len(parts) >= 4 and parts[:2] == ["openapi", "v3"]:
             group, version = ("", parts[3]) if parts[2] == "api" else (parts[3], parts[4] if len(parts) > 4 else "")
-            result = openapi.v3_group_version(self.registry, group, version)
+            result = self._openapi(("v3", group, version),
+                                   lambda: openapi.v3_group_version(self.registry, group, version))
             if result is None:
                 raise errors.path_not_found(request.path)
         return result
+
+    def _openapi(self, key: tuple[str, ...], build: Any) -> dict[str, Any] | None:
+        """An OpenAPI document, built once per registry generation: every kubectl run fetches /openapi/v3, whose
+        hashes need every group version's document, and kubesim's CRD handling never changes a served schema
+        without a new generation."""
+        if self._openapi_generation != self.registry.generation:
+            self._openapi_cache.clear()
+            self._openapi_generation = self.registry.generation
+        if key not in self._openapi_cache:
+            self._openapi_cache[key] = build()
+        document: dict[str, Any] | None = self._openapi_cache[key]
+        return document
 
     def _target(self, group: str, version: str, rest: list[str], path: str) -> Target:
         namespace: str | None = None
@@ -251,7 +267,8 @@ class Routes:
             response = web.StreamResponse(status=200, headers={"Content-Type": _JSON, "Cache-Control": "no-cache"})
             response.enable_chunked_encoding()
             await response.prepare(request)
-            send = _Sender(response, rtype, _wants_table(request), query.get("includeObject", "Metadata"))
+            send = _Sender(response, rtype, _wants_table(request), query.get("includeObject", "Metadata"),
+                           self.api.present, lambda: self.store.epoch)
             if expired is not None:
                 await send.raw({"type": "ERROR", "object": errors.gone(expired).status()})
                 return response
@@ -286,32 +303,69 @@ class Routes:
                 next_bookmark = now + self.settings.bookmark_interval
             wait = min(deadline, next_bookmark if bookmarks else deadline, now + self.settings.poll_interval) - now
             try:
-                event = await asyncio.wait_for(watcher.queue.get(), timeout=max(wait, 0.001))
+                if watcher.queue.empty():
+                    event = await asyncio.wait_for(watcher.queue.get(), timeout=max(wait, 0.001))
+                else:
+                    event = watcher.queue.get_nowait()  # no timer and task per event while events are waiting
             except TimeoutError:
                 if request.transport is None or request.transport.is_closing():
                     return
                 continue
-            if event is None:
+            # Events that queued up meanwhile go out in one write (the same lines, fewer sends under load).
+            batch = [event]
+            while event is not None and len(batch) < _WATCH_BATCH and not watcher.queue.empty():
+                event = watcher.queue.get_nowait()
+                batch.append(event)
+            lines = []
+            for queued in batch:
+                if queued is None:
+                    break
+                if queued.rv <= last_rv:
+                    continue
+                translated = _translate(queued, matches)
+                if translated is not None:
+                    lines.append(send.line(translated[0], queued, translated[1]))
+            if lines:
+                await send.write("".join(lines))
+            if batch[-1] is None:
                 return
-            if event.rv <= last_rv:
-                continue
-            translated = _translate(event, matches)
-            if translated is not None:
-                await send.event(translated[0], self.api.present(send.rtype, translated[1]))
 
 
 class _Sender:
     """Writes newline-delimited watch events; each write is flushed to the socket at once."""
 
-    def __init__(self, response: web.StreamResponse, rtype: ResourceType, as_table: bool, include: str) -> None:
+    def __init__(self, response: web.StreamResponse, rtype: ResourceType, as_table: bool, include: str,
+                 present: Any = None, epoch: Any = None) -> None:
         self.response = response
         self.rtype = rtype
         self.as_table = as_table
         self.include = include
         self.first = True
+        self._present = present or (lambda rtype, obj: obj)
+        self._epoch = epoch or (lambda: 0)
+
+    async def write(self, text: str) -> None:
+        await self.response.write(text.encode())
 
     async def raw(self, event: dict[str, Any]) -> None:
-        await self.response.write((_dumps(event) + "\n").encode())
+        await self.write(_dumps(event) + "\n")
+
+    def line(self, kind: str, event: Event, obj: Obj) -> str:
+        """One event's line; the object's JSON is encoded once per event and served version, for every watch."""
+        if self.as_table:
+            presented = self._present(self.rtype, obj)
+            shown = tables.table(self.rtype, [presented], presented["metadata"]["resourceVersion"], self.include,
+                                 with_definitions=self.first)
+            self.first = False
+            return _dumps({"type": kind, "object": shown}) + "\n"
+        key = (self.rtype.api_version, self._epoch())
+        encoded = event.encoded.get(key) if obj is event.obj else None
+        if encoded is None:
+            encoded = _dumps(self._present(self.rtype, obj))
+            if obj is event.obj:
+                event.encoded[key] = encoded
+        # Byte for byte what _dumps({"type": kind, "object": ...}) writes.
+        return f'{{"type":{_dumps(kind)},"object":{encoded}}}\n'
 
     async def event(self, kind: str, obj: Obj) -> None:
         shown: Any = obj

@@ -104,7 +104,8 @@ def validate(obj: dict[str, Any], schema: Schema, old: dict[str, Any] | None) ->
     errors: list[FieldError] = []
     view = _cel_view(obj)
     _validate(view, schema, "", errors)
-    if not _has_rules(schema):
+    compiled = _compiled_schema(schema)
+    if not compiled.has_rules:
         return errors
     if any(error.reason in _BLOCKING for error in errors):
         errors.append(FieldError(
@@ -113,8 +114,60 @@ def validate(obj: dict[str, Any], schema: Schema, old: dict[str, Any] | None) ->
         ))
         return errors
     old_view = _cel_view(old) if old is not None else cel.MISSING
-    _check_rules(view, schema, "", old_view, errors)
+    _check_rules(view, schema, "", old_view, errors, compiled)
     return errors
+
+
+class _RuleIndex:
+    """What `validate` needs to know of a schema before walking an object, computed once per schema.
+
+    `has_rules`: some node holds `x-kubernetes-validations`. `walks(node)`: the rule walk must enter this node
+    because it or a node below it (through properties, additionalProperties or items, the way `_check_rules`
+    descends) has rules; the walk skips the rest, e.g. a grant's whole `status`. Served schemas are never
+    mutated (a CRD update stores a new object, hence new schema dicts), so an index keyed by the schema's
+    identity is invalidated by a CRD update; the entry holds the schema so that its id is not reused.
+    """
+
+    def __init__(self, schema: Schema) -> None:
+        self.schema = schema
+        self.has_rules = _has_rules(schema)
+        self._walks: dict[int, bool] = {}
+        self._index(schema)
+
+    def _index(self, node: Schema) -> bool:
+        key = id(node)
+        if key in self._walks:
+            return self._walks[key]
+        self._walks[key] = True  # while in progress (JSON has no cycles; this only guards)
+        children: list[Any] = []
+        props = node.get("properties")
+        if isinstance(props, dict):
+            children.extend(props.values())
+        for name in ("additionalProperties", "items"):
+            if isinstance(node.get(name), dict):
+                children.append(node[name])
+        result = "x-kubernetes-validations" in node
+        for child in children:  # a malformed (non-object) child is walked, as before
+            result = (self._index(child) if isinstance(child, dict) else True) or result
+        self._walks[key] = result
+        return result
+
+    def walks(self, node: Schema) -> bool:
+        """Whether the rule walk must enter `node` (True for nodes this index has not seen)."""
+        return self._walks.get(id(node), True)
+
+
+_RULE_INDEXES: dict[int, _RuleIndex] = {}
+_RULE_INDEX_LIMIT = 256
+
+
+def _compiled_schema(schema: Schema) -> _RuleIndex:
+    index = _RULE_INDEXES.get(id(schema))
+    if index is None or index.schema is not schema:
+        if len(_RULE_INDEXES) >= _RULE_INDEX_LIMIT:
+            _RULE_INDEXES.clear()
+        index = _RULE_INDEXES[id(schema)] = _RuleIndex(schema)
+    return index
 
 
 def _has_rules(node: Any) -> bool:
@@ -319,27 +372,28 @@ def _validate_combinators(value: Any, schema: Schema, path: str, errors: list[Fi
         errors.append(_invalid(path, value, f"{where} in body must not validate the schema (not)"))
 
 
-def _check_rules(value: Any, schema: Schema, path: str, old: Any, errors: list[FieldError]) -> None:
+def _check_rules(value: Any, schema: Schema, path: str, old: Any, errors: list[FieldError],
+                 index: _RuleIndex | None = None) -> None:
     """Walk the object and run every node's `x-kubernetes-validations`, correlating old values for `oldSelf`."""
-    if value is None:
+    if value is None or (index is not None and not index.walks(schema)):
         return
     if isinstance(value, dict):
         props: dict[str, Schema] = schema.get("properties") or {}
         extra = schema.get("additionalProperties")
         for key, item in value.items():
             if key in props and not (key == "metadata" and not path):
-                _check_rules(item, props[key], _child(path, key), _old_member(old, key), errors)
+                _check_rules(item, props[key], _child(path, key), _old_member(old, key), errors, index)
             elif key not in props and isinstance(extra, dict):
-                _check_rules(item, extra, _key(path, key), _old_member(old, key), errors)
+                _check_rules(item, extra, _key(path, key), _old_member(old, key), errors, index)
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         # Only items of map lists correlate with old items (by their keys), as in the apiserver.
         map_keys: list[str] = schema.get("x-kubernetes-list-map-keys") or []
         old_by_key: dict[tuple[Any, ...], Any] = {}
         if schema.get("x-kubernetes-list-type") == "map" and isinstance(old, list):
             old_by_key = {_map_key(item, map_keys): item for item in old}
-        for index, item in enumerate(value):
+        for position, item in enumerate(value):
             item_old = old_by_key.get(_map_key(item, map_keys), cel.MISSING) if old_by_key else cel.MISSING
-            _check_rules(item, schema["items"], _index(path, index), item_old, errors)
+            _check_rules(item, schema["items"], _index(path, position), item_old, errors, index)
     _validate_rules(value, schema, path, old, errors)
 
 

@@ -26,6 +26,9 @@ class Event:
     obj: Obj
     previous: Obj | None
     rv: int
+    # The object's JSON by (apiVersion served, Store.epoch), written by the first watch that sends the event so
+    # that the other watches of a fan-out do not encode it again.
+    encoded: dict[tuple[str, int], str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclasses.dataclass(eq=False)  # identity semantics: watchers live in a set
@@ -46,6 +49,7 @@ class Store:
         self._history: collections.deque[Event] = collections.deque(maxlen=history_size)
         self._compacted_rv = 0  # the newest rv no longer in the history
         self._watchers: set[Watcher] = set()
+        self.epoch = 0  # bumped by `touch()` when stored objects are changed in place (re-pruned for a new CRD)
 
     @property
     def resource_version(self) -> int:
@@ -56,6 +60,10 @@ class Store:
     def compacted_rv(self) -> int:
         """Watches from an rv older than this cannot be served (410 Gone)."""
         return self._compacted_rv
+
+    def touch(self) -> None:
+        """Stored objects were changed in place: encodings cached on pending events are stale."""
+        self.epoch += 1
 
     def next_rv(self) -> int:
         """Allocate the next resourceVersion."""
