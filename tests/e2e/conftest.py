@@ -39,6 +39,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         raise pytest.UsageError("kubectl is required for tests/e2e (it is installed on every CI machine)")
 
 
+LOG_TAIL = 120  # lines of the operator's log a failed test's report carries
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed test's report carries the tail of each of its sandboxes' operator logs: the sandbox's
+    directory is gone by the time a CI failure is read, and a timeout says nothing of why."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed:
+        return
+    values = getattr(item, "funcargs", {}).values()
+    sandboxes = {id(sb): sb for sb in (getattr(value, "sandbox", value) for value in values) if isinstance(sb, Sandbox)}
+    for sb in sandboxes.values():
+        path = sb.dir / "operator.log"
+        with contextlib.suppress(OSError):
+            tail = path.read_text(errors="replace").splitlines()[-LOG_TAIL:]
+            report.sections.append((f"operator log ({path}, last {len(tail)} lines)", "\n".join(tail)))
+
+
 class Driver:
     """kubectl and boto3 against one sandbox, with the waits end-to-end tests need."""
 
