@@ -34,6 +34,11 @@ class Protocol(enum.Enum):
     OTHER = "other"  # REST protocols: named by method and path, answered in XML
 
 
+# The token ecr-access-operator puts on its User-Agent to say why it calls (`ecr_access.cause`:
+# change, drift or sweep). The proxy knows nothing of the operator; this is its wire format.
+CAUSE_RE = re.compile(r"(?:^|\s)ecr-access-cause/([a-z]+)(?:\s|$)")
+
+
 @dataclasses.dataclass(frozen=True)
 class Call:
     """One AWS request, as far as the proxy needs to know it."""
@@ -41,11 +46,18 @@ class Call:
     service: str
     operation: str
     protocol: Protocol
+    cause: str = ""  # why the client called, from its User-Agent (`CAUSE_RE`), or ""
 
 
 def identify(method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> Call:
-    """Name the service and operation of a request; never fails (unknown parts become "unknown")."""
+    """Name the service and operation of a request, and its cause; never fails (unknown parts
+    become "unknown")."""
     lower = {key.lower(): value for key, value in headers.items()}
+    found = CAUSE_RE.search(lower.get("user-agent", ""))
+    return dataclasses.replace(_identify(method, path, query, lower, body), cause=found[1] if found else "")
+
+
+def _identify(method: str, path: str, query: str, lower: Mapping[str, str], body: bytes) -> Call:
     scope = _SCOPE_RE.search(lower.get("authorization", ""))
     service = scope["service"] if scope else ""
     target = lower.get("x-amz-target", "")

@@ -11,8 +11,9 @@ Outcomes per call:
 - `upstream_error`: forwarded requests the upstream did not answer (the client got a 502).
 
 With `timeline`, the counter also keeps each request's arrival (wall-clock time, service,
-operation), so that calls can be told apart by when they came: the benchmark splits them by the
-operator's drift passes, whose ends it reads from the operator's log.
+operation, and the cause the client gave on its User-Agent), so that calls can be told apart by
+when they came and why: the benchmark splits them by the operator's drift passes, whose ends it
+reads from the operator's log, and what grant changes cost from what drift passes cost.
 """
 
 from __future__ import annotations
@@ -86,13 +87,13 @@ class Counter:
         self._counts: dict[tuple[str, str], collections.Counter[str]] = {}
         self._timeline: list[Arrival] | None = [] if timeline else None
 
-    def add(self, service: str, operation: str, outcomes: Iterable[str]) -> None:
+    def add(self, service: str, operation: str, outcomes: Iterable[str], cause: str = "") -> None:
         outcomes = list(outcomes)
         with self._lock:
             counter = self._counts.setdefault((service, operation), collections.Counter())
             counter.update(outcomes)
             if self._timeline is not None and "total" in outcomes:
-                self._timeline.append(Arrival(time.time(), service, operation))
+                self._timeline.append(Arrival(time.time(), service, operation, cause))
 
     def timeline(self) -> list[Arrival]:
         """Every request since the last reset, in the order they arrived (empty unless kept)."""
@@ -117,3 +118,4 @@ class Arrival:
     at: float  # time.time()
     service: str
     operation: str
+    cause: str = ""  # why the client called, if its User-Agent said (`protocol.CAUSE_RE`)

@@ -37,7 +37,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from ecr_access import accounts, cycle, tasks
+from ecr_access import accounts, cause, cycle, tasks
 from ecr_access.grants import LiveGrant, LiveGrants
 from ecr_access.ownership import GrantGone
 from ecr_access.reconcile import ApplyMode, Reconciler
@@ -184,11 +184,17 @@ class DriftChecker:
     async def check_requested(self) -> PassReport:
         """Check the grants whose reconcile-now request is pending, with no cached AWS answer."""
         requested, self._requested = self._requested, {}
-        return await self.check(requested, handled=requested)
+        with cause.acting_for(cause.CHANGE):  # a person asked: not what the periodic passes cost
+            return await self._check(requested, handled=requested)
 
     async def check(self, only: Iterable[Any] | None = None, handled: Mapping[Any, str] | None = None) -> PassReport:
         """One pass over the live grants (or over the keys in `only`): each AWS answer read once,
-        afresh, and shared by the pass."""
+        afresh, and shared by the pass. Its AWS calls, and those of the grants' changes that join
+        its reads, are the drift pass's (`cause`)."""
+        with cause.acting_for(cause.DRIFT):
+            return await self._check(only, handled)
+
+    async def _check(self, only: Iterable[Any] | None, handled: Mapping[Any, str] | None) -> PassReport:
         assert self._live is not None, "indexes_ready() first"
         live = self._live
         began = self.reconciler.clock()  # on the caches' clock: what the pass reads after this, it reuses

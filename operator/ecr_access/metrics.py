@@ -98,8 +98,11 @@ class Metrics:
         self.queue_duration = Histogram("workqueue_queue_duration_seconds",
                                         "How long a repository waited from its first request to its sync.",
                                         ["name"], registry=r)
-        self.aws_requests = Counter("ecr_access_aws_requests_total", "AWS API calls, by answer (OK or the error code).",
-                                    ["service", "operation", "code"], registry=r)
+        self.aws_requests = Counter(
+            "ecr_access_aws_requests_total",
+            "AWS API calls, by answer (OK or the error code) and cause (change: a grant, policy or account "
+            "changed; drift: a drift pass; sweep: the orphan sweep).",
+            ["service", "operation", "code", "cause"], registry=r)
         self.aws_duration = Histogram("ecr_access_aws_request_duration_seconds",
                                       "How long an AWS API call took, retries included.", ["service", "operation"],
                                       registry=r)
@@ -159,8 +162,8 @@ class Metrics:
     def written(self, result: str) -> None:
         self.policy_writes.labels(result).inc()
 
-    def aws_call(self, service: str, operation: str, code: str, seconds: float) -> None:
-        self.aws_requests.labels(service, operation, code).inc()
+    def aws_call(self, service: str, operation: str, code: str, seconds: float, cause: str = "change") -> None:
+        self.aws_requests.labels(service, operation, code, cause).inc()
         self.aws_duration.labels(service, operation).observe(seconds)
 
     def drift_pass(self, seconds: float, ended: float) -> None:

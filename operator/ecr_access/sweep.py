@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import logging
 
-from ecr_access import policy, tasks
+from ecr_access import cause, policy, tasks
 from ecr_access.grants import LiveGrants
 from ecr_access.model import RepositoryRef
 from ecr_access.ports import AwsFault, FaultKind
@@ -115,7 +115,8 @@ class Sweeper:
         if self._live is None:
             return
         try:
-            cleaned = await sweep(self.repositories, self._live, self.home)
+            with cause.acting_for(cause.SWEEP):
+                cleaned = await sweep(self.repositories, self._live, self.home)
         except Exception:  # a failed sweep is retried on the next interval; it must not end the task
             logger.exception("Orphan sweep failed; retrying in %.0fs", self.interval)
         else:

@@ -61,9 +61,9 @@ def test_what_a_grant_did_is_counted_and_drift_repairs_are_told_apart(world: Wor
     assert value(metrics, "ecr_access_policy_writes_total", result="written") == 1
     assert value(metrics, "ecr_access_policy_writes_total", result="verified") == 1
     assert value(metrics, "ecr_access_aws_requests_total", service="ecr", operation="SetRepositoryPolicy",
-                 code="OK") == 1
+                 code="OK", cause="change") == 1
     assert value(metrics, "ecr_access_aws_requests_total", service="iam", operation="AttachRolePolicy",
-                 code="OK") == 1
+                 code="OK", cause="change") == 1
     assert value(metrics, "workqueue_adds_total", name=QUEUE) == 1
     assert value(metrics, "workqueue_depth", name=QUEUE) == 0
     assert value(metrics, "workqueue_queue_duration_seconds_count", name=QUEUE) == 1
@@ -105,7 +105,7 @@ def test_a_stalled_grant_is_counted_by_its_reason_and_an_aws_error_by_its_code(w
     # sets a condition and returns no error: counted as success, with the state in ecr_access_grants.
     assert value(metrics, "controller_runtime_reconcile_total", controller=CONTROLLER, result="success") == 1
     assert value(metrics, "ecr_access_aws_requests_total", service="ecr", operation="GetRepositoryPolicy",
-                 code="RepositoryNotFoundException") == 1
+                 code="RepositoryNotFoundException", cause="change") == 1
     metrics.grant_gone(key)
     assert value(metrics, "ecr_access_grants", ready="False", reason="RepositoryNotFound") == 0
     assert value(metrics, "ecr_access_grants_stalled", reason="RepositoryNotFound") == 0

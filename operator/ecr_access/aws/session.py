@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextvars
 import dataclasses
 import threading
 import time
@@ -24,6 +25,7 @@ from botocore.credentials import (
     DeferredRefreshableCredentials,
 )
 
+from ecr_access import cause
 from ecr_access.aws import catalog, errors
 from ecr_access.aws.ratelimit import TokenBucket
 from ecr_access.metrics import Metrics
@@ -87,7 +89,18 @@ class _Counted:
     def _count(self, event_name: str, code: str, context: dict[str, Any]) -> None:
         _, service, operation = [*event_name.split("."), "", ""][:3]
         started = context.get("ecr_access_started")
-        self.metrics.aws_call(service, operation, code, time.monotonic() - started if started else 0.0)
+        self.metrics.aws_call(service, operation, code, time.monotonic() - started if started else 0.0,
+                              cause.current())
+
+
+def _mark_cause(**kwargs: Any) -> None:
+    """botocore's before-send hook: put why the operator makes this call on its User-Agent (see
+    `ecr_access.cause`; the User-Agent is not signed, so this comes after signing safely)."""
+    request = kwargs["request"]
+    agent = request.headers.get("User-Agent", b"")
+    if isinstance(agent, bytes):
+        agent = agent.decode()
+    request.headers["User-Agent"] = f"{agent} {cause.USER_AGENT_TOKEN}{cause.current()}".strip()
 
 
 class _Given(CredentialProvider):
@@ -126,6 +139,7 @@ class AwsSession:
         """A session whose clients take a token from their (service, region) bucket before each request."""
         session = cls(boto3.session.Session(botocore_session=botocore.session.get_session(), region_name=region),
                       rate=rate, burst=burst, metrics=metrics)
+        session.core.register("before-send", _mark_cause)
         if metrics is not None:  # on the session, so every client counts, STS's included
             _Counted(metrics).register(session.core)
         return session
@@ -144,7 +158,10 @@ class AwsSession:
         try:
             if threads is not None:
                 try:
-                    future = asyncio.get_running_loop().run_in_executor(threads, call, *args)
+                    # In a copy of the caller's context, as `asyncio.to_thread` does: the hooks
+                    # read the call's `cause` there.
+                    future = asyncio.get_running_loop().run_in_executor(
+                        threads, contextvars.copy_context().run, call, *args)
                 except RuntimeError:  # closed from another thread just now
                     pass
                 else:
@@ -211,6 +228,7 @@ class AwsSession:
         core = botocore.session.Session()
         core.register_component("data_loader", self.core.get_component("data_loader"))  # models parsed once
         core.register_component("credential_provider", CredentialResolver([_Given(credentials)]))
+        core.register("before-send", _mark_cause)
         if self.metrics is not None:
             _Counted(self.metrics).register(core)
         return AwsSession(boto3.session.Session(botocore_session=core, region_name=self.region), config=self.config,
