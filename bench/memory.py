@@ -44,6 +44,7 @@ from typing import Any
 import yaml
 
 from bench import harness
+from ecr_sandbox.kubectl import run_kubectl
 from ecr_sandbox.sandbox import Sandbox
 
 HOOK = pathlib.Path(__file__).resolve().parent / "memhook"
@@ -143,7 +144,9 @@ class Run:
         manifest = self.workdir / "grants.yaml"
         manifest.write_text(yaml.safe_dump_all(self.scenario.manifests()))
         started = time.monotonic()
-        sandbox.kubectl("create", "-f", str(manifest))
+        # One `kubectl create` of all N, as the harness does, with room for N=10,000 (the sandbox's
+        # own kubectl helper gives up after 60 s).
+        run_kubectl("create", "-f", str(manifest), kubeconfig=sandbox.kubeconfig, timeout=1800)
         created = time.monotonic() - started
         converged = self._wait_ready(sandbox, started)
         at_ready = status_kib(pid)
@@ -212,7 +215,8 @@ def breakdown(idle: tracemalloc.Snapshot, after: tracemalloc.Snapshot, grants: i
     for diff in after.compare_to(idle, "traceback"):
         if diff.size_diff == 0:
             continue
-        frames = [frame.filename for frame in diff.traceback]  # innermost first
+        # A Traceback runs from the oldest frame to the allocating one.
+        frames = [frame.filename for frame in reversed(diff.traceback)]  # innermost first
         owner = owner_of(frames)
         owners[owner] += diff.size_diff
         blocks[owner] += diff.count_diff
@@ -240,7 +244,7 @@ def owned_lines(idle: tracemalloc.Snapshot, after: tracemalloc.Snapshot, grants:
     frame of either in each traceback), largest first: where each of the two keeps its memory."""
     sizes: collections.Counter[tuple[str, str]] = collections.Counter()
     for diff in after.compare_to(idle, "traceback"):
-        for frame in diff.traceback:
+        for frame in reversed(diff.traceback):
             if package_of(frame.filename) in OWNERS:
                 sizes[(f"{short(frame.filename)}:{frame.lineno}", str(package_of(frame.filename)))] += diff.size_diff
                 break
