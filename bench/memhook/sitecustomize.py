@@ -33,8 +33,10 @@ if _DIR:
     def _dump(signum, frame):
         number = next(_counter)
         started = time.monotonic()
-        gc.collect()
+        before = _status_kib("VmRSS")
+        collected = gc.collect()
         info = {"pid": os.getpid(), "number": number, "tracing": tracemalloc.is_tracing(),
+                "vmrss_before_gc_kib": before, "gc_collected": collected,
                 "vmrss_kib": _status_kib("VmRSS"), "vmhwm_kib": _status_kib("VmHWM")}
         if tracemalloc.is_tracing():
             info["traced_bytes"], info["traced_peak_bytes"] = tracemalloc.get_traced_memory()
