@@ -21,6 +21,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 
@@ -82,12 +84,34 @@ def contribution(spec: GrantSpec | None, applied: GrantSpec | None) -> GrantSpec
     return spec if spec is not None and not spec.suspend else applied
 
 
+# One object per distinct role, repository and action list among the live grants, however many
+# grants name it: ten thousand grants over five hundred repositories hold five hundred references,
+# not ten thousand (they are frozen values, compared by value, so sharing them changes nothing else).
+_shared: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
+
+
+def _share(value: Any) -> Any:
+    found = _shared.get(value)
+    if found is None:
+        _shared[value] = value
+        return value
+    return found
+
+
+def shared(spec: GrantSpec | None) -> GrantSpec | None:
+    """`spec`, its role and repositories the objects every other live grant naming them holds."""
+    if spec is None:
+        return None
+    repositories = tuple(_share(repo) for repo in spec.repositories)
+    return dataclasses.replace(spec, role=_share(spec.role), repositories=repositories)
+
+
 def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> LiveGrant | None:
     """The index entry for one grant object, or None when it contributes nothing."""
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
-    spec = parse_own_spec(body.get("spec"), defaults)
-    applied = parse_applied(annotations.get(APPLIED_ANNOTATION), defaults)
+    spec = shared(parse_own_spec(body.get("spec"), defaults))
+    applied = shared(parse_applied(annotations.get(APPLIED_ANNOTATION), defaults))
     given = contribution(spec, applied)
     if given is None:
         return None
@@ -99,7 +123,7 @@ def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> Li
             return None
         handing_over = True
     return LiveGrant(
-        GrantKey(meta.get("namespace", ""), meta.get("name", "")),
+        GrantKey(sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))),
         given,
         active=given is spec and not deleting,
         handing_over=handing_over,

@@ -1,0 +1,70 @@
+"""What the two grant indexes keep per grant: one entry, built once per event and held by both.
+
+kopf calls each index function in turn with the same event's body. Both indexes used to parse it
+on their own, holding two copies of every grant's spec, applied record and status; the entries must
+still follow the object exactly (a new body, or the same one changed, is parsed afresh).
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+from typing import Any
+
+import kopf
+
+from ecr_access import watches
+from ecr_access.model import Defaults
+
+DEFAULTS = Defaults("aws", "us-west-2", "123456789012")
+MEMO = types.SimpleNamespace(runtime=types.SimpleNamespace(defaults=DEFAULTS))
+
+
+def raw(role: str = "r", version: str = "1") -> dict[str, Any]:
+    return {"metadata": {"name": "g", "namespace": "team", "uid": "u1", "generation": 1, "resourceVersion": version},
+            "spec": {"role": {"name": role}, "repositories": [{"name": "ml/a"}, {"name": "ml/b"}]},
+            "status": {"observedGeneration": 1}}
+
+
+def entries(body: kopf.Body) -> tuple[list[Any], list[Any]]:
+    return (list(watches.index_by_repository(body, MEMO).values()), list(watches.index_by_role(body, MEMO).values()))
+
+
+def test_both_indexes_hold_one_entry_per_grant() -> None:
+    by_repository, by_role = entries(kopf.Body(raw()))
+
+    [entry] = by_role
+    assert all(item is entry for item in by_repository), "one entry, not one per index"
+    assert len(by_repository) == 2
+
+
+def test_another_body_is_parsed_afresh() -> None:
+    [first] = entries(kopf.Body(raw()))[1]
+    [second] = entries(kopf.Body(raw(role="other", version="2")))[1]
+
+    assert second is not first
+    assert second.spec.role.name == "other"
+
+
+def test_a_body_changed_in_place_is_parsed_afresh() -> None:
+    source = raw()
+    body = kopf.Body(source)
+    [first] = entries(body)[1]
+    source.clear()
+    source.update(copy.deepcopy(raw(role="edited", version="2")))
+
+    [second] = entries(body)[1]
+
+    assert second.spec.role.name == "edited"
+    assert first.spec.role.name == "r"
+
+
+def test_grants_naming_one_repository_share_its_reference() -> None:
+    one, other = raw(), raw(role="other", version="2")
+    other["metadata"]["name"] = "h"
+    [first] = entries(kopf.Body(one))[1]
+    [second] = entries(kopf.Body(other))[1]
+
+    assert first.spec.repositories == second.spec.repositories
+    assert all(a is b for a, b in zip(first.spec.repositories, second.spec.repositories, strict=True))
+    assert first.key.namespace is second.key.namespace
