@@ -52,18 +52,31 @@ def test_a_window_is_cut_at_the_longest_wait() -> None:
 
 def test_role_reads_repeat_once_per_cache_ttl() -> None:
     assert cached_reads([0.0, 1.0, 59.0]) == 1
-    assert cached_reads([0.0, 59.0, 60.0, 119.0, 120.0]) == 3
-    assert cached_reads([i * 0.6 for i in range(1000)]) == 10, "a 10-minute trickle reads a role ten times"
+    assert cached_reads([0.0, 59.0, 61.5, 119.0, 123.0]) == 3
+    assert cached_reads([0.0, 60.0, 120.0]) == 2, "the answer from 0 s still does at 60 s, not at 120 s"
+    assert cached_reads([i * 0.6 for i in range(1000)]) == 10, "one read each 61.2 s, over 10 minutes"
     assert cached_reads([]) == 0
 
 
-def test_trickle_bound_counts_windows_per_repository_and_reads_per_role() -> None:
-    scenario = Scenario(grants=3, repositories=1, roles=1)  # every grant names bench/repo-0 and bench-role-0
+def test_trickle_bound_writes_only_for_a_window_that_brings_a_new_role() -> None:
+    scenario = Scenario(grants=4, repositories=1, roles=2)  # all name bench/repo-0; roles 0, 1, 0, 1
+
+    bound = trickle_bound(scenario, [0.0, 10.0, 30.0, 100.0])
+
+    # role 0 at 0 s: read, write, re-read; role 1 at 10 s: the same; role 0 again at 30 s: the policy
+    # re-read at 10 s already holds it; role 1 again at 100 s: over cache_ttl since the last read, one read
+    assert bound == {"GetRole": 3, "ListAttachedRolePolicies": 3, "TagRole": 2, "AttachRolePolicy": 2,
+                     "GetRepositoryPolicy": 5, "SetRepositoryPolicy": 2}
+
+
+def test_trickle_bound_reads_a_role_again_after_cache_ttl() -> None:
+    scenario = Scenario(grants=3, repositories=1, roles=1)
 
     bound = trickle_bound(scenario, [0.0, 10.0, 70.0])
 
-    assert bound == {"GetRole": 2, "ListAttachedRolePolicies": 2, "TagRole": 1, "AttachRolePolicy": 1,
-                     "GetRepositoryPolicy": 6, "SetRepositoryPolicy": 3}
+    assert bound["GetRole"] == bound["ListAttachedRolePolicies"] == 2
+    assert bound["TagRole"] == bound["AttachRolePolicy"] == 1
+    assert bound["SetRepositoryPolicy"] == 1 and bound["GetRepositoryPolicy"] == 3
 
 
 def test_an_even_trickle_spreads_n_grants_over_the_seconds() -> None:
@@ -78,9 +91,10 @@ def test_a_slow_trickle_bound_lies_between_the_burst_and_one_write_per_grant() -
 
     burst = scenario.lower_bound()
     assert bound["TagRole"] == burst["TagRole"] and bound["AttachRolePolicy"] == burst["AttachRolePolicy"]
-    assert burst["SetRepositoryPolicy"] < bound["SetRepositoryPolicy"]
-    pairs = sum(len(scenario.repos_of(i)) for i in range(1000))
-    assert bound["SetRepositoryPolicy"] <= pairs
+    assert burst["SetRepositoryPolicy"] <= bound["SetRepositoryPolicy"]
+    pairs = {(scenario.role_of(i), repo) for i in range(1000) for repo in scenario.repos_of(i)}
+    assert bound["SetRepositoryPolicy"] <= len(pairs), "at most one write per role a repository gains"
+    assert burst["GetRole"] < bound["GetRole"], "roles are read again as the cache expires"
 
 
 def test_calls_split_by_cause_and_by_pass() -> None:
