@@ -25,14 +25,10 @@ Results go to bench/results/<date>.json and a PNG plot. Timing is a measurement,
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import datetime
 import itertools
 import json
-import os
 import pathlib
 import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,8 +37,10 @@ from typing import Any
 from awsproxy.proxy import ProxyThread, run_in_thread
 from bench import arrivals, plot
 from bench.arrivals import PassLog, kube_get, status_kib
+from bench.report import RESULTS, parse_runs, summary, write
 from bench.scenarios import (
     READS,
+    Run,
     Scenario,
     by_operation,
     per_pass,
@@ -55,23 +53,10 @@ from bench.scenarios import (
 from ecr_sandbox.sandbox import Sandbox
 from ecr_sandbox.seed import NODE_TRUST_POLICY, repository_policy, repository_statements
 
-__all__ = ["Bench", "Run", "Scenario", "main"]
+__all__ = ["RESULTS", "Bench", "Run", "Scenario", "main", "parse_runs", "summary", "write"]
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 FOREIGN = {"Sid": "TeamCiPush", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
            "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload"]}
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    """One scenario: a size and an arrival pattern (`spread` 0: a burst; else a trickle over that many s)."""
-
-    scenario: Scenario
-    spread: float = 0.0
-
-    @property
-    def name(self) -> str:
-        return "burst" if self.spread <= 0 else f"trickle{self.spread:g}"
 
 
 class Bench:
@@ -295,37 +280,6 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # so that the sandbox's context manager stops its processes
 
 
-def parse_runs(scenarios: str, sizes: str, trickle_sizes: str, trickle_seconds: float) -> list[Run]:
-    """`burst` at each of `sizes`; `trickle` (over `trickle_seconds`) or `trickleS` (over S s) at each
-    of `trickle_sizes`."""
-    runs = []
-    for name in (item.strip() for item in scenarios.split(",") if item.strip()):
-        if name == "burst":
-            runs += [Run(Scenario.sized(int(n))) for n in sizes.split(",") if n]
-        elif name.startswith("trickle"):
-            spread = float(name.removeprefix("trickle") or trickle_seconds)
-            runs += [Run(Scenario.sized(int(n)), spread) for n in trickle_sizes.split(",") if n]
-        else:
-            raise SystemExit(f"unknown scenario {name!r}: burst, trickle or trickleS")
-    return runs
-
-
-def summary(result: dict[str, Any]) -> str:
-    ready = result["time_to_ready"]
-    passes = [f"{item['calls']}@{item['checked']}" for item in result["drift_passes"]]
-    line = (f"{result['scenario']} N={result['n']}: change-driven {result['change_calls_total']} / bound "
-            f"{result['lower_bound_total']} ({result['ratio_to_lower_bound']}); drift passes (calls@grants "
-            f"checked) {passes}, floor {result['pass_floor']}; to Ready p50 {ready['p50_s']} s, p99 "
-            f"{ready['p99_s']} s, last {ready['last_s']} s; converge {result['converge_s']} s (created in "
-            f"{result['create_s']} s); peak RSS {result['peak_rss_mib']} MiB (idle {result['idle_rss_mib']})")
-    if result["steady"]:
-        steady = result["steady"]
-        line += (f"\n  steady: {steady['passes']} passes, drift reads per pass {steady['drift_reads_per_pass']} "
-                 f"(floor {steady['pass_floor']}), {steady['aws_writes']} AWS writes, {steady['k8s_writes']} "
-                 f"k8s writes, {steady['change_calls']} change-driven calls; drift repair {result['drift_repair_s']}")
-    return line + f"\n  change-driven by operation {result['change_calls']} against {result['lower_bound']}"
-
-
 def execute(runs: list[Run], resync: float, steady_intervals: int, drift_samples: int,
             metrics: bool = True) -> list[dict[str, Any]]:
     results = []
@@ -336,19 +290,6 @@ def execute(runs: list[Run], resync: float, steady_intervals: int, drift_samples
         results.append(result)
         print(summary(result), flush=True)
     return results
-
-
-def write(results: list[dict[str, Any]], out: pathlib.Path | None, suffix: str = "", **extra: Any) -> pathlib.Path:
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-    path = out or RESULTS / f"{stamp}{suffix}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    kubectl = subprocess.run(["kubectl", "version", "--client", "-o", "json"], capture_output=True, text=True,
-                             check=False).stdout
-    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-               "kubectl": json.loads(kubectl).get("clientVersion", {}).get("gitVersion") if kubectl else None}
-    path.write_text(json.dumps({"date": stamp, "machine": machine, "command": sys.argv, **extra,
-                                "results": results}, indent=2) + "\n")
-    return path
 
 
 def main(argv: list[str] | None = None) -> int:

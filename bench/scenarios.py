@@ -269,3 +269,15 @@ def large_targets(*, peak_rss_mib: float, idle_rss_kib: float, converged_rss_kib
 
 def pairwise_spans(ends: Sequence[float]) -> list[float]:
     return [round(b - a, 1) for a, b in itertools.pairwise(ends)]
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One scenario: a size and an arrival pattern (`spread` 0: a burst; else a trickle over that many s)."""
+
+    scenario: Scenario
+    spread: float = 0.0
+
+    @property
+    def name(self) -> str:
+        return "burst" if self.spread <= 0 else f"trickle{self.spread:g}"
+
+
