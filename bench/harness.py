@@ -238,7 +238,7 @@ class Bench:
             if len(ready) >= n:
                 print(file=sys.stderr)
                 return ready
-            time.sleep(max(0.25, seen - asked))  # a list of 10,000 grants is not free for kubesim
+            time.sleep(max(0.25, 2 * (seen - asked)))  # a list of 10,000 grants is not free for kubesim
         raise TimeoutError(f"only {len(ready)}/{n} grants Ready after {timeout}s")
 
     def _resource_version(self, sandbox: Sandbox) -> int:

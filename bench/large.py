@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.large", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--grants", type=int, default=10_000, help="N (repositories N/20, roles N/10)")
-    parser.add_argument("--resync", type=float, default=180.0,
+    parser.add_argument("--resync", type=float, default=150.0,
                         help="resync interval: a pass reads 2,500 answers at 20/s per service, so > 125 s")
     parser.add_argument("--steady-intervals", type=int, default=1)
     parser.add_argument("--out", type=pathlib.Path, default=None)

@@ -4,6 +4,7 @@ summary of each result, and the results file."""
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import os
 import pathlib
@@ -56,8 +57,25 @@ def write(results: list[dict[str, Any]], out: pathlib.Path | None, suffix: str =
                              check=False).stdout
     machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
                "kubectl": json.loads(kubectl).get("clientVersion", {}).get("gitVersion") if kubectl else None}
-    path.write_text(json.dumps({"date": stamp, "machine": machine, "command": sys.argv, **extra,
+    path.write_text(json.dumps({"date": stamp, "machine": machine, "command": sys.argv,
+                                "operator_tree": operator_tree(), **extra,
                                 "results": results}, indent=2) + "\n")
     return path
 
 
+
+
+def operator_tree() -> dict[str, Any]:
+    """Which operator was measured: the checkout `ecr_access` was imported from, its commit, and a
+    digest of its uncommitted changes (if any: a run against a tree being edited says so)."""
+    import ecr_access  # noqa: PLC0415 - only to find where it came from
+
+    root = pathlib.Path(ecr_access.__file__).resolve().parent.parent.parent
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=False).stdout
+
+    diff = git("diff", "HEAD", "--", "operator")
+    return {"checkout": str(root), "commit": git("rev-parse", "HEAD").strip(),
+            "uncommitted": [line[3:] for line in git("status", "--short", "--", "operator").splitlines()],
+            "uncommitted_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None}
