@@ -39,6 +39,7 @@ from bench import arrivals, plot
 from bench.arrivals import PassLog, kube_get, status_kib
 from bench.report import RESULTS, parse_runs, summary, write
 from bench.scenarios import (
+    COALESCE_LONGEST,
     READS,
     Run,
     Scenario,
@@ -108,7 +109,11 @@ class Bench:
         converged_kib = status_kib(pid, "VmRSS")
         started = creator.started
         created = [creator.created[f"grant-{i}"] - started for i in range(self.scenario.grants)]
-        bound = trickle_bound(self.scenario, created) if schedule is not None else self.scenario.lower_bound()
+        # A trickle's floor: the coalescing rule's longest windows (no run waits longer); `quiet_bound`:
+        # its quiet windows, what the operator would make if every run started as soon as its burst went quiet.
+        bound = trickle_bound(self.scenario, created, quiet=COALESCE_LONGEST) if schedule is not None \
+            else self.scenario.lower_bound()
+        quiet_bound = trickle_bound(self.scenario, created)
 
         steady = self._steady(sandbox, passes, converged) if self.steady_intervals > 0 else None
         measured_until = time.time()
@@ -138,6 +143,9 @@ class Bench:
             "lower_bound": bound,
             "lower_bound_total": sum(bound.values()),
             "ratio_to_lower_bound": ratio(change_total, sum(bound.values())),
+            "quiet_window_bound": quiet_bound,
+            "quiet_window_bound_total": sum(quiet_bound.values()),
+            "ratio_to_quiet_window_bound": ratio(change_total, sum(quiet_bound.values())),
             "burst_lower_bound_total": sum(self.scenario.lower_bound().values()),
             "per_grant_design_calls": self.scenario.per_grant_design(),
             "drift_passes": [{"ended_s": round(when - started, 1), "checked": checked, "calls": len(made),

@@ -36,7 +36,9 @@ def summary(result: dict[str, Any]) -> str:
     ready = result["time_to_ready"]
     passes = [f"{item['calls']}@{item['checked']}" for item in result["drift_passes"]]
     line = (f"{result['scenario']} N={result['n']}: change-driven {result['change_calls_total']} / bound "
-            f"{result['lower_bound_total']} ({result['ratio_to_lower_bound']}); drift passes (calls@grants "
+            f"{result['lower_bound_total']} ({result['ratio_to_lower_bound']}), quiet-window bound "
+            f"{result['quiet_window_bound_total']} ({result['ratio_to_quiet_window_bound']}); "
+            f"drift passes (calls@grants "
             f"checked) {passes}, floor {result['pass_floor']}; to Ready p50 {ready['p50_s']} s, p99 "
             f"{ready['p99_s']} s, last {ready['last_s']} s; converge {result['converge_s']} s (created in "
             f"{result['create_s']} s); peak RSS {result['peak_rss_mib']} MiB (idle {result['idle_rss_mib']})")
