@@ -36,12 +36,12 @@ def plot(results: list[dict[str, Any]], path: pathlib.Path) -> None:
     calls.bar([x + width / 2 for x in places], steady, width, label="drift pass reads / floor (mean)")
     calls.axhline(1.0, color="grey", linewidth=0.8)
     calls.set(xticks=list(places), xticklabels=labels, ylabel="ratio", title="Calls against their floor")
-    calls.legend(fontsize="small")
+    calls.legend(fontsize="small", loc="lower left")
     third = 0.27
     for offset, key in ((-third, "p50_s"), (0.0, "p99_s"), (third, "last_s")):
         ready.bar([x + offset for x in places], [item["time_to_ready"][key] for item in results], third,
                   label=key.removesuffix("_s"))
-    ready.set(xticks=list(places), xticklabels=labels, ylabel="seconds", yscale="log",
+    ready.set(xticks=list(places), xticklabels=labels, ylabel="seconds",
               title="Time to Ready from each grant's creation")
     ready.legend(fontsize="small")
     for axis in (sizes_axis, calls, ready):
