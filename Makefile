@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SANDBOX_STAMP := $(VENV)/.installed-sandbox
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: help venv test check lint typecheck importlint unit integration kubesim e2e run demo deploy bench bench-quick lock clean
+.PHONY: help venv test check lint typecheck importlint unit integration kubesim e2e run demo deploy bench bench-quick bench-large bench-trickle600 lock clean
 
 help:
 	@echo "make demo   - run the operator end to end on the embedded sandbox (kubesim + moto)"
@@ -60,14 +60,25 @@ kubesim: $(DEV_STAMP)
 e2e: $(DEV_STAMP)
 	$(BIN)/pytest tests/e2e
 
-# The benchmark (not a test): N = 10, 100, 1000 grants; results in bench/results/<date>.{json,png}.
+# The benchmark (not a test): bursts of N = 10, 100, 1000 grants and N=1000 trickled over 60 s, resync
+# 20 s; results in bench/results/<date>.{json,png}. About 15 minutes.
 bench: $(DEV_STAMP)
-	$(BIN)/python -m bench.harness --sizes 10,100,1000 --resync 20
+	$(BIN)/python -m bench.harness --scenarios burst,trickle60 --sizes 10,100,1000 --trickle-sizes 1000 \
+		--resync 20 --steady-intervals 2 --drift-samples 2
 
-# A small run of the same harness, under a minute.
+# N=1000 trickled over 10 minutes at the default 300 s resync interval: about 12 minutes.
+bench-trickle600: $(DEV_STAMP)
+	$(BIN)/python -m bench.harness --scenarios trickle600 --trickle-sizes 1000 --resync 300 \
+		--steady-intervals 0 --drift-samples 0 --out bench/results/$$(date -u +%F)-trickle600.json
+
+# N=10,000 grants (500 repositories, 1,000 roles) against issue 17's targets: about 31 minutes today (IAM reads).
+bench-large: $(DEV_STAMP)
+	$(BIN)/python -m bench.large --resync 150 --steady-intervals 1
+
+# A small run of the same harness, about 90 s: a burst and a 5 s trickle of 10 grants.
 bench-quick: $(DEV_STAMP)
-	$(BIN)/python -m bench.harness --sizes 10 --resync 3 --steady-intervals 2 --drift-samples 2 \
-		--out $${TMPDIR:-/tmp}/ecr-access-bench-quick.json
+	$(BIN)/python -m bench.harness --scenarios burst,trickle5 --sizes 10 --trickle-sizes 10 --resync 3 \
+		--steady-intervals 2 --drift-samples 1 --out $${TMPDIR:-/tmp}/ecr-access-bench-quick.json
 
 demo: $(SANDBOX_STAMP)
 	BIN=$(BIN) scripts/demo.sh

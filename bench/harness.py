@@ -1,15 +1,21 @@
 """`make bench`: what the operator costs to run, measured on this machine.
 
 It starts kubesim, a moto server and the operator as separate processes (the sandbox), with the
-operator's AWS traffic going through a counting proxy (awsproxy). Then, for each size N, it:
-1. seeds R repositories (every third one already holding someone else's statement) and K roles;
-2. creates N grants at once with `kubectl create -f` (grants share roles and repositories);
-3. measures the time until every grant is Ready, and the AWS calls by operation, against the
-   lower bound (one GetRole, ListAttachedRolePolicies, TagRole (the managed-policy ledger, written
-   before the attach) and AttachRolePolicy per role; one read,
-   one write and one verifying re-read per repository) and against what a per-grant design issues;
-4. watches a steady state over several drift passes: AWS reads and writes, Kubernetes writes, and
-   the AWS reads of each pass by operation, against the floor of one read per role and repository;
+operator's AWS traffic going through a counting proxy (awsproxy), which also reads the cause each
+request names (`drift` for a drift pass's, `change` for what grant changes make). Then, for each
+scenario (an arrival pattern at a size N), it:
+1. seeds R repositories (every third one already holding someone else's statement) and K roles,
+   and reads the idle operator's RSS;
+2. creates N grants: a **burst** (all at once, one `kubectl create -f`) or a **trickle** (spread
+   evenly over S seconds, each POSTed to the API server at its time), keeping each one's creation
+   time, and polls the grants until all are Ready, keeping when each first was;
+3. reports the change-driven AWS calls (every call not made by a drift pass) by operation, against
+   the lower bound (`bench.scenarios`: a burst's, or a trickle's by the operator's coalescing and
+   cache rules), the drift-pass calls of each pass against its floor, time to Ready from each
+   grant's creation (p50, p99, last), and what a per-grant design would issue;
+4. watches a steady state over several whole drift passes: AWS reads and writes, Kubernetes
+   writes, and the reads of each pass by operation, against the floor of one read per role and
+   repository;
 5. tampers with policies and measures how long the drift takes to be repaired;
 6. reads the operator's peak RSS (VmHWM).
 
@@ -19,94 +25,48 @@ Results go to bench/results/<date>.json and a PNG plot. Timing is a measurement,
 from __future__ import annotations
 
 import argparse
-import collections
-import dataclasses
-import datetime
 import itertools
 import json
-import os
 import pathlib
-import re
 import signal
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
-from collections.abc import Iterable
 from typing import Any
 
-import yaml
-
 from awsproxy.proxy import ProxyThread, run_in_thread
-from awsproxy.stats import Arrival
+from bench import arrivals, plot
+from bench.arrivals import PassLog, kube_get, status_kib
+from bench.report import RESULTS, parse_runs, summary, write
+from bench.scenarios import (
+    COALESCE_LONGEST,
+    READS,
+    Run,
+    Scenario,
+    by_operation,
+    per_pass,
+    ratio,
+    ready_times,
+    split_by_cause,
+    trickle_bound,
+    trickle_schedule,
+)
 from ecr_sandbox.sandbox import Sandbox
 from ecr_sandbox.seed import NODE_TRUST_POLICY, repository_policy, repository_statements
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-# The line the operator logs as each drift pass ends (`drift.DriftChecker.run`), stamped as `cli`
-# configures logging: local time, to the millisecond.
-PASS_ENDED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Drift check: (\d+) grants checked")
-READS = ("Get", "List", "Describe")
+__all__ = ["RESULTS", "Bench", "Run", "Scenario", "main", "parse_runs", "summary", "write"]
+
 FOREIGN = {"Sid": "TeamCiPush", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
            "Action": ["ecr:PutImage", "ecr:InitiateLayerUpload"]}
 
 
-@dataclasses.dataclass(frozen=True)
-class Scenario:
-    """N grants over R repositories and K roles, with realistic sharing."""
-
-    grants: int
-    repositories: int
-    roles: int
-
-    @classmethod
-    def sized(cls, n: int) -> Scenario:
-        return cls(grants=n, repositories=max(2, n // 20), roles=max(2, n // 10))
-
-    def repos_of(self, i: int) -> list[str]:
-        names = [f"bench/repo-{(i * 7 + j) % self.repositories}" for j in range(1 + i % 3)]
-        return list(dict.fromkeys(names))
-
-    def role_of(self, i: int) -> str:
-        return f"bench-role-{i % self.roles}"
-
-    def manifests(self) -> list[dict[str, Any]]:
-        return [
-            {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessGrant",
-             "metadata": {"name": f"grant-{i}", "namespace": "default"},
-             "spec": {"role": {"name": self.role_of(i)}, "repositories": [{"name": r} for r in self.repos_of(i)]}}
-            for i in range(self.grants)
-        ]
-
-    def lower_bound(self) -> dict[str, int]:
-        roles = {self.role_of(i) for i in range(self.grants)}
-        repos = {r for i in range(self.grants) for r in self.repos_of(i)}
-        return {"GetRole": len(roles), "ListAttachedRolePolicies": len(roles), "TagRole": len(roles),
-                "AttachRolePolicy": len(roles),
-                "GetRepositoryPolicy": 2 * len(repos), "SetRepositoryPolicy": len(repos)}
-
-    def pass_floor(self) -> dict[str, int]:
-        """What one drift pass must read: each role (GetRole, ListAttachedRolePolicies) and each
-        repository (GetRepositoryPolicy) once, and no fewer: a pass that reads less reused an answer
-        from before it began, and would miss drift there."""
-        floor = self.lower_bound()
-        return {"GetRole": floor["GetRole"], "ListAttachedRolePolicies": floor["ListAttachedRolePolicies"],
-                "GetRepositoryPolicy": floor["GetRepositoryPolicy"] // 2}
-
-    def per_grant_design(self) -> int:
-        """A design with one statement per grant: per grant, a role lookup and an attachment check,
-        and a read and a write of every repository it names (plus one attach per role)."""
-        pairs = sum(len(self.repos_of(i)) for i in range(self.grants))
-        return 2 * self.grants + self.roles + 2 * pairs
-
-
 class Bench:
-    def __init__(self, scenario: Scenario, resync: float, steady_intervals: int, drift_samples: int,
+    def __init__(self, run: Run | Scenario, resync: float, steady_intervals: int, drift_samples: int,
                  workdir: pathlib.Path, metrics: bool = True) -> None:
         """`metrics`: serve /metrics as the operator does by default (False: `--metrics-port 0`, to
-        show that counting adds no AWS call)."""
-        self.scenario = scenario
+        show that counting adds no AWS call). `steady_intervals` 0 skips the steady window."""
+        self.run_spec = run if isinstance(run, Run) else Run(run)
+        self.scenario = self.run_spec.scenario
         self.metrics = metrics
         self.resync = resync
         self.steady_intervals = steady_intervals
@@ -133,71 +93,95 @@ class Bench:
                 self.proxy.stop()
 
     def _measure(self, sandbox: Sandbox) -> dict[str, Any]:
-        assert self.proxy is not None
+        assert self.proxy is not None and sandbox.operator is not None
+        pid = sandbox.operator.pid
         self._seed(sandbox)
+        time.sleep(2.0)  # let the operator settle after the seeding before reading it at rest
+        idle_kib = status_kib(pid, "VmRSS")
         self.proxy.reset()
-        manifest = self.workdir / "grants.yaml"
-        manifest.write_text(yaml.safe_dump_all(self.scenario.manifests()))
-
         passes = PassLog(sandbox.dir / "operator.log", self.scenario.grants)
-        started = time.monotonic()
-        sandbox.kubectl("create", "-f", str(manifest))
-        created = time.monotonic() - started
-        ready_after = self._wait_all_ready(sandbox, started)
-        cold = self.proxy.stats()
-        calls = cold.by_operation()
-        floor = self.scenario.lower_bound()
-        aws_total = sum(count for op, count in calls.items() if op in floor)
+        spread = self.run_spec.spread
+        schedule = trickle_schedule(self.scenario.grants, spread) if spread > 0 else None
+        creator = arrivals.Creator(sandbox, self.scenario.manifests(), schedule, self.workdir)
+        creator.start()
+        ready = self._wait_all_ready(sandbox, creator)
+        converged = time.time()
+        converged_kib = status_kib(pid, "VmRSS")
+        started = creator.started
+        created = [creator.created[f"grant-{i}"] - started for i in range(self.scenario.grants)]
+        # A trickle's floor: the coalescing rule's longest windows (no run waits longer); `quiet_bound`:
+        # its quiet windows, what the operator would make if every run started as soon as its burst went quiet.
+        bound = trickle_bound(self.scenario, created, quiet=COALESCE_LONGEST) if schedule is not None \
+            else self.scenario.lower_bound()
+        quiet_bound = trickle_bound(self.scenario, created)
 
-        steady = self._steady(sandbox, passes)
+        steady = self._steady(sandbox, passes, converged) if self.steady_intervals > 0 else None
+        measured_until = time.time()
+        calls = [call for call in self.proxy.calls() if call.at <= measured_until]
+        change, drift = split_by_cause(calls)
+        change_ops = by_operation(change)
+        change_total = sum(change_ops.values())
+        passes.poll()
+        pass_calls = per_pass(drift, [when for when, _ in passes.ended if when <= measured_until], since=started)
+        floor = self.scenario.pass_floor()
 
         repair = [self._drift_repair(sandbox, sample) for sample in range(self.drift_samples)]
-        assert sandbox.operator is not None
         return {
+            "scenario": self.run_spec.name,
             "n": self.scenario.grants,
             "repositories": self.scenario.repositories,
             "roles": self.scenario.roles,
+            "spread_s": spread,
             "resync_interval_s": self.resync,
-            "create_s": round(created, 3),
-            "converge_s": round(ready_after, 3),
-            "aws_calls": calls,
-            "aws_calls_total": aws_total,
-            "lower_bound": floor,
-            "lower_bound_total": sum(floor.values()),
-            "ratio_to_lower_bound": round(aws_total / sum(floor.values()), 4),
+            "create_s": round(max(created), 3),
+            "converge_s": round(converged - started, 3),
+            "time_to_ready": ready_times(creator.created, ready),
+            "change_calls": change_ops,
+            "change_calls_total": change_total,
+            "change_calls_before_ready": sum(1 for call in change if call.at <= converged),
+            "change_calls_uncaused": sum(1 for call in change if not call.cause),
+            "lower_bound": bound,
+            "lower_bound_total": sum(bound.values()),
+            "ratio_to_lower_bound": ratio(change_total, sum(bound.values())),
+            "quiet_window_bound": quiet_bound,
+            "quiet_window_bound_total": sum(quiet_bound.values()),
+            "ratio_to_quiet_window_bound": ratio(change_total, sum(quiet_bound.values())),
+            "burst_lower_bound_total": sum(self.scenario.lower_bound().values()),
             "per_grant_design_calls": self.scenario.per_grant_design(),
+            "drift_passes": [{"ended_s": round(when - started, 1), "checked": checked, "calls": len(made),
+                              "by_operation": by_operation(made)}
+                             for (when, checked), made in zip(passes.ended, pass_calls, strict=False)],
+            "drift_calls_total": len(drift),
+            "pass_floor": sum(floor.values()),
+            "pass_floor_by_operation": floor,
             "steady": steady,
             "drift_repair_s": [round(value, 3) for value in repair],
-            "peak_rss_mib": round(_status_kib(sandbox.operator.pid, "VmHWM") / 1024, 1),
-            "rss_after_mib": round(_status_kib(sandbox.operator.pid, "VmRSS") / 1024, 1),
+            "idle_rss_mib": round(idle_kib / 1024, 1),
+            "converged_rss_mib": round(converged_kib / 1024, 1),
+            "peak_rss_mib": round(status_kib(pid, "VmHWM") / 1024, 1),
+            "rss_after_mib": round(status_kib(pid, "VmRSS") / 1024, 1),
             "operator_restarts": sandbox.operator_restarts,
         }
 
-    def _steady(self, sandbox: Sandbox, passes: PassLog) -> dict[str, Any]:
+    def _steady(self, sandbox: Sandbox, passes: PassLog, ready: float) -> dict[str, Any]:
         """The steady state over `steady_intervals` whole drift passes, after one interval to settle
         (kopf's last annotation patches land just after Ready): from the end of one pass to the end
         of the last, so that the window holds whole passes only, whatever its phase. A pass's calls
         are those the proxy saw after the previous pass ended (the operator logs each end) and up to
         its own end; a check of only some grants meanwhile (a retry) is counted in `other_checks`.
-
-        `timed_window` is the figure earlier results gave: the reads in `steady_intervals` intervals
-        from the end of the settling, whatever the phase of the passes in them (so it may count
-        parts of passes), and how many passes ended in it. `passes_after_ready` (each pass that ended
-        from Ready to the window's end: when, from Ready, and its reads) and each pass's span of
-        reads explain that figure; the timings are noisy on a shared machine, the counts are not."""
+        `drift_reads_per_pass` counts only the calls that named the drift cause; the window's
+        writes and `change_calls` count every cause."""
         proxy = self.proxy
         assert proxy is not None
-        ready = time.time()
         timed_from = ready + self.resync
-        timed_until = timed_from + self.resync * self.steady_intervals
-        deadline = timed_until + (self.steady_intervals + 3) * self.resync + 60
+        deadline = timed_from + (self.steady_intervals + 4) * self.resync + 60
         steady_rv = None
         while True:
             passes.poll()
             ends = passes.full_ends(after=timed_from)
             if steady_rv is None and ends:
                 steady_rv = self._resource_version(sandbox)
-            if len(ends) > self.steady_intervals and time.time() >= timed_until:
+            if len(ends) > self.steady_intervals:
                 break
             if time.time() > deadline:
                 raise TimeoutError(f"{len(ends)} drift passes ended after settling; see {passes.path}")
@@ -206,32 +190,26 @@ class Bench:
         k8s_writes = self._resource_version(sandbox) - steady_rv
         ends = ends[:self.steady_intervals + 1]
         calls = proxy.calls()
-        per_pass = [[call for call in calls if begin < call.at <= end] for begin, end in itertools.pairwise(ends)]
-        window = _by_operation(call for call in calls if ends[0] < call.at <= ends[-1])
-        reads = [[call for call in made if call.operation.startswith(READS)] for made in per_pass]
-        since_ready = [(end, [call for call in calls if begin < call.at <= end and call.operation.startswith(READS)])
-                       for begin, end in itertools.pairwise(passes.full_ends(after=0.0)) if ready < end <= ends[-1]]
+        in_window = [call for call in calls if ends[0] < call.at <= ends[-1]]
+        window = by_operation(in_window)
+        made = [[call for call in calls if begin < call.at <= end] for begin, end in itertools.pairwise(ends)]
+        reads = [[call for call in each if call.operation.startswith(READS)] for each in made]
         return {
             "intervals": self.steady_intervals,
-            "passes": len(per_pass),
+            "passes": len(made),
             "other_checks": passes.others(ends[0], ends[-1]),
             "window_s": round(ends[-1] - ends[0], 1),
             "aws_reads": sum(n for op, n in window.items() if op.startswith(READS)),
             "aws_writes": sum(n for op, n in window.items() if not op.startswith(READS)),
             "aws_calls": window,
+            "change_calls": sum(1 for call in in_window if call.cause != "drift"),
             "k8s_writes": k8s_writes,
-            "reads_per_pass": [len(made) for made in reads],
-            "reads_per_pass_by_operation": [_by_operation(made) for made in reads],
+            "reads_per_pass": [len(each) for each in reads],
+            "drift_reads_per_pass": [sum(1 for call in each if call.cause == "drift") for each in reads],
+            "reads_per_pass_by_operation": [by_operation(each) for each in reads],
             "pass_floor": sum(self.scenario.pass_floor().values()),
             "pass_floor_by_operation": self.scenario.pass_floor(),
-            "pass_reads_span_s": [round(made[-1].at - made[0].at, 1) if made else 0.0 for made in reads],
-            "passes_after_ready": [{"ended_s": round(end - ready, 1), "reads": len(made)} for end, made in since_ready],
-            "timed_window": {
-                "from_ready_s": round(timed_from - ready, 1), "seconds": self.resync * self.steady_intervals,
-                "aws_reads": sum(1 for call in calls
-                                 if timed_from <= call.at < timed_until and call.operation.startswith(READS)),
-                "passes_ended": sum(1 for when in ends if when < timed_until),
-            },
+            "pass_reads_span_s": [round(each[-1].at - each[0].at, 1) if each else 0.0 for each in reads],
         }
 
     def _seed(self, sandbox: Sandbox) -> None:
@@ -246,26 +224,34 @@ class Bench:
                 ecr.set_repository_policy(repositoryName=name,
                                           policyText=json.dumps({"Version": "2012-10-17", "Statement": [FOREIGN]}))
 
-    def _grants(self, sandbox: Sandbox) -> list[dict[str, Any]]:
-        return list(_kube_get(sandbox, "/apis/ecraccess.io/v1alpha1/ecraccessgrants").get("items", []))
-
-    def _wait_all_ready(self, sandbox: Sandbox, started: float, timeout: float = 1800.0) -> float:
-        last = -1
-        while time.monotonic() - started < timeout:
-            ready = sum(1 for item in self._grants(sandbox) if _is_ready(item))
-            if ready != last:
-                print(f"\r  N={self.scenario.grants}: {ready}/{self.scenario.grants} Ready after "
-                      f"{time.monotonic() - started:.1f}s", end="", file=sys.stderr, flush=True)
-                last = ready
-            if ready == self.scenario.grants:
+    def _wait_all_ready(self, sandbox: Sandbox, creator: arrivals.Creator, timeout: float = 3600.0) -> dict[str, float]:
+        """Polls the grants until all N are Ready; when each first was (time.time())."""
+        n = self.scenario.grants
+        ready: dict[str, float] = {}
+        started = time.time()
+        while time.time() - started < timeout:
+            asked = time.time()
+            items = kube_get(sandbox, "/apis/ecraccess.io/v1alpha1/ecraccessgrants").get("items", [])
+            seen = time.time()
+            before = len(ready)
+            for item in items:
+                name = item["metadata"]["name"]
+                if name not in ready and _is_ready(item):
+                    ready[name] = seen
+            if len(ready) != before:
+                print(f"\r  {self.run_spec.name} N={n}: {len(creator.created)} created, {len(ready)} Ready after "
+                      f"{seen - started:.1f}s", end="", file=sys.stderr, flush=True)
+            if creator.error is not None:
+                raise RuntimeError("creating the grants failed") from creator.error
+            if len(ready) >= n:
                 print(file=sys.stderr)
-                return time.monotonic() - started
-            time.sleep(0.25)
-        raise TimeoutError(f"only {last}/{self.scenario.grants} grants Ready after {timeout}s")
+                return ready
+            time.sleep(max(0.25, 2 * (seen - asked)))  # a list of 10,000 grants is not free for kubesim
+        raise TimeoutError(f"only {len(ready)}/{n} grants Ready after {timeout}s")
 
     def _resource_version(self, sandbox: Sandbox) -> int:
         """kubesim has one global resourceVersion: its growth counts every Kubernetes write."""
-        body = _kube_get(sandbox, "/api/v1/namespaces")
+        body = kube_get(sandbox, "/api/v1/namespaces")
         return int(body["metadata"]["resourceVersion"])
 
     def _drift_repair(self, sandbox: Sandbox, sample: int) -> float:
@@ -287,41 +273,6 @@ class Bench:
         raise TimeoutError(f"{name} was not repaired within {deadline - tampered:.0f}s")
 
 
-class PassLog:
-    """The operator's drift checks as they end, read from its log as it grows."""
-
-    def __init__(self, path: pathlib.Path, grants: int) -> None:
-        self.path = path
-        self.grants = grants  # a pass checks all of them; a check of fewer is a retry or a recheck
-        self._offset = path.stat().st_size if path.exists() else 0
-        self._tail = ""
-        self.ended: list[tuple[float, int]] = []  # (when it ended, time.time(); grants checked), in order
-
-    def poll(self) -> None:
-        with self.path.open("rb") as log:
-            log.seek(self._offset)
-            data = log.read()
-        self._offset += len(data)
-        *lines, self._tail = (self._tail + data.decode(errors="replace")).split("\n")
-        for line in lines:
-            found = PASS_ENDED.search(line)
-            if found:
-                when = datetime.datetime.strptime(found.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp()
-                self.ended.append((when, int(found.group(2))))
-
-    def full_ends(self, after: float) -> list[float]:
-        """When each pass over all the grants ended, after `after`."""
-        return [when for when, checked in self.ended if checked >= self.grants and when > after]
-
-    def others(self, start: float, end: float) -> int:
-        """How many checks of fewer grants ended from `start` to `end`."""
-        return sum(1 for when, checked in self.ended if checked < self.grants and start < when <= end)
-
-
-def _by_operation(calls: Iterable[Arrival]) -> dict[str, int]:
-    return dict(sorted(collections.Counter(call.operation for call in calls).items()))
-
-
 def _ours(statement: dict[str, Any]) -> bool:
     return str(statement.get("Sid", "")).startswith("EcrAccessGrant")
 
@@ -333,87 +284,42 @@ def _is_ready(item: dict[str, Any]) -> bool:
         status.get("observedGeneration") == item["metadata"].get("generation")
 
 
-def _kube_get(sandbox: Sandbox, path: str) -> dict[str, Any]:
-    config = yaml.safe_load(sandbox.kubeconfig.read_text())
-    server = config["clusters"][0]["cluster"]["server"]
-    with urllib.request.urlopen(server + path, timeout=30) as answer:  # loopback kubesim
-        return dict(json.loads(answer.read()))
-
-
-def _status_kib(pid: int, field: str) -> int:
-    """A memory figure of /proc/PID/status: VmHWM is the peak resident set, VmRSS the current one."""
-    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(f"{field}:"):
-            return int(line.split()[1])
-    return 0
-
-
-def plot(results: list[dict[str, Any]], path: pathlib.Path) -> None:
-    import matplotlib  # noqa: PLC0415 - only the plot needs it
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot  # noqa: PLC0415
-
-    sizes = [item["n"] for item in results]
-    figure, (calls, converge) = pyplot.subplots(1, 2, figsize=(11, 4.2))
-    calls.plot(sizes, [item["aws_calls_total"] for item in results], "o-", label="operator (measured)")
-    calls.plot(sizes, [item["lower_bound_total"] for item in results], "s--", label="lower bound")
-    calls.plot(sizes, [item["per_grant_design_calls"] for item in results], "^:", label="per-grant design")
-    calls.set(xscale="log", yscale="log", xlabel="grants (N)", ylabel="AWS calls to converge",
-              title="AWS calls, cold start")
-    calls.legend()
-    converge.plot(sizes, [item["converge_s"] for item in results], "o-")
-    converge.set(xscale="log", xlabel="grants (N)", ylabel="seconds", title="Time until every grant is Ready")
-    for axis in (calls, converge):
-        axis.grid(True, which="both", alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-
-
 def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # so that the sandbox's context manager stops its processes
+
+
+def execute(runs: list[Run], resync: float, steady_intervals: int, drift_samples: int,
+            metrics: bool = True) -> list[dict[str, Any]]:
+    results = []
+    for run in runs:
+        with tempfile.TemporaryDirectory(prefix=f"bench-{run.name}-{run.scenario.grants}-") as workdir:
+            bench = Bench(run, resync, steady_intervals, drift_samples, pathlib.Path(workdir), metrics=metrics)
+            result = bench.run()
+        results.append(result)
+        print(summary(result), flush=True)
+    return results
 
 
 def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     parser = argparse.ArgumentParser(prog="python -m bench.harness", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", default="10,100,1000", help="comma-separated N values")
+    parser.add_argument("--scenarios", default="burst", help="comma-separated: burst, trickle, trickleS (S seconds)")
+    parser.add_argument("--sizes", default="10,100,1000", help="comma-separated N values of the bursts")
+    parser.add_argument("--trickle-sizes", default="1000", help="comma-separated N values of the trickles")
+    parser.add_argument("--trickle-seconds", type=float, default=60.0, help="a bare `trickle`'s spread")
     parser.add_argument("--resync", type=float, default=10.0, help="operator resync interval (seconds)")
-    parser.add_argument("--steady-intervals", type=int, default=3)
+    parser.add_argument("--steady-intervals", type=int, default=3, help="0: no steady window")
     parser.add_argument("--drift-samples", type=int, default=3)
     parser.add_argument("--out", type=pathlib.Path, default=None, help="results JSON (default bench/results/)")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--no-metrics", action="store_true", help="run the operator with --metrics-port 0")
     args = parser.parse_args(argv)
-    sizes = [int(item) for item in args.sizes.split(",") if item]
-    results = []
-    for n in sizes:
-        with tempfile.TemporaryDirectory(prefix=f"bench-{n}-") as workdir:
-            bench = Bench(Scenario.sized(n), args.resync, args.steady_intervals, args.drift_samples,
-                          pathlib.Path(workdir), metrics=not args.no_metrics)
-            result = bench.run()
-        results.append(result)
-        print(json.dumps({key: result[key] for key in ("n", "converge_s", "aws_calls_total", "lower_bound_total",
-                                                       "ratio_to_lower_bound", "peak_rss_mib")}), flush=True)
-        steady = result["steady"]
-        print(f"  steady: {steady['passes']} passes in {steady['window_s']:.0f}s (reads over "
-              f"{steady['pass_reads_span_s']} s; passes since Ready {steady['passes_after_ready']}): "
-              f"reads per pass "
-              f"{steady['reads_per_pass']} (floor {steady['pass_floor']}), by operation "
-              f"{steady['reads_per_pass_by_operation']}; window {steady['aws_reads']} reads / "
-              f"{steady['aws_writes']} writes / {steady['k8s_writes']} k8s writes; "
-              f"timed window {steady['timed_window']}; "
-              f"drift repair: {result['drift_repair_s']}", flush=True)
-    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
-    out = args.out or RESULTS / f"{stamp}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "python": sys.version.split()[0],
-               "kubectl": subprocess.run(["kubectl", "version", "--client", "-o", "json"], capture_output=True,
-                                         text=True, check=False).stdout and "1.32"}
-    out.write_text(json.dumps({"date": stamp, "machine": machine, "results": results}, indent=2) + "\n")
+    runs = parse_runs(args.scenarios, args.sizes, args.trickle_sizes, args.trickle_seconds)
+    results = execute(runs, args.resync, args.steady_intervals, args.drift_samples, metrics=not args.no_metrics)
+    out = write(results, args.out)
     if not args.no_plot:
-        plot(results, out.with_suffix(".png"))
+        plot.plot(results, out.with_suffix(".png"))
     print(f"wrote {out}" + ("" if args.no_plot else f" and {out.with_suffix('.png')}"))
     return 0
 

@@ -29,7 +29,9 @@ def test_a_small_run_produces_every_measurement(tmp_path: pathlib.Path) -> None:
 
     [result] = json.loads(out.read_text())["results"]
     assert result["n"] == 4
-    assert result["aws_calls_total"] >= result["lower_bound_total"] > 0
+    assert result["scenario"] == "burst" and result["lower_bound_total"] > 0
+    assert result["change_calls_uncaused"] == 0, "every call the operator makes names its cause"
+    assert result["time_to_ready"]["grants"] == 4
     assert result["steady"]["aws_writes"] == 0, "a quiet steady state writes nothing to AWS"
     assert result["steady"]["k8s_writes"] == 0, "nor to Kubernetes"
     steady = result["steady"]
@@ -37,6 +39,7 @@ def test_a_small_run_produces_every_measurement(tmp_path: pathlib.Path) -> None:
     assert sum(steady["reads_per_pass"]) == steady["aws_reads"]
     assert steady["pass_floor"] == 6
     assert steady["reads_per_pass"] == [6, 6], "each pass reads each role and repository once, afresh"
+    assert steady["drift_reads_per_pass"] == [6, 6], "and names the drift cause"
     assert len(result["drift_repair_s"]) == 1
     assert result["peak_rss_mib"] > 0
     assert out.with_suffix(".png").stat().st_size > 0
