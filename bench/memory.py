@@ -1,4 +1,4 @@
-"""`make bench-memory`: what the operator keeps in memory per grant, at N grants (issue 17 part 3).
+"""`python -m bench.memory`: what the operator keeps in memory per grant, at N grants (issue 17 part 3).
 
 It starts the sandbox as `bench.harness` does (kubesim, moto and the operator as processes, the
 allow-all EcrGrantPolicy, nothing else), seeds R repositories and K roles (`harness.Bench._seed`),
@@ -43,7 +43,7 @@ from typing import Any
 
 import yaml
 
-from bench import harness
+from bench import arrivals, harness
 from ecr_sandbox.kubectl import run_kubectl
 from ecr_sandbox.sandbox import Sandbox
 
@@ -77,7 +77,7 @@ def owner_of(frames: list[str]) -> str:
             return str(package)
     for package in packages:
         if package in PACKAGES:
-            return "botocore" if package == "boto3" else str(package) if package in GROUPS else "other"
+            return group(package)
     return "other"
 
 
@@ -108,7 +108,7 @@ class MemorySandbox(Sandbox):
 
 
 def status_kib(pid: int) -> dict[str, int]:
-    return {field: harness._status_kib(pid, field) for field in ("VmRSS", "VmHWM")}
+    return {field: arrivals.status_kib(pid, field) for field in ("VmRSS", "VmHWM")}
 
 
 class Run:
@@ -200,7 +200,7 @@ class Run:
     def _wait_ready(self, sandbox: Sandbox, started: float, timeout: float = 3600.0) -> float:
         last = -1
         while time.monotonic() - started < timeout:
-            items = harness._kube_get(sandbox, "/apis/ecraccess.io/v1alpha1/ecraccessgrants").get("items", [])
+            items = arrivals.kube_get(sandbox, "/apis/ecraccess.io/v1alpha1/ecraccessgrants").get("items", [])
             ready = sum(1 for item in items if harness._is_ready(item))
             if ready != last:
                 print(f"\r  N={self.scenario.grants}: {ready}/{self.scenario.grants} Ready after "

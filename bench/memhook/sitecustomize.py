@@ -10,10 +10,12 @@ are complete.
 """
 
 import os
+from types import FrameType
 
 _DIR = os.environ.get("ECR_MEMHOOK_DIR")
 
 if _DIR:
+    _OUT: str = _DIR
     import gc
     import itertools
     import json
@@ -23,28 +25,28 @@ if _DIR:
 
     _counter = itertools.count()
 
-    def _status_kib(field):
+    def _status_kib(field: str) -> int:
         with open(f"/proc/{os.getpid()}/status") as status:
             for line in status:
                 if line.startswith(field + ":"):
                     return int(line.split()[1])
         return 0
 
-    def _dump(signum, frame):
+    def _dump(signum: int, frame: FrameType | None) -> None:
         number = next(_counter)
         started = time.monotonic()
         before = _status_kib("VmRSS")
         collected = gc.collect()
-        info = {"pid": os.getpid(), "number": number, "tracing": tracemalloc.is_tracing(),
+        info: dict[str, object] = {"pid": os.getpid(), "number": number, "tracing": tracemalloc.is_tracing(),
                 "vmrss_before_gc_kib": before, "gc_collected": collected,
                 "vmrss_kib": _status_kib("VmRSS"), "vmhwm_kib": _status_kib("VmHWM")}
         if tracemalloc.is_tracing():
             info["traced_bytes"], info["traced_peak_bytes"] = tracemalloc.get_traced_memory()
-            tracemalloc.take_snapshot().dump(os.path.join(_DIR, f"snapshot-{number}.pickle"))
+            tracemalloc.take_snapshot().dump(os.path.join(_OUT, f"snapshot-{number}.pickle"))
         info["took_s"] = round(time.monotonic() - started, 3)
-        partial = os.path.join(_DIR, f"snapshot-{number}.json.tmp")
+        partial = os.path.join(_OUT, f"snapshot-{number}.json.tmp")
         with open(partial, "w") as out:
             json.dump(info, out)
-        os.replace(partial, os.path.join(_DIR, f"snapshot-{number}.json"))
+        os.replace(partial, os.path.join(_OUT, f"snapshot-{number}.json"))
 
     signal.signal(signal.SIGUSR2, _dump)
