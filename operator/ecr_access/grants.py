@@ -84,7 +84,7 @@ def contribution(spec: GrantSpec | None, applied: GrantSpec | None) -> GrantSpec
     return spec if spec is not None and not spec.suspend else applied
 
 
-# One object per distinct role, repository and action list among the live grants, however many
+# One object per distinct role and repository among the live grants, however many
 # grants name it: ten thousand grants over five hundred repositories hold five hundred references,
 # not ten thousand (they are frozen values, compared by value, so sharing them changes nothing else).
 _shared: weakref.WeakValueDictionary[Any, Any] = weakref.WeakValueDictionary()
