@@ -164,7 +164,8 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
 
     report = await cycle.apply_and_report(
         runtime.reconciler, key, spec, live, generation=generation, previous=previous,
-        applied=grants.parse_applied(recorded, runtime.defaults), recorded=recorded, mode=ApplyMode(),
+        applied=grants.parse_applied(recorded, runtime.defaults), recorded=recorded,
+        mode=ApplyMode.change(runtime.reconciler.clock()),
         timing=_timing(runtime.config), now=now, watch=watch)
     _write_status(patch, report.status)
     if report.record is not None:

@@ -19,6 +19,17 @@ class ApplyMode:
     # is raised: a release may be undoing that very work.
     from_index: bool = False
     offer_refused: bool = True  # offer the role again at once where ECR refused it (`refusals`)
+    # When the change was noticed (the reconciler's clock): an answer that arrived at or after it
+    # shows AWS as it was after the change, so it is fresh enough however old it is by the time
+    # the apply gets to it. Under the AWS rate limit a burst's applies queue for minutes, and
+    # without this each one re-read a role that a queued apply of the same burst had just read.
+    noticed: float | None = None
+
+    def age(self, default: float, now: float) -> float:
+        """How old a cached answer may be for this apply at `now`: `max_age` (or `default`), or
+        anything read since the change was noticed."""
+        age = default if self.max_age is None else self.max_age
+        return age if self.noticed is None else max(age, now - self.noticed)
 
     @classmethod
     def drift(cls, since: float) -> ApplyMode:
@@ -26,6 +37,11 @@ class ApplyMode:
         it (however young: the pass would miss drift since), and wait out the back-off of refused
         principals."""
         return cls(math.inf, since=since, debounce=False, from_index=True, offer_refused=False)
+
+    @classmethod
+    def change(cls, noticed: float) -> ApplyMode:
+        """A change handler's apply, for a change noticed at `noticed`."""
+        return cls(noticed=noticed)
 
     @classmethod
     def requested(cls) -> ApplyMode:

@@ -84,7 +84,7 @@ class ManagedPolicyLedger:
             attached = attachments.short_names(await self.roles.attached(role, 0.0 if fresh else age, since=since),
                                                partition)
             ledger = attachments.Ledger.from_tags(info.tags, self.cluster_tag)
-            wanted = await self._wanted(info.arn, grants(), permitted)
+            wanted = self._wanted(info.arn, grants(), permitted)
             steps = attachments.plan(ledger, self.cluster_tag, attached, wanted, hand_over)
             if fresh or not attachments.shared(steps) or self.roles.age(role.key) <= FRESH:
                 break
@@ -123,15 +123,17 @@ class ManagedPolicyLedger:
                            frozenset(attachments.arn_of(name, partition) for name in attachments.KNOWN))
         return RoleState(info, attached, attachments.Ledger.from_tags(tags, self.cluster_tag), again)
 
-    async def _wanted(self, arn: str, grants: Iterable[LiveGrant], permitted: Permitted) -> frozenset[str]:
+    @staticmethod
+    def _wanted(arn: str, grants: Iterable[LiveGrant], permitted: Permitted) -> frozenset[str]:
         """The managed policies the grants want, by short name, counting only grants whose spec
-        resolves to this very role (a spec naming another path or account does not count) and
-        that an EcrGrantPolicy permits (a revoked grant's policy is detached like a deleted one's)."""
+        names this very role, `arn` as just read (a spec naming another path does not count), and
+        that an EcrGrantPolicy permits (a revoked grant's policy is detached like a deleted one's).
+        The grants share the role's record (`RoleKey`), so the answer just read is theirs: looking
+        each up again re-read the role whenever a grant's apply queued past `cache_ttl`."""
         wanted = set()
         for grant in grants:
             if grant.spec.managed_policy is ManagedPolicy.NONE:
                 continue
-            found = await self.roles.resolve(grant.spec.role)
-            if found is not None and found.arn == arn and permitted(grant, arn):
+            if grant.spec.role.matches(arn) and permitted(grant, arn):
                 wanted.add(grant.spec.managed_policy.value)
         return frozenset(wanted)

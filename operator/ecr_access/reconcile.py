@@ -114,7 +114,7 @@ class Reconciler:
     async def _apply(
         self, key: GrantKey, spec: GrantSpec, applied: GrantSpec | None, live: LiveGrants, mode: ApplyMode,
     ) -> Outcome:
-        age, since = self.config.cache_ttl if mode.max_age is None else mode.max_age, mode.since
+        since = mode.since
         sid = self.sid_for(spec)
         # A change handler's grant may be newer than its index entry: it rides along in the syncs.
         me = None if mode.from_index else LiveGrant(key, spec, applied=applied)
@@ -122,6 +122,7 @@ class Reconciler:
         try:
             async with self.gate(spec.role.account):
                 started = self.clock()
+                age = mode.age(self.config.cache_ttl, started)
                 try:
                     info = await self.roles.resolve(spec.role, max_age=age, since=since)
                 except AwsFault as fault:
@@ -150,7 +151,7 @@ class Reconciler:
         for repo in applied.repositories if applied is not None else ():
             if repo not in tickets:  # dropped from the spec: recomputed without this grant
                 tickets[repo] = self.repositories.request(repo, changes(exclude=key), burst=mode.debounce)
-        synced = await self._sync_all(tickets, live, age, since)
+        synced = await self._sync_all(tickets, live, mode.age(self.config.cache_ttl, self.clock()), since)
         if info is None or permits is None:  # left out of the statements; syncing drops it (DESIGN §2.3)
             return self._verdict(key, spec, sid, None, verdicts.role_missing(spec), None, False, synced, None)
         if not permits.permitted:
