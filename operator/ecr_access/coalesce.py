@@ -76,7 +76,7 @@ class Cache(Generic[K, V]):
             if running is None:
                 self._started += 1
                 task = asyncio.ensure_future(self._read(key, self._started, read))
-                task.add_done_callback(_retrieved)
+                task.add_done_callback(retrieved)
                 self._reads[key] = (self._started, task)
                 return await asyncio.shield(task)  # a cancelled caller leaves the read to the others
             number, task = running
@@ -118,7 +118,7 @@ class Cache(Generic[K, V]):
         self._entries.clear()
 
 
-def _retrieved(task: asyncio.Task[Any]) -> None:
+def retrieved(task: asyncio.Task[Any]) -> None:
     """A read whose callers were all cancelled still ends: its error is theirs, not asyncio's to log."""
     if not task.cancelled():
         task.exception()

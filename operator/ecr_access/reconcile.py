@@ -124,7 +124,7 @@ class Reconciler:
                 started = self.clock()
                 age = mode.age(self.config.cache_ttl, started)
                 try:
-                    info = await self.roles.resolve(spec.role, max_age=age, since=since)
+                    info = await self.roles.resolve(spec.role, max_age=age, since=since, with_attached=True)
                 except AwsFault as fault:
                     if not outcomes.iam_optional(fault, spec.role, (spec, applied), self.account):
                         raise

@@ -18,11 +18,12 @@ the spec gives it (ECR itself checks that the principal exists).
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Callable
 
-from ecr_access.coalesce import Cache
+from ecr_access.coalesce import Cache, retrieved
 from ecr_access.model import RoleKey, RoleRef
 from ecr_access.ports import Accounts, AwsFault, IamPort, RoleInfo
 
@@ -37,11 +38,21 @@ class RoleDirectory:
         self._roles: Cache[RoleKey, RoleInfo | None] = Cache(clock)
         self._attached: Cache[RoleKey, frozenset[str]] = Cache(clock)
 
-    async def resolve(self, role: RoleRef, *, max_age: float | None = None,
-                      since: float | None = None) -> RoleInfo | None:
+    async def resolve(self, role: RoleRef, *, max_age: float | None = None, since: float | None = None,
+                      with_attached: bool = False) -> RoleInfo | None:
         """The role the spec names, or None when it does not exist (or is another role by that name).
-        `since`: only an answer that arrived at or after it will do (`coalesce.Cache`)."""
-        info = await self.lookup(role, self.cache_ttl if max_age is None else max_age, since=since)
+        `since`: only an answer that arrived at or after it will do (`coalesce.Cache`).
+
+        `with_attached`: also list its attached policies, at the same age, alongside (the ledger
+        asks next), unless the role was last seen missing. One after the other under the IAM rate
+        limit, the tags were over a second old by the time the ledger planned a first attach, which
+        then read both again (`ownership.FRESH`): two reads of each for every new role."""
+        age = self.cache_ttl if max_age is None else max_age
+        known = self._roles.peek(role.key)
+        if with_attached and self.reaches(role.account) and (known is None or known.value is not None):
+            listing = asyncio.ensure_future(self.attached(role, age, since=since))
+            listing.add_done_callback(retrieved)  # a failure is the ledger's to meet, when it asks
+        info = await self.lookup(role, age, since=since)
         return info if info is not None and role.matches(info.arn) else None
 
     async def principal(self, role: RoleRef) -> RoleInfo | None:

@@ -12,6 +12,7 @@ AWS is in memory at the ports; the clock is the test's, so nothing is timed.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections import Counter
 
@@ -29,6 +30,7 @@ ACCOUNT = "123456789012"
 DEFAULTS = Defaults("aws", "us-west-2", ACCOUNT)
 TTL = 60.0
 INTERVAL = 300.0
+READ_ONLY = "arn:aws:iam::aws:policy/AmazonEC2ContainerRegistryReadOnly"
 
 
 class NamingIam(FakeIam):
@@ -111,3 +113,46 @@ def principals(ecr: FakeEcr, name: str) -> set[str]:
         aws = item["Principal"]["AWS"]
         found |= {aws} if isinstance(aws, str) else set(aws)
     return found
+
+
+class SlowIam(NamingIam):
+    """Each read takes `LATENCY` on the test's clock; reads made together overlap, as threads do."""
+
+    LATENCY = 1.5  # longer than `ownership.FRESH`
+
+    def __init__(self, names: list[str], now: list[float]) -> None:
+        super().__init__(names)
+        self.now = now
+
+    async def _wait(self) -> None:
+        done = self.now[0] + self.LATENCY
+        for _ in range(3):
+            await asyncio.sleep(0)
+        self.now[0] = max(self.now[0], done)
+
+    async def get_role(self, name: str) -> RoleInfo | None:
+        await self._wait()
+        return await super().get_role(name)
+
+    async def list_attached_role_policies(self, role_name: str) -> frozenset[str]:
+        await self._wait()
+        return await super().list_attached_role_policies(role_name)
+
+
+def test_a_new_role_is_read_once_even_when_each_read_is_slow() -> None:
+    """A first attach writes the `attached` tag all clusters share, so it is planned on tags read
+    at most `ownership.FRESH` ago. The role and its policies are read together, so the plan comes
+    right after both answers, and neither is read twice."""
+    now = [0.0]
+    iam, ecr = SlowIam(["node"], now), FakeEcr("ml/a")
+    config = Config(coalesce_window=0.0, cache_ttl=TTL, role_cache_ttl=TTL, resync_interval=INTERVAL)
+    rec = Driver(Reconciler(iam, ecr, cluster_id="c", account=ACCOUNT, config=config,  # type: ignore[arg-type]
+                            sleep=no_sleep, clock=lambda: now[0]))
+    live = Grants(DEFAULTS)
+    grant = live.add("a", {"role": {"name": "node"}, "repositories": [{"name": "ml/a"}]})
+
+    assert ok(rec.apply(*grant, None, live, ApplyMode.change(noticed=now[0])))
+
+    assert READ_ONLY in iam.roles["node"].attached
+    assert Counter(call for call in iam.calls if call in ("GetRole", "ListAttachedRolePolicies")) == Counter(
+        {"GetRole": 1, "ListAttachedRolePolicies": 1}), iam.calls
