@@ -47,11 +47,19 @@ class LiveGrant:
     # What the drift check needs without the object's body: the generation the spec is from, the
     # status as last seen (to report, never to decide), the uid, and the applied record.
     generation: int = 0
-    # Compared (kopf keeps an index entry that compares equal to the new one, stale status and all),
-    # but not hashed (a dict).
-    status: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False, repr=False)
+    # The status as compact JSON (`status` decodes it): decoded, a grant's status was most of what
+    # the operator kept per grant (about 12 KB of dicts and strings; its JSON is a fraction of it),
+    # and only the drift check reads it, once per interval. Compared: kopf keeps an index entry
+    # that compares equal to the new one, stale status and all.
+    status_json: str = dataclasses.field(default="", repr=False)
     uid: str = ""
     applied: GrantSpec | None = None
+
+    @property
+    def status(self) -> Mapping[str, Any]:
+        """The status as last seen: to report from, never to decide anything by."""
+        decoded: Mapping[str, Any] = json.loads(self.status_json) if self.status_json else {}
+        return decoded
 
 
 def applied_annotation(spec: GrantSpec) -> str:
@@ -128,10 +136,15 @@ def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> Li
         active=given is spec and not deleting,
         handing_over=handing_over,
         generation=int(meta.get("generation") or 0),
-        status=body.get("status") or {},
+        status_json=compact_status(body.get("status")),
         uid=str(meta.get("uid", "")),
         applied=applied,
     )
+
+
+def compact_status(status: object) -> str:
+    """A status as `LiveGrant.status_json` keeps it ("" for none)."""
+    return json.dumps(status, separators=(",", ":")) if isinstance(status, Mapping) and status else ""
 
 
 class LiveGrants(Protocol):

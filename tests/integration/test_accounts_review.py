@@ -175,7 +175,7 @@ def test_a_grant_created_before_its_accounts_eaa_goes_ready_at_once_then_stays_q
     key = GrantKey("default", "g")
     spec = parse_spec({"role": {"name": NODE_ROLE}, "managedPolicy": "None",
                        "repositories": [{"name": "central/base", "registryId": CENTRAL}]}, DEFAULTS)
-    cluster.live[key] = LiveGrant(key, spec, generation=1, status={}, uid="uid-g")
+    cluster.live[key] = LiveGrant(key, spec, generation=1, uid="uid-g")
     drift = DriftChecker(central.reconciler, interval=300, retry_delay=15, write_status=cluster.write_status,
                          warn=lambda *_: None, now=lambda: "T")
     drift.indexes_ready(cluster)
@@ -299,7 +299,7 @@ def test_a_grant_rechecked_after_its_accounts_eaa_is_deleted_says_account_not_co
     key = GrantKey("default", "g")
     spec = parse_spec({"role": {"name": NODE_ROLE}, "managedPolicy": "None",
                        "repositories": [{"name": "central/base", "registryId": CENTRAL}]}, DEFAULTS)
-    cluster.live[key] = LiveGrant(key, spec, generation=1, status={}, uid="uid-g")
+    cluster.live[key] = LiveGrant(key, spec, generation=1, uid="uid-g")
     drift = DriftChecker(central.reconciler, interval=300, retry_delay=15, write_status=cluster.write_status,
                          warn=lambda *_: None, now=lambda: "T")
     drift.indexes_ready(cluster)

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from ecr_access.drift import DriftChecker
+from ecr_access.grants import compact_status
 from ecr_access.model import GrantKey, RepositoryRef, RoleKey
 from ecr_access.reconcile import LiveGrant, Reconciler
 from ecr_access.spec import parse_spec
@@ -44,7 +45,7 @@ class Cluster(memory.Grants):
         spec = parse_spec({"role": {"anyscaleCloudId": CLOUD_ID}, "repositories": [{"name": r} for r in repos],
                            **extra}, DEFAULTS)
         key = GrantKey("default", name)
-        self.live[key] = LiveGrant(key, spec, active=not spec.suspend, generation=1, status={}, uid=f"uid-{name}")
+        self.live[key] = LiveGrant(key, spec, active=not spec.suspend, generation=1, uid=f"uid-{name}")
         return key
 
     def status(self, key: GrantKey) -> Mapping[str, Any]:
@@ -56,7 +57,7 @@ class Cluster(memory.Grants):
         self.writes.append((key.name, dict(patch)))
         status = {**self.live[key].status, **patch}
         status = {name: value for name, value in status.items() if value is not None}
-        self.live[key] = dataclasses.replace(self.live[key], status=status)
+        self.live[key] = dataclasses.replace(self.live[key], status_json=compact_status(status))
 
 
 @pytest.fixture

@@ -43,10 +43,10 @@ def test_an_account_that_hangs_does_not_hold_up_the_drift_check_of_other_account
     reconciler.repositories._sleep = no_sleep  # type: ignore[method-assign]
     live = Grants(DEFAULTS)
     live.add("b", {"role": {"name": "node"}, "managedPolicy": "None",
-                   "repositories": [{"name": "b/0", "registryId": CENTRAL}]}, generation=1, status={})
+                   "repositories": [{"name": "b/0", "registryId": CENTRAL}]}, generation=1)
     for index in range(count):
         live.add(f"a{index}", {"role": {"name": "node"}, "managedPolicy": "None",
-                               "repositories": [{"name": f"ml/{index}"}]}, generation=1, status={})
+                               "repositories": [{"name": f"ml/{index}"}]}, generation=1)
     drift = DriftChecker(reconciler, interval=300, retry_delay=15, write_status=lambda key, patch: None,
                          warn=lambda *_: None, now=lambda: "T")
     drift.indexes_ready(live)

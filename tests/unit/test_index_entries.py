@@ -8,6 +8,7 @@ still follow the object exactly (a new body, or the same one changed, is parsed 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import types
 from typing import Any
 
@@ -68,3 +69,18 @@ def test_grants_naming_one_repository_share_its_reference() -> None:
     assert first.spec.repositories == second.spec.repositories
     assert all(a is b for a, b in zip(first.spec.repositories, second.spec.repositories, strict=True))
     assert first.key.namespace is second.key.namespace
+
+
+def test_an_entry_keeps_the_status_as_text_not_the_decoded_body() -> None:
+    """The status is what the drift check reports from; decoded, it was most of what the operator
+    kept per grant. The entry holds none of the body's objects, and gives the status back whole."""
+    body = raw()
+    body["status"] = {"observedGeneration": 1, "conditions": [{"type": "Ready", "status": "True", "message": "m"}],
+                      "repositories": [{"arn": "arn:aws:ecr:us-west-2:123456789012:repository/ml/a", "ready": True}]}
+    [entry] = entries(kopf.Body(body))[1]
+
+    assert entry.status == body["status"]
+    held = [getattr(entry, field.name) for field in dataclasses.fields(entry)]
+    assert not any(value is body["status"] for value in held)
+    assert all(isinstance(value, (str, int, bool, type(None))) or value is entry.spec or value is entry.applied
+               or value is entry.key for value in held), held
