@@ -81,7 +81,9 @@ class ManagedPolicyLedger:
             return None
         partition = info.arn.split(":")[1]
         for fresh in (False, True):
-            attached = attachments.short_names(await self.roles.attached(role, 0.0 if fresh else age, since=since),
+            # Just now is `FRESH`: a listing that came with the role's read (`RoleDirectory.resolve`)
+            # is not read again, only tags that are older.
+            attached = attachments.short_names(await self.roles.attached(role, FRESH if fresh else age, since=since),
                                                partition)
             ledger = attachments.Ledger.from_tags(info.tags, self.cluster_tag)
             wanted = self._wanted(info.arn, grants(), permitted)

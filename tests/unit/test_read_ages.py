@@ -156,3 +156,21 @@ def test_a_new_role_is_read_once_even_when_each_read_is_slow() -> None:
     assert READ_ONLY in iam.roles["node"].attached
     assert Counter(call for call in iam.calls if call in ("GetRole", "ListAttachedRolePolicies")) == Counter(
         {"GetRole": 1, "ListAttachedRolePolicies": 1}), iam.calls
+
+
+def test_a_role_first_read_as_a_principal_is_listed_once() -> None:
+    """Grant b's role is first read as a principal of a repository that grant a's apply synced.
+    Its own apply, later, plans a first attach, so it reads the tags again (they are over
+    `ownership.FRESH` old), but not the attached policies it has just listed."""
+    iam, _ecr, rec, live, now = world("node-a", "node-b")
+    a = live.add("a", {"role": {"name": "node-a"}, "repositories": [{"name": "ml/a"}]})
+    b = live.add("b", {"role": {"name": "node-b"}, "repositories": [{"name": "ml/a"}]})
+    assert ok(rec.apply(*a, None, live, ApplyMode.change(noticed=now[0])))
+    assert iam.reads["node-b"] == 1  # as ml/a's principal
+
+    now[0] = 5.0
+    assert ok(rec.apply(*b, None, live, ApplyMode.change(noticed=now[0])))
+
+    assert READ_ONLY in iam.roles["node-b"].attached
+    assert iam.reads["node-b"] == 2, "the tags of a first attach are read just before it"
+    assert iam.calls.count("ListAttachedRolePolicies") == 2, "one listing per role"
