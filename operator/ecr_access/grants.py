@@ -50,8 +50,9 @@ class LiveGrant:
     # The status as compact JSON (`status` decodes it): decoded, a grant's status was most of what
     # the operator kept per grant (about 12 KB of dicts and strings; its JSON is a fraction of it),
     # and only the drift check reads it, once per interval. Compared: kopf keeps an index entry
-    # that compares equal to the new one, stale status and all.
-    status_json: str = dataclasses.field(default="", repr=False)
+    # that compares equal to the new one, stale status and all. Not hashed: an entry's identity is
+    # its key, generation and uid, and the status changes the most often.
+    status_json: str = dataclasses.field(default="", hash=False, repr=False)
     uid: str = ""
     applied: GrantSpec | None = None
 

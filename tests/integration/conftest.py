@@ -10,10 +10,9 @@ never returns them.
 from __future__ import annotations
 
 import asyncio
-import collections
 import itertools
 import json
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,7 +70,7 @@ class Calls:
     """AWS operations the operator called, in order; `inject` fails chosen ones."""
 
     made: list[str] = field(default_factory=list)
-    failures: dict[str, collections.deque[tuple[int, str, str]]] = field(default_factory=dict)
+    failures: dict[str, list[tuple[int, str, str, Mapping[str, str]]]] = field(default_factory=dict)
 
     def count(self, operation: str) -> int:
         return self.made.count(operation)
@@ -82,18 +81,35 @@ class Calls:
     def clear(self) -> None:
         self.made.clear()
 
-    def inject(self, operation: str, code: str, message: str = "injected", status: int = 400, times: int = 1) -> None:
-        queue = self.failures.setdefault(operation, collections.deque())
-        queue.extend([(status, code, message)] * times)
+    def inject(self, operation: str, code: str, message: str = "injected", status: int = 400, times: int = 1,
+               where: Mapping[str, str] | None = None) -> None:
+        """Fail the next `times` calls of `operation`; with `where`, only calls whose parameters
+        include those (e.g. {"RoleName": "r1"}: the operator reads some things alongside others,
+        so "the next call" alone may not be the one a test means)."""
+        self.failures.setdefault(operation, []).extend([(status, code, message, where or {})] * times)
 
-    def before_call(self, model: Any, **_: Any) -> Any:
+    def before_call(self, model: Any, params: Mapping[str, Any], **_: Any) -> Any:
         self.made.append(model.name)
-        queue = self.failures.get(model.name)
-        if queue:
-            status, code, message = queue.popleft()
+        queue = self.failures.get(model.name, [])
+        for index, (status, code, message, where) in enumerate(queue):
+            if where and not where.items() <= _parameters(params).items():
+                continue
+            del queue[index]
             return _Http(status), {"Error": {"Code": code, "Message": message},
                                    "ResponseMetadata": {"HTTPStatusCode": status}}
         return None
+
+
+def _parameters(request: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's parameters from botocore's serialized request: a dict for query protocols (IAM),
+    JSON bytes for JSON ones (ECR)."""
+    body = request.get("body")
+    if isinstance(body, Mapping):
+        return dict(body)
+    if isinstance(body, bytes | str) and body:
+        decoded = json.loads(body)
+        return decoded if isinstance(decoded, dict) else {}
+    return {}
 
 
 def settings(**changes: Any) -> Config:

@@ -308,7 +308,7 @@ def test_a_role_edit_keeps_the_old_record_until_the_old_role_is_released(world: 
     cluster.call(handlers.on_grant_create, "g")
     before = cluster.bodies["g"]["metadata"]["annotations"][grants.APPLIED_ANNOTATION]
     cluster.put("g", {"role": {"name": "r2"}, "repositories": [{"name": "ml/trainer"}]}, generation=2)
-    world.calls.inject("ListAttachedRolePolicies", "Throttling", "slow down", times=1)
+    world.calls.inject("ListAttachedRolePolicies", "Throttling", "slow down", where={"RoleName": "r1"})
 
     with pytest.raises(kopf.TemporaryError):
         cluster.call(handlers.on_grant_update, "g")
