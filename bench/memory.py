@@ -142,6 +142,8 @@ class Run:
         time.sleep(self.settle)
         idle = status_kib(pid)
         idle_snapshot = self._snapshot(pid) if self.trace_frames else None
+        # Untraced, the probe's allocator figures at idle (after a collection): to compare with after.
+        idle_allocators = None if self.trace_frames else self._snapshot(pid, load=False)[0].get("allocators")
         manifest = self.workdir / "grants.yaml"
         manifest.write_text(yaml.safe_dump_all(self.scenario.manifests()))
         started = time.monotonic()
@@ -174,6 +176,9 @@ class Run:
             info, _ = self._snapshot(pid, load=False)
             result["after_gc"] = {"rss_before_gc_mib": mib(info["vmrss_before_gc_kib"]),
                                   "rss_after_gc_mib": mib(info["vmrss_kib"]), "gc_collected": info["gc_collected"]}
+            # Whether the RSS above idle is live (Python blocks, glibc bytes in use) or freed and kept.
+            result["allocators"] = {"idle": idle_allocators, "after": info.get("allocators"),
+                                    "held": info.get("census", {}).get("held")}
         if idle_snapshot is not None:
             assert burst_snapshot is not None
             info, final = self._snapshot(pid)

@@ -19,10 +19,12 @@ _DIR = os.environ.get("ECR_MEMHOOK_DIR")
 if _DIR:
     _OUT: str = _DIR
     import collections
+    import ctypes
     import gc
     import itertools
     import json
     import signal
+    import sys
     import time
     import tracemalloc
 
@@ -51,6 +53,27 @@ if _DIR:
         return "?"
 
     _scratch: list[object] = []
+
+    def _allocators() -> dict[str, int]:
+        """Where the resident memory is, by allocator: Python's live blocks (pymalloc and
+        PyMem), and glibc's heap split into bytes in use and bytes free but kept (`mallinfo2`,
+        glibc 2.33+). RSS far above what is in use is memory freed but not returned: the peak of
+        a burst, kept, not objects still alive."""
+        class _MallInfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in (
+                "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                "fordblks", "keepcost")]
+
+        found: dict[str, int] = {"python_allocated_blocks": sys.getallocatedblocks()}
+        try:
+            libc = ctypes.CDLL(None)
+            libc.mallinfo2.restype = _MallInfo2
+            info = libc.mallinfo2()
+        except (OSError, AttributeError):
+            return found
+        found.update({"malloc_heap_bytes": info.arena, "malloc_mmap_bytes": info.hblkhd,
+                      "malloc_in_use_bytes": info.uordblks, "malloc_free_bytes": info.fordblks})
+        return found
 
     def _census() -> dict[str, object]:
         """Live objects by type (the top 40 by count), and for the decoded JSON dicts that look
@@ -82,6 +105,7 @@ if _DIR:
         if tracemalloc.is_tracing():
             info["traced_bytes"], info["traced_peak_bytes"] = tracemalloc.get_traced_memory()
             tracemalloc.take_snapshot().dump(os.path.join(_OUT, f"snapshot-{number}.pickle"))
+        info["allocators"] = _allocators()
         info["census"] = _census()
         info["took_s"] = round(time.monotonic() - started, 3)
         partial = os.path.join(_OUT, f"snapshot-{number}.json.tmp")
