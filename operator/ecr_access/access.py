@@ -9,7 +9,11 @@ actions:
   the repository's verdict is `DeniedByPolicy`, naming the Deny's Sid. The grant's own statement is
   still written: the verdict reports, it holds nothing back, so the pull works as soon as the Deny goes;
 - a covering `Deny` with a `Condition` cannot be judged here (it depends on the request: source
-  VPC, time, tags...): the grant stays Ready, with a note and a Warning Event.
+  VPC, time, tags...): the grant stays Ready, with a note and a Warning Event (`MayBeDenied`);
+- nor can a `Deny` whose `NotPrincipal` names the role's ARN or its account: by the rule below it
+  excludes the role, but AWS matches a `NotPrincipal` against the caller's own ARN, and nodes pull
+  as assumed-role sessions (`arn:aws:sts::<account>:assumed-role/<role>/<session>`), which such a
+  list names only if it lists that very session. It may still deny the nodes: `MayBeDenied` too.
 
 "Covers the role": `Principal` is `*`, the role's ARN or its account (root ARN or bare account id);
 or a `NotPrincipal` that excludes neither the role's ARN nor its account. "Covers an action":

@@ -53,6 +53,8 @@ def plan(config: Config, files: Sequence[str], *, offline: bool, delete: bool, o
     finally:
         connection.session.close()
     _print(planreport.to_json(result), planreport.to_text(result), output)
+    for problem in result.problems:  # the report says it too; a pipeline that keeps stdout still sees why it failed
+        _fail("plan", problem)
     return planreport.exit_code(result)
 
 

@@ -1,13 +1,14 @@
 """deploy/iam/planner-policy.json: what `plan` needs, which is reads only, and exactly the reads it makes.
 
 The file is checked statically (no action that writes, no wildcard resource), then against a
-recording: `plan` runs in moto over creates, an edit that drops a repository, a delete that detaches
-and a repository in another account, while every AWS call is recorded with its resource, as
-tests/integration/test_iam_policy.py records the operator's. Each call made with the planner's own
-credentials must be allowed by the file, and the file may grant nothing a plan never calls (but
-`iam:SimulatePrincipalPolicy`, which the access check being added alongside calls, and
-`sts:TagSession`, which AWS checks within AssumeRole). A call in another account is made as the
-role assumed there, so it is held to that role's policy (registry-account-policy.json).
+recording: `plan` runs in moto over creates, an edit that drops a repository, a delete that detaches,
+a repository in another account, and a plan with the identity check on (ECR_ACCESS_VERIFY_IDENTITY:
+`iam:SimulatePrincipalPolicy`, which moto does not implement, answered by a botocore handler), while
+every AWS call is recorded with its resource, as tests/integration/test_iam_policy.py records the
+operator's. Each call made with the planner's own credentials must be allowed by the file, and the
+file may grant nothing a plan never calls (but `sts:TagSession`, which AWS checks within
+AssumeRole). A call in another account is made as the role assumed there, so it is held to that
+role's policy (registry-account-policy.json).
 """
 
 from __future__ import annotations
@@ -24,8 +25,6 @@ from tests.integration.test_plan import applied, grant_body, policy_body, run
 
 PLANNER_POLICY = iam_policy.IAM / "planner-policy.json"
 CENTRAL = "210987654321"
-# Granted for what is being built beside `plan` (the IAM simulation of the access check, issue 16).
-NOT_CALLED_YET = {"iam:SimulatePrincipalPolicy"}
 READ_VERBS = ("Get", "List", "Describe", "Simulate")
 
 world = integration.world  # the moto world of the integration tests
@@ -81,6 +80,7 @@ def test_the_planner_policy_grants_reads_only_on_named_resources() -> None:
 def test_every_call_a_plan_makes_is_allowed_and_nothing_more_is_granted(world: integration.World) -> None:
     own = Recorder(integration.ACCOUNT)
     world.session.session.events.register("before-parameter-build.*.*", own)
+    world.session.session.events.register("before-call.iam.SimulatePrincipalPolicy", integration.simulator())
     operator_role = f"arn:aws:iam::{CENTRAL}:role/ecr-access-operator"
     others = AssumedAccounts(world.session, accounts.session_name(integration.CLUSTER_ID))
     others.bind(lambda account: AccountSpec("central", CENTRAL, operator_role) if account == CENTRAL else None,
@@ -90,7 +90,7 @@ def test_every_call_a_plan_makes_is_allowed_and_nothing_more_is_granted(world: i
     admin = world.session.assume(f"arn:aws:iam::{CENTRAL}:role/admin", session_name="admin")
     admin.ecr(integration.REGION).create_repository(repositoryName="central/base")
 
-    world.create_role()
+    role_arn = world.create_role()
     world.create_repository("ml/a")
     world.create_repository("ml/b", {"Version": "2012-10-17", "Statement": [integration.FOREIGN]})
     grants = integration.Grants()
@@ -104,14 +104,18 @@ def test_every_call_a_plan_makes_is_allowed_and_nothing_more_is_granted(world: i
     elsewhere["spec"]["repositories"] = [{"name": "central/base", "registryId": CENTRAL}]
     own.calls.clear()
 
-    for files, delete in (([grant_body("g", "ml/a")], False), ([grant_body("g", "ml/a", "ml/b")], True),
-                          ([grant_body("new", "ml/a", managedPolicy="PullOnly"), elsewhere], False)):
-        result = run(world, live, files, delete=delete, others=others)
-        assert result.changed and not result.problems
+    verify = {"verify_identity": True}
+    for files, delete, config in (([grant_body("g", "ml/a")], False, {}), ([grant_body("g", "ml/a", "ml/b")], True, {}),
+                                  ([grant_body("new", "ml/a", managedPolicy="PullOnly"), elsewhere], False, {}),
+                                  ([grant_body("new", "ml/a", "ml/b"), elsewhere], False, verify)):
+        result = run(world, live, files, delete=delete, others=others, **config)
+        assert result.changed and not result.problems, result.problems
+        assert all(item.ready is None or item.ready.status == "True" for item in result.grants), result.grants
 
     assert [call for call in own.calls if not planner().allows(*call)] == []
     called = {action for action, _, _ in own.calls}
-    assert planner().called_actions() - NOT_CALLED_YET == called, "granted but never called, or the reverse"
+    assert ("iam:SimulatePrincipalPolicy", role_arn, {}) in own.calls  # on the grants' role, by its ARN
+    assert planner().called_actions() == called, "granted but never called, or the reverse"
     registry = iam_policy.load_policy(iam_policy.REGISTRY_ACCOUNT_POLICY, account=CENTRAL)
     assert central.calls and [call for call in central.calls if not registry.allows(*call)] == []
     assert {action for action, _, _ in central.calls} <= planner().granted_actions()

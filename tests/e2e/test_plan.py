@@ -145,5 +145,6 @@ def test_whoami_reports_the_sandboxs_identity_cluster_id_and_sid_prefix(
     assert done.returncode in (0, 1), done.stderr  # 1 only if an EcrAccessAccount of another test cannot be assumed
     document = json.loads(done.stdout)
     assert (document["account"], document["region"], document["clusterId"]) == (ACCOUNT, "us-west-2", CLUSTER_ID)
+    assert (document["arn"], document["partition"]) == (sandbox.aws("sts").get_caller_identity()["Arn"], "aws")
     assert document["sidPrefix"] == policy.cluster_prefix(CLUSTER_ID) and document["policyMode"] == "Enforce"
     assert document["problems"] == [] and writes(proxy) == {}

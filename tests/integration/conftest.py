@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -98,6 +98,20 @@ class Calls:
             return _Http(status), {"Error": {"Code": code, "Message": message},
                                    "ResponseMetadata": {"HTTPStatusCode": status}}
         return None
+
+
+def simulator(decisions: Mapping[str, str] | None = None) -> Callable[..., tuple[_Http, dict[str, Any]]]:
+    """A botocore `before-call.iam.SimulatePrincipalPolicy` handler: IAM's policy simulator, which
+    moto does not implement, answering a canned decision for each action in `decisions`, on every
+    resource (ecr:GetAuthorizationToken "allowed" when none are given)."""
+    results = [{"EvalActionName": action, "EvalResourceName": "*", "EvalDecision": decision}
+               for action, decision in (decisions or {"ecr:GetAuthorizationToken": "allowed"}).items()]
+
+    def answer(**_: Any) -> tuple[_Http, dict[str, Any]]:
+        return _Http(200), {"EvaluationResults": results, "IsTruncated": False,
+                            "ResponseMetadata": {"HTTPStatusCode": 200}}
+
+    return answer
 
 
 def _parameters(request: Mapping[str, Any]) -> dict[str, Any]:

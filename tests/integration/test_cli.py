@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import importlib.metadata
+import os
+from typing import Any
 
 import pytest
 
-from ecr_access import cli
+from ecr_access import cli, commands
+from ecr_access.config import Config
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["version"]])
@@ -66,3 +70,71 @@ def test_log_format_json_writes_each_line_as_a_json_object(monkeypatch: pytest.M
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+class _Parser(Exception):  # a parser carried out of main, not an error
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+
+def _commands(monkeypatch: pytest.MonkeyPatch) -> dict[str, argparse.ArgumentParser]:
+    """The subcommands' parsers, as `main` builds them (stopped before it parses anything)."""
+    def caught(self: argparse.ArgumentParser, *_: Any, **__: Any) -> None:
+        raise _Parser(self)
+
+    with monkeypatch.context() as patch, pytest.raises(_Parser) as raised:
+        patch.setattr(argparse.ArgumentParser, "parse_args", caught)
+        cli.main(["run"])
+    (subcommands,) = [item for item in raised.value.parser._actions if isinstance(item, argparse._SubParsersAction)]
+    return dict(subcommands.choices)
+
+
+def _flags(parser: argparse.ArgumentParser) -> dict[str, tuple[object, ...]]:
+    return {option: (type(item).__name__, item.dest, item.type, item.choices, item.nargs, item.default)
+            for item in parser._actions for option in item.option_strings}
+
+
+# What only a running operator has: its probes' endpoints and its log format. Everything else `run`
+# takes is a setting (Config), which plan, adopt and whoami take alike, --metrics-port included.
+RUN_ONLY = {"--liveness", "--readiness", "--log-format"}
+OWN = {"plan": {"-f", "--filename", "--offline", "--delete", "-o", "--output"},
+       "adopt": {"-f", "--filename", "--apply", "-o", "--output"}, "whoami": {"-o", "--output"}}
+
+
+@pytest.mark.parametrize("command", sorted(OWN))
+def test_plan_adopt_and_whoami_take_runs_settings_flags_and_only_their_own_besides(
+        command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    parsers = _commands(monkeypatch)
+    run = _flags(parsers["run"])
+    assert set(run) >= RUN_ONLY | {"--cluster-id", "--region", "--policy-mode"}
+    settings = {option: kind for option, kind in run.items() if option not in RUN_ONLY}
+    flags = _flags(parsers[command])
+    assert {option: kind for option, kind in flags.items() if option not in OWN[command]} == settings
+    assert OWN[command] <= set(flags)
+
+
+SETTINGS_ARGV = ["--cluster-id", "c-1", "--namespace", "ml", "--namespace", "ci", "--policy-mode", "Open",
+                 "--region", "eu-west-1", "--resync-interval", "7", "--metrics-port", "0", "--sweep-interval", "9"]
+
+
+@pytest.mark.parametrize(("command", "extra"), [("plan", ["-f", "x.yaml"]), ("adopt", []), ("whoami", [])])
+def test_the_same_settings_flags_make_the_same_config_as_run(
+        command: str, extra: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in [name for name in os.environ if name.startswith("ECR_ACCESS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ECR_ACCESS_VERIFY_IDENTITY", "true")  # environment-only settings too
+    seen: dict[str, Config] = {}
+    monkeypatch.setattr(cli, "run_operator", lambda cfg, **_: seen.setdefault("run", cfg))
+
+    def kept(cfg: Config, *_: Any, **__: Any) -> int:
+        seen[command] = cfg
+        return 0
+
+    for name in ("plan", "adopt_command", "whoami_command"):
+        monkeypatch.setattr(commands, name, kept)
+    cli.main(["run", *SETTINGS_ARGV])
+    with pytest.raises(SystemExit):
+        cli.main([command, *SETTINGS_ARGV, *extra])
+    assert seen[command] == seen["run"]
+    assert (seen["run"].cluster_id, seen["run"].namespaces, seen["run"].policy_mode) == ("c-1", ("ml", "ci"), "Open")
+    assert seen["run"].verify_identity is True

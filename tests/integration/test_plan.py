@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from ecr_access import accounts, cli, grants, plan, planreport, policy
+from ecr_access import accounts, cli, connect, grants, plan, planreport, policy
 from ecr_access.accounts import AccountSpec
 from ecr_access.aws.accounts import AssumedAccounts
 from ecr_access.aws.ecr import EcrAdapter
@@ -38,6 +38,7 @@ from tests.integration.conftest import (
     World,
     ledger,
     settings,
+    simulator,
 )
 
 SID = policy.statement_sid(CLUSTER_ID, REFERENCE_ACTIONS)
@@ -321,6 +322,7 @@ def recorded(world: World, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     def hooked(*args: Any, **kwargs: Any) -> AwsSession:
         session = create(*args, **kwargs)
         session.session.events.register("before-call.*.*", lambda model, **_: made.append(model.name))
+        session.session.events.register("before-call.*.*", world.calls.before_call)  # so `inject` reaches it
         return session
 
     monkeypatch.setattr(AwsSession, "create", hooked)
@@ -428,3 +430,74 @@ def test_a_foreign_deny_shows_as_denied_by_policy_in_the_plan(world: World) -> N
     assert "'Quarantine'" in planreport.to_text(result)
     assert planreport.exit_code(result) == 2, "the statement would still be written"
     assert only_reads(world.calls.made) == [] and snapshot(world, "ml/a") == before
+
+
+def test_with_the_identity_check_on_a_role_that_may_not_log_in_shows_as_identity_denied(world: World) -> None:
+    # ECR_ACCESS_VERIFY_IDENTITY: the plan asks IAM's simulator as the operator would (moto has none).
+    role_arn = world.create_role()
+    world.create_repository("ml/a")
+    world.session.session.events.register("before-call.iam.SimulatePrincipalPolicy",
+                                          simulator({"ecr:GetAuthorizationToken": "implicitDeny"}))
+    before = snapshot(world, "ml/a")
+    world.calls.clear()
+
+    result = run(world, [policy_body()], [grant_body("g", "ml/a", managedPolicy="None")], verify_identity=True)
+
+    (item,) = result.grants
+    assert item.ready is not None and (item.ready.status, item.ready.reason) == ("False", "IdentityDenied")
+    assert f"role {role_arn} may not call ecr:GetAuthorizationToken (implicitDeny)" in item.ready.message
+    assert "would be Ready=False (IdentityDenied)" in planreport.to_text(result)
+    assert planreport.exit_code(result) == 2, "the statement would still be written"
+    assert world.calls.count("SimulatePrincipalPolicy") == 1
+    assert only_reads(world.calls.made) == [] and snapshot(world, "ml/a") == before
+
+
+def test_the_command_exits_1_with_the_error_on_stderr_when_a_read_fails(
+        world: World, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], recorded: list[str]) -> None:
+    world.create_role()
+    world.create_repository("ml/a")
+    world.calls.inject("GetRepositoryPolicy", "AccessDenied", "not authorized to perform: ecr:GetRepositoryPolicy",
+                       times=10, where={"repositoryName": "ml/a"})
+
+    assert main(["plan", "-f", write(tmp_path, policy_body(), grant_body("g", "ml/a")), "--offline",
+                 "--cluster-id", CLUSTER_ID, "-o", "json"]) == 1
+
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["problems"], "the JSON says why too"
+    assert captured.err.startswith("ecr-access-operator plan: default/g: The operator is not allowed to call "
+                                   f"GetRepositoryPolicy on Repository ml/a (arn:aws:ecr:{REGION}:{ACCOUNT}:"
+                                   "repository/ml/a)"), captured.err
+    assert "GetRepositoryPolicy" in recorded and only_reads(recorded) == []
+
+
+def test_the_command_that_cannot_read_the_cluster_exits_1_and_names_offline(
+        world: World, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        recorded: list[str]) -> None:
+    def unreachable(config: Any) -> Any:
+        raise connect.ConnectError("cannot read the cluster: Invalid kube-config file. No configuration found.")
+
+    monkeypatch.setattr(connect, "open_cluster", unreachable)
+
+    assert main(["plan", "-f", write(tmp_path, grant_body("g", "ml/a")), "--cluster-id", CLUSTER_ID]) == 1
+
+    captured = capsys.readouterr()
+    assert captured.err.startswith("ecr-access-operator plan: cannot read the cluster: Invalid kube-config")
+    assert "--offline" in captured.err and captured.out == ""
+    assert only_reads(recorded) == []
+
+
+@pytest.mark.parametrize(("mode", "reason"), [("Open", "Reconciled"), ("Enforce", "NotPermitted")])
+def test_the_command_plans_with_the_policy_mode_it_is_given(
+        world: World, tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        recorded: list[str], mode: str, reason: str) -> None:
+    monkeypatch.delenv("ECR_ACCESS_POLICY_MODE", raising=False)
+    world.create_role()
+    world.create_repository("ml/a")
+    path = write(tmp_path, grant_body("g", "ml/a", managedPolicy="None"))  # and no EcrGrantPolicy
+
+    code = main(["plan", "-f", path, "--offline", "--cluster-id", CLUSTER_ID, "--policy-mode", mode, "-o", "json"])
+
+    document = json.loads(capsys.readouterr().out)
+    assert document["policyMode"] == mode
+    assert document["grants"][0]["ready"]["reason"] == reason
+    assert code == (2 if mode == "Open" else 0) and only_reads(recorded) == []

@@ -27,6 +27,11 @@ def connection(world: World, *bodies: dict[str, Any], **config: Any) -> connect.
     return connect.Connection(settings(**config), world.session, DEFAULTS, CLUSTER_ID, Objects.of(bodies))
 
 
+def caller(world: World) -> str:
+    """Whom the test's credentials act as, asked of STS apart from the operator's session."""
+    return str(world.admin.client("sts").get_caller_identity()["Arn"])
+
+
 def test_it_says_who_where_which_cluster_and_as_whom_each_account_is_assumed(world: World) -> None:
     assumed: list[dict[str, Any]] = []
     world.session.session.events.register("before-parameter-build.sts.AssumeRole",
@@ -36,7 +41,7 @@ def test_it_says_who_where_which_cluster_and_as_whom_each_account_is_assumed(wor
                                          policy_mode="Open"))
 
     assert (identity.account, identity.partition, identity.region) == (ACCOUNT, "aws", REGION)
-    assert identity.arn.startswith(f"arn:aws:sts::{ACCOUNT}:") or identity.arn.startswith(f"arn:aws:iam::{ACCOUNT}:")
+    assert identity.arn == caller(world) and identity.arn.startswith(f"arn:aws:sts::{ACCOUNT}:")
     assert (identity.cluster_id, identity.prefix, identity.policy_mode) == (
         CLUSTER_ID, policy.cluster_prefix(CLUSTER_ID), "Open")
     checks = {item.name: item for item in identity.accounts}
@@ -48,13 +53,15 @@ def test_it_says_who_where_which_cluster_and_as_whom_each_account_is_assumed(wor
     assert checks["mine"].problem.startswith("OwnAccount:") and checks["broken"].problem.startswith("InvalidSpec:")
 
     text = whoami.to_text(identity)
-    for line in (f"Account:       {ACCOUNT} (partition aws)", f"Region:        {REGION}",
+    for line in (f"AWS identity:  {identity.arn}", f"Account:       {ACCOUNT} (partition aws)",
+                 f"Region:        {REGION}",
                  f"Cluster id:    {CLUSTER_ID}", f"Sid prefix:    {policy.cluster_prefix(CLUSTER_ID)}",
                  f"Session name:  {SESSION}", "Policy mode:   Open",
                  f"  central: account {CENTRAL} via arn:aws:iam::{CENTRAL}:role/ecr-access-operator: assumed, acts as "
                  f"{central.identity_arn}"):
         assert line in text, text
     document = whoami.to_json(identity)
+    assert (document["arn"], document["account"], document["partition"]) == (identity.arn, ACCOUNT, "aws")
     assert document["sidPrefix"] == policy.cluster_prefix(CLUSTER_ID) and document["sessionName"] == SESSION
     assert [item["name"] for item in document["accounts"] if item["assumed"]] == ["central"]
 
@@ -81,6 +88,7 @@ def test_without_the_cluster_it_still_reports_aws_and_exits_1(
     assert commands.whoami_command(settings(), output="text") == 1
 
     out = capsys.readouterr().out
+    assert out.startswith(f"AWS identity:  {caller(world)}\n")
     assert f"Account:       {ACCOUNT} (partition aws)" in out and "Cluster id:    (unknown)" in out
     assert "error: cannot read the cluster: connection refused" in out
 
@@ -89,4 +97,5 @@ def test_with_every_account_assumed_it_exits_0(world: World, monkeypatch: pytest
                                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setattr(connect, "open_all", lambda config, **_: connection(world))
     assert commands.whoami_command(settings(), output="text") == 0
-    assert "EcrAccessAccounts: none" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith(f"AWS identity:  {caller(world)}\n") and "EcrAccessAccounts: none" in out

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, find, given
 from hypothesis import strategies as st
 
 from ecr_access import access
@@ -82,20 +82,44 @@ PRINCIPALS = st.one_of(st.just("*"), st.fixed_dictionaries({"AWS": st.sampled_fr
                        st.fixed_dictionaries({"AWS": st.lists(st.sampled_from([ROLE, OTHER, ROOT]), min_size=1)}))
 ACTIONS = st.one_of(st.sampled_from(["*", "ecr:*", "ecr:Get*", "s3:*", *REFERENCE_ACTIONS]),
                     st.lists(st.sampled_from(["ecr:Batch*", "ecr:PutImage", *REFERENCE_ACTIONS]), min_size=1))
+# Whom a statement names: with Principal, whom it covers; with NotPrincipal, whom it spares (the role's ARN
+# or account there makes a Deny MayBeDenied, another role or none of them covers the role, `*` spares all).
+WHOM = st.tuples(st.sampled_from(["Principal", "NotPrincipal"]), PRINCIPALS)
 STATEMENTS = st.builds(
-    lambda effect, principal, key, action, condition: {
-        "Effect": effect, "Principal": principal, key: action,
+    lambda effect, whom, key, action, condition: {
+        "Effect": effect, whom[0]: whom[1], key: action,
         **({"Condition": {"Bool": {"aws:SecureTransport": "false"}}} if condition else {})},
-    st.sampled_from(["Allow", "Deny"]), PRINCIPALS, st.sampled_from(["Action", "NotAction"]), ACTIONS, st.booleans())
+    st.sampled_from(["Allow", "Deny"]), WHOM, st.sampled_from(["Action", "NotAction"]), ACTIONS, st.booleans())
+FOREIGN_ALLOWS = st.builds(
+    lambda whom, action, condition: {"Sid": "ForeignAllow", "Effect": "Allow", whom[0]: whom[1], "Action": action,
+                                     **({"Condition": condition} if condition else {})},
+    WHOM, ACTIONS, st.sampled_from([None, {"Bool": {"aws:SecureTransport": "true"}}]))
+SPARES_THE_ROLE = {"Effect": "Deny", "NotPrincipal": {"AWS": [ROLE]}, "Action": "ecr:*"}  # MayBeDenied
+SPARES_ANOTHER = {"Effect": "Deny", "NotPrincipal": {"AWS": OTHER}, "Action": "ecr:*"}  # DeniedByPolicy
 
 
-@given(st.lists(STATEMENTS, max_size=6), st.builds(
-    lambda principal, action, condition: {"Sid": "ForeignAllow", "Effect": "Allow", "Principal": principal,
-                                          "Action": action, **({"Condition": condition} if condition else {})},
-    PRINCIPALS, ACTIONS, st.sampled_from([None, {"Bool": {"aws:SecureTransport": "true"}}])),
-    st.integers(min_value=0, max_value=6))
+@given(st.lists(STATEMENTS, max_size=6), FOREIGN_ALLOWS, st.integers(min_value=0, max_value=6))
+@example([SPARES_THE_ROLE], {"Sid": "ForeignAllow", "Effect": "Allow", "Principal": {"AWS": ROLE}, "Action": "*"}, 0)
+@example([SPARES_ANOTHER, SPARES_THE_ROLE], {"Sid": "ForeignAllow", "Effect": "Allow",
+                                             "NotPrincipal": {"AWS": OTHER}, "Action": "ecr:*"}, 1)
 def test_adding_a_foreign_allow_never_changes_the_verdict(
         statements: list[dict[str, Any]], allow: dict[str, Any], where: int) -> None:
     before = access.denials({"Statement": statements}, ROLE, REFERENCE_ACTIONS)
     after = access.denials({"Statement": [*statements[:where], allow, *statements[where:]]}, ROLE, REFERENCE_ACTIONS)
     assert after == before
+
+
+
+def _verdict(statement: dict[str, Any]) -> str:
+    found = access.denials({"Statement": [statement]}, ROLE, REFERENCE_ACTIONS)
+    if not found:
+        return "spared"
+    return "DeniedByPolicy" if not found[0].conditional else \
+        "MayBeDenied (session)" if found[0].because.startswith("unless") else "MayBeDenied (condition)"
+
+
+@pytest.mark.parametrize("verdict", ["DeniedByPolicy", "MayBeDenied (session)", "MayBeDenied (condition)", "spared"])
+def test_the_generated_not_principal_denies_reach_every_verdict(verdict: str) -> None:
+    # So that the property above is tried on NotPrincipal Denies that block, that may block and that spare.
+    assert find(STATEMENTS, lambda item: "NotPrincipal" in item and item["Effect"] == "Deny"
+                and _verdict(item) == verdict)
