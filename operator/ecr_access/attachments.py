@@ -19,19 +19,23 @@ Two kinds of tag:
 A policy is detached only when `attached` lists it and no cluster's tag lists it. A policy someone
 else attached is never in `attached`, so it is never detached.
 
-`plan` is pure; `execute` carries a plan out through the `IamPort`. Locking, caching and deciding
-what the live grants want belong to the caller (`ownership`).
+`plan` is pure; `execute` carries a plan out through the `IamPort`, and logs an AUDIT line for each
+write as it lands (a plan that fails half-way must not hide what it did). Locking, caching and
+deciding what the live grants want belong to the caller (`ownership`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Iterable, Mapping
 
 from ecr_access import policy
-from ecr_access.model import ManagedPolicy
+from ecr_access.model import GrantKey, ManagedPolicy
 from ecr_access.ports import AwsFault, IamPort
+
+logger = logging.getLogger(__name__)
 
 TAG_PREFIX = "ecraccess.io/"
 ATTACHED_TAG = TAG_PREFIX + "attached"
@@ -130,19 +134,43 @@ def _tag(key: str, items: Iterable[str]) -> Step:
     return Step("tag", key, value or None)
 
 
+@dataclasses.dataclass(frozen=True)
+class Audit:
+    """What a role write's AUDIT line names besides the write: the role, what asked for the sync,
+    and which grants want each managed policy (by short name), so that "who gave this role
+    access?" has an answer in the logs alone."""
+
+    role_arn: str
+    requested: GrantKey | None = None  # the grant whose apply, release or check this sync is
+    wanting: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+    def write(self, operation: str, what: str) -> None:
+        logger.info("AUDIT %s %s: %s; requested by %s", operation, self.role_arn, what, self._asking())
+
+    def policy(self, operation: str, name: str, policy_arn: str) -> None:
+        grants = list(self.wanting.get(name, ())) if operation == "AttachRolePolicy" else []
+        logger.info("AUDIT %s %s on %s; for grants %s; requested by %s", operation, policy_arn, self.role_arn,
+                    grants or "none (no live grant wants it)", self._asking())
+
+    def _asking(self) -> str:  # the repositories' audit lines' spelling, so one grep finds both
+        return str([str(self.requested)]) if self.requested is not None else "no grant named"
+
+
 def shared(steps: Iterable[Step]) -> bool:
     """Whether the steps depend on what other clusters did: a detach, or a write of `attached`."""
     return any(step.kind == "detach" or step.key == ATTACHED_TAG for step in steps)
 
 
-async def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str], steps: Iterable[Step]) -> dict[
-        str, str]:
+async def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[str, str], steps: Iterable[Step],
+                  audit: Audit | None = None) -> dict[str, str]:
     """Carry out `steps` in order; returns the role's tags as they are afterwards.
 
     Consecutive tag steps go out as one TagRole (and one UntagRole), before the attach or detach
     that follows them, which keeps the order that makes a crash harmless. An AwsFault stops it
-    where it failed: every step is safe to repeat, so the next sync resumes.
+    where it failed: every step is safe to repeat, so the next sync resumes. Each write that lands
+    is logged by `audit` (by default, naming the role by its name).
     """
+    audit = audit or Audit(role_name)
     now = dict(tags)
     pending: dict[str, str | None] = {}
 
@@ -152,9 +180,11 @@ async def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[st
         pending.clear()
         if setting:
             await iam.tag_role(role_name, setting)
+            audit.write("TagRole", ", ".join(f"{key}={value}" for key, value in sorted(setting.items())))
             now.update(setting)
         if removing:
             await iam.untag_role(role_name, removing)
+            audit.write("UntagRole", ", ".join(f"{key} (was {now[key]})" for key in sorted(removing)))
             for key in removing:
                 del now[key]
 
@@ -166,6 +196,7 @@ async def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[st
         if step.kind == "attach":
             try:
                 await iam.attach_role_policy(role_name, arn_of(step.key, partition))
+                audit.policy("AttachRolePolicy", step.key, arn_of(step.key, partition))
             except AwsFault as fault:
                 if step.recorded and not fault.kind.transient:
                     # Refused for good (AccessDenied, a quota): it never happened, so the record must
@@ -177,5 +208,6 @@ async def execute(iam: IamPort, role_name: str, partition: str, tags: Mapping[st
                 raise
         else:
             await iam.detach_role_policy(role_name, arn_of(step.key, partition))
+            audit.policy("DetachRolePolicy", step.key, arn_of(step.key, partition))
     await flush()
     return now

@@ -56,24 +56,27 @@ class ManagedPolicyLedger:
     async def sync(
         self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], permitted: Permitted, *, max_age: float,
         since: float | None = None, hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None,
+        requested: GrantKey | None = None,
     ) -> RoleState | None:
         """Make the role hold what `grants()` (this cluster's live grants on it) want. `grants` is
         called again after every read of the role, so that a grant created or deleted meanwhile
         counts before anything is written. `max_age`, `since`: which cached reads of the role will
         do (`coalesce.Cache`). `hand_over`: short names a Retain grant hands over.
         `require`: raise `GrantGone` if that grant is not among them (the drift check must not act
-        for a grant being deleted). Returns None for a role that does not exist or is in an
-        account the operator has no credentials in."""
+        for a grant being deleted). `requested`: the grant whose change, release or check asked,
+        for the audit lines. Returns None for a role that does not exist or is in an account the
+        operator has no credentials in."""
         if not self.roles.reaches(role.account):
             return None
         async with self._locks.setdefault(role.key, asyncio.Lock()):
             if require is not None and not any(grant.key == require for grant in grants()):
                 raise GrantGone(require)
-            return await self._sync(role, grants, permitted, max_age, since, hand_over, repair=require is not None)
+            return await self._sync(role, grants, permitted, max_age, since, hand_over, repair=require is not None,
+                                    requested=requested)
 
     async def _sync(
         self, role: RoleRef, grants: Callable[[], Iterable[LiveGrant]], permitted: Permitted, age: float,
-        since: float | None, hand_over: frozenset[str], repair: bool = False,
+        since: float | None, hand_over: frozenset[str], repair: bool = False, requested: GrantKey | None = None,
     ) -> RoleState | None:
         """`repair`: the drift check asks (an attach then puts back what someone detached)."""
         info = await self.roles.lookup(role, age, since=since)
@@ -97,8 +100,12 @@ class ManagedPolicyLedger:
                 return None
         if not steps:  # the steady state: nothing to write, and the caches are as read
             return RoleState(info, attached, ledger)
+        # The audit lines of the role's writes: what asked, and which grants want each policy.
+        wanting = {name: tuple(sorted(str(grant.key) for grant in grants() if grant.spec.managed_policy.value == name))
+                   for name in {step.key for step in steps if step.kind == "attach"}}
         try:
-            tags = await attachments.execute(self.roles.iam(role.account), role.name, partition, info.tags, steps)
+            tags = await attachments.execute(self.roles.iam(role.account), role.name, partition, info.tags, steps,
+                                             attachments.Audit(info.arn, requested, wanting))
         except AwsFault:
             self.roles.forget(role.key)  # some steps may have landed: read the role afresh next time
             raise
@@ -107,17 +114,8 @@ class ManagedPolicyLedger:
         # policies permit again (revocation) wants it anew: that is no repair.
         again = frozenset(step.key for step in steps if repair and step.kind == "attach"
                           and step.key in ledger.mine and step.key in ledger.attached)
-        wanting = sorted(str(grant.key) for grant in grants() if grant.spec.managed_policy.value in {
-            step.key for step in steps if step.kind != "tag"})
-        for step in steps:
-            if step.kind != "tag":
-                # The audit line of a role write: what, on which role, for which grants (none: a detach).
-                logger.info("AUDIT %s %s on %s; for grants %s; ledger tag %s", "AttachRolePolicy" if step.kind ==
-                            "attach" else "DetachRolePolicy", attachments.arn_of(step.key, partition), info.arn,
-                            wanting if step.kind == "attach" else "none (no live grant wants it)",
-                            attachments.ATTACHED_TAG)
-                if step.key in again:
-                    self.metrics.repaired("managed_policy")
+        for _ in again:
+            self.metrics.repaired("managed_policy")
         attached = (attached | {s.key for s in steps if s.kind == "attach"}) - {
             s.key for s in steps if s.kind == "detach"}
         info = RoleInfo(info.arn, info.role_id, tags)

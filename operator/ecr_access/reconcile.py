@@ -218,7 +218,8 @@ class Reconciler:
                     handover_sid and given is not None and role.key == given.role.key
                     and given.managed_policy is not ManagedPolicy.NONE) else frozenset()
                 try:
-                    await self._sync_role(role, live, changes(exclude=key), self.config.cache_ttl, hand_over)
+                    await self._sync_role(role, live, changes(exclude=key), self.config.cache_ttl, hand_over,
+                                          requested=key)
                 except AwsFault as fault:
                     optional = outcomes.iam_optional(fault, role, known, self.account)
                     if fault.kind is not FaultKind.NOT_FOUND and not optional:
@@ -241,7 +242,7 @@ class Reconciler:
                 logger.warning("Could not sync %s for the inactive grant %s: %s", repo.arn, grant.key, result)
         if self.roles.reaches(grant.spec.role.account):
             try:
-                await self._sync_role(grant.spec.role, live, {}, max_age, since=since)
+                await self._sync_role(grant.spec.role, live, {}, max_age, since=since, requested=grant.key)
             except AwsFault as fault:
                 logger.warning("Could not sync role %s for the inactive grant %s: %s", grant.spec.role.describe(),
                                grant.key, fault)
@@ -258,14 +259,14 @@ class Reconciler:
     ) -> RoleState | None:
         """The grant's role, and the role it applied before if that was another (a role edit)."""
         if applied is not None and applied.role.key != spec.role.key:
-            await self._sync_role(applied.role, live, changes(include=me), age, since=since)
+            await self._sync_role(applied.role, live, changes(include=me), age, since=since, requested=key)
         if not self.roles.reaches(spec.role.account):
             if spec.managed_policy is not ManagedPolicy.NONE:
                 raise _UnreachableRole(verdicts.account_not_configured(spec))
             return None
         try:
             return await self._sync_role(spec.role, live, changes(include=me), age, since=since,
-                                         require=key if from_index else None)
+                                         require=key if from_index else None, requested=key)
         except AwsFault as fault:
             if outcomes.iam_optional(fault, spec.role, (spec, applied), self.account):
                 return None
@@ -274,7 +275,9 @@ class Reconciler:
     async def _sync_role(
         self, role: RoleRef, live: LiveGrants, changed: Changes, age: float,
         hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None, since: float | None = None,
+        requested: GrantKey | None = None,
     ) -> RoleState | None:
+        """`requested`: the grant whose apply, release or resync this is (for the audit lines)."""
         def grants() -> list[LiveGrant]:
             return with_changes(live.on_role(role.key), changed, lambda grant: grant.spec.role.key == role.key)
 
@@ -282,7 +285,7 @@ class Reconciler:
             return live.verdict(grant, role_arn).permits_any
 
         return await self.ledger.sync(role, grants, permitted, max_age=age, since=since, hand_over=hand_over,
-                                      require=require)
+                                      require=require, requested=requested)
 
     def _verdict(
         self, key: GrantKey, spec: GrantSpec, sid: str, role_arn: str | None, role_finding: Finding,

@@ -214,6 +214,12 @@ class RepositorySync:
         foreign_edits = 0
         repaired: frozenset[tuple[str, str]] = frozenset()
         isolated = False  # at most one isolation per sync: its writes are bounded by bisection
+
+        def audit(before: policy.Document | None, after: policy.Document | None) -> None:
+            nonlocal repaired, orphan
+            repaired |= self._audit(repo, before, after, grants or [], requested or {}, known, orphan)
+            orphan = False  # counted once per run
+
         while True:
             offered = refusals.without(desired, held)
             offered_handovers = refusals.handovers_without(handovers, held)
@@ -221,9 +227,7 @@ class RepositorySync:
             if not policy.equivalent(document, result.document):
                 try:
                     await self._write(repo, result.document)
-                    repaired |= self._audit(repo, document, result.document, grants or [], requested or {},
-                                            known, orphan)
-                    orphan = False  # counted once per run
+                    audit(document, result.document)
                 except AwsFault as fault:
                     if fault.kind is not FaultKind.PROPAGATING or isolated:
                         raise self._bounded_propagation(repo, fault) from fault
@@ -231,7 +235,7 @@ class RepositorySync:
                     # Isolate on the policy as it is now, not as first read: a write landed meanwhile
                     # is built on, not overwritten. The loop then re-reads and verifies as always.
                     document = await self.read(repo)
-                    held = held | await self._isolate(repo, document, offered, offered_handovers, fault)
+                    held = held | await self._isolate(repo, document, offered, offered_handovers, fault, audit)
                     document = await self.read(repo)
                     continue
                 check = await self.read(repo)
@@ -287,15 +291,22 @@ class RepositorySync:
     async def _isolate(
         self, repo: RepositoryRef, document: policy.Document | None, offered: list[policy.DesiredStatement],
         handovers: list[handover.Handover], fault: AwsFault,
+        audit: Callable[[policy.Document | None, policy.Document | None], None],
     ) -> frozenset[str]:
-        """ECR refused a principal: land what it accepts, and return the refused principals."""
+        """ECR refused a principal: land what it accepts, and return the refused principals. Each
+        write ECR accepts changes who has access, so each is `audit`ed (over the last accepted one)."""
+        last = document
+
         async def write(candidate: policy.Document | None) -> bool:
+            nonlocal last
             try:
                 await self._write(repo, candidate)
             except AwsFault as again:
                 if again.kind is FaultKind.PROPAGATING:
                     return False
                 raise
+            audit(last, candidate)
+            last = candidate
             return True
 
         found = await refusals.isolate(document, self.prefix, offered, handovers, write)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+import pytest
 from botocore.exceptions import EndpointConnectionError
 
 from ecr_access import policy
@@ -265,6 +267,45 @@ def test_a_foreign_write_between_our_write_and_its_verification_is_merged_not_lo
     assert len(world.ours("ml/trainer")) == 1, "and ours was written again on top of it"
     assert world.calls.count("SetRepositoryPolicy") == 2
     assert len(outcome.notes) == 1 and "someone else changed the policy" in outcome.notes[0]
+
+
+def test_a_concurrent_writer_is_one_warning_event_on_the_grant_and_is_counted(
+    world: World, cluster: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same race as above, through the create handler: the grant gets one ConcurrentPolicyEdit
+    Warning (not Error, and not again on a pass with no race), and the metric counts the edit."""
+    from ecr_access import handlers  # noqa: PLC0415 - only the handler tests need kopf
+
+    world.create_role()
+    world.create_repository("ml/trainer", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
+    cluster.put("g", grant("ml/trainer"))
+    state = {"set": 0, "raced": False}
+
+    def race(model: object, **_: object) -> None:
+        name = model.name  # type: ignore[attr-defined]
+        if name == "SetRepositoryPolicy":
+            state["set"] += 1
+        elif name == "GetRepositoryPolicy" and state["set"] == 1 and not state["raced"]:
+            state["raced"] = True
+            world.ecr().set_repository_policy(repositoryName="ml/trainer", policyText=json.dumps(
+                {"Version": "2012-10-17", "Statement": [FOREIGN, {**FOREIGN, "Sid": "LateWriter"}]}))
+
+    world.session.session.events.register("before-call.ecr.GetRepositoryPolicy", race)
+    world.session.session.events.register("before-call.ecr.SetRepositoryPolicy", race)
+    posted: list[tuple[str, str, str, str]] = []
+    monkeypatch.setattr("kopf.event", lambda body, *, type, reason, message: posted.append(
+        (body["metadata"]["name"], type, reason, message)))
+
+    cluster.call(handlers.on_grant_create, "g")
+    cluster.call(handlers.on_grant_resume, "g")  # a pass with no race: no second Event
+
+    assert state["raced"] and cluster.conditions("g")["Ready"]["status"] == "True"
+    [edit] = [item for item in posted if item[2] == "ConcurrentPolicyEdit"]
+    assert edit[:2] == ("g", "Warning") and "someone else changed the policy" in edit[3]
+    assert all(kind in ("Normal", "Warning") for _, kind, _, _ in posted)
+    writes = {result: world.reconciler.metrics.registry.get_sample_value(
+        "ecr_access_policy_writes_total", {"result": result}) for result in ("written", "verified", "concurrent_edit")}
+    assert writes == {"written": 2, "verified": 1, "concurrent_edit": 1}
 
 
 def test_a_role_in_an_unconfigured_account_cannot_get_a_managed_policy(world: World, grants: Grants) -> None:

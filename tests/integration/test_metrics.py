@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from ecr_access import cycle
+from ecr_access import attachments, cycle
 from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
@@ -164,6 +164,33 @@ def test_every_policy_write_has_an_audit_line_naming_the_grant_and_the_principal
     assert READ_ONLY in attached and role_arn in attached and "team-ml/g" in attached
     [detached] = [line for line in audit if line.startswith("AUDIT DetachRolePolicy")]
     assert READ_ONLY in detached and role_arn in detached
+
+
+def test_the_role_ledger_writes_have_audit_lines_naming_the_role_and_the_grant_that_asked(
+        world: World, grants: Grants, caplog: pytest.LogCaptureFixture) -> None:
+    """The ledger's tags decide who may detach a policy, so their writes are audited like the
+    attach itself; and a detach names the grant whose delete asked for it, not just "no grant"."""
+    role_arn = world.create_role()
+    world.create_repository("ml/a")
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]},
+                           namespace="team-ml")
+    caplog.set_level(logging.INFO, logger="ecr_access")
+    mine, attached = attachments.cluster_tag(CLUSTER_ID), attachments.ATTACHED_TAG
+
+    world.apply(key, spec, None, grants)
+    grants.remove(key)
+    world.release(key, spec, spec, grants)
+
+    audit = [record.getMessage() for record in caplog.records if record.getMessage().startswith("AUDIT")]
+    role_lines = [line for line in audit if "RepositoryPolicy" not in line]
+    assert role_lines == [
+        f"AUDIT TagRole {role_arn}: {attached}=ReadOnly, {mine}=ReadOnly; requested by ['team-ml/g']",
+        f"AUDIT AttachRolePolicy {READ_ONLY} on {role_arn}; for grants ['team-ml/g']; requested by ['team-ml/g']",
+        f"AUDIT UntagRole {role_arn}: {mine} (was ReadOnly); requested by ['team-ml/g']",
+        f"AUDIT DetachRolePolicy {READ_ONLY} on {role_arn}; for grants none (no live grant wants it);"
+        " requested by ['team-ml/g']",
+        f"AUDIT UntagRole {role_arn}: {attached} (was ReadOnly); requested by ['team-ml/g']",
+    ]
 
 
 def test_the_grants_gauge_can_be_scraped_while_the_loop_changes_it() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import pathlib
 from typing import Any
 
@@ -127,6 +128,21 @@ def test_a_new_grant_plans_its_statement_principal_and_managed_policy_and_change
     # Nothing reached AWS but reads, and AWS holds what it held.
     assert world.calls.made and only_reads(world.calls.made) == []
     assert snapshot(world, "ml/a") == before
+
+
+def test_a_plan_logs_its_writes_as_planned_never_as_audit_lines(world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """An AUDIT line says a write happened; a plan writes nothing, so none of its lines may say so."""
+    role_arn = world.create_role()
+    world.create_repository("ml/a")
+    caplog.set_level(logging.INFO, logger="ecr_access")
+
+    run(world, [policy_body()], [grant_body("g", "ml/a")])
+
+    lines = [record.getMessage() for record in caplog.records]
+    assert [line for line in lines if line.startswith("AUDIT")] == []
+    planned = [line.split(" ")[3] for line in lines if line.startswith("PLANNED (not written)")]
+    assert sorted(planned) == ["AttachRolePolicy", "SetRepositoryPolicy", "TagRole"], lines
+    assert any(line.startswith(f"PLANNED (not written) TagRole {role_arn}") for line in lines)
 
 
 def test_once_the_operator_applied_a_grant_planning_the_same_file_plans_nothing(world: World, grants: Grants) -> None:

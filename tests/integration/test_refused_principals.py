@@ -5,12 +5,15 @@ land, and only the refused grant is told, by name. moto does not check principal
 from __future__ import annotations
 
 import itertools
+import logging
 from typing import Any
+
+import pytest
 
 from ecr_access.conditions import Severity
 from ecr_access.grants import LiveGrant
 from ecr_access.reconcile import ApplyMode, Reconciler
-from tests.integration.conftest import Grants, PrincipalCheck, World
+from tests.integration.conftest import ACCOUNT, REGION, Grants, PrincipalCheck, World
 
 ELSEWHERE = "arn:aws:iam::999999999999:role/attacker"  # another account: never looked up
 
@@ -136,3 +139,34 @@ def test_a_retain_grant_whose_role_ecr_refuses_blocks_nothing_and_deletes(
     assert applied.repositories[0].finding.ok, applied
     assert principals(world, "shared/base") == {good}
     assert not any(item["Sid"].startswith("EcrAccessRetained") for item in world.statements("shared/base"))
+
+
+def test_the_writes_that_isolate_a_refused_principal_are_audited_and_counted(
+    world: World, grants: Grants, principal_check: PrincipalCheck, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every write ECR accepts while the refused principal is isolated changes who has access: it
+    has its AUDIT line and is counted, as any other write. The refused writes changed nothing."""
+    reconciler = world.reconciler_with(refused_retry=0.0)  # the attacker is offered at every sync
+    a_arn = world.create_role("team-a")
+    world.create_repository("shared/base")
+    a_key, a = grants.add("a", grant({"name": "team-a"}, "shared/base"), namespace="team")
+    grants.add("evil", grant({"arn": ELSEWHERE}, "shared/base"), namespace="evil")
+    caplog.set_level(logging.INFO, logger="ecr_access")
+
+    world.apply(a_key, a, None, grants, reconciler=reconciler)  # refused with the attacker: team-a lands alone
+    assert principals(world, "shared/base") == {a_arn}
+    grants.remove(a_key)
+    world.release(a_key, a, a, grants, reconciler=reconciler)  # refused again: the removal lands alone
+    assert world.policy("shared/base") is None
+
+    repo = f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/shared/base"
+    audit = [record.getMessage() for record in caplog.records if record.getMessage().startswith("AUDIT")]
+    assert audit == [
+        f"AUDIT SetRepositoryPolicy {repo}: principals added ['{a_arn}'], removed none; for grants ['team/a'];"
+        " requested by ['team/a']",
+        f"AUDIT DeleteRepositoryPolicy {repo}: principals added none, removed ['{a_arn}']; for grants none;"
+        " requested by ['team/a']",
+    ]
+    assert principal_check.refused >= 2
+    written = reconciler.metrics.registry.get_sample_value("ecr_access_policy_writes_total", {"result": "written"})
+    assert written == 2, "the accepted writes, not the refused ones"
