@@ -107,6 +107,12 @@ class MemorySandbox(Sandbox):
         return env
 
 
+def grown(before: dict[str, int], after: dict[str, int], grants: int, top: int = 30) -> list[dict[str, Any]]:
+    """The object types whose count grew most from `before` to `after`, with the growth per grant."""
+    growth = sorted(((after[name] - before.get(name, 0), name) for name in after), reverse=True)[:top]
+    return [{"type": name, "grew": count, "per_grant": round(count / grants, 2)} for count, name in growth if count > 0]
+
+
 def status_kib(pid: int) -> dict[str, int]:
     return {field: arrivals.status_kib(pid, field) for field in ("VmRSS", "VmHWM")}
 
@@ -143,7 +149,7 @@ class Run:
         idle = status_kib(pid)
         idle_snapshot = self._snapshot(pid) if self.trace_frames else None
         # Untraced, the probe's allocator figures at idle (after a collection): to compare with after.
-        idle_allocators = None if self.trace_frames else self._snapshot(pid, load=False)[0].get("allocators")
+        idle_info = None if self.trace_frames else self._snapshot(pid, load=False)[0]
         manifest = self.workdir / "grants.yaml"
         manifest.write_text(yaml.safe_dump_all(self.scenario.manifests()))
         started = time.monotonic()
@@ -177,8 +183,11 @@ class Run:
             result["after_gc"] = {"rss_before_gc_mib": mib(info["vmrss_before_gc_kib"]),
                                   "rss_after_gc_mib": mib(info["vmrss_kib"]), "gc_collected": info["gc_collected"]}
             # Whether the RSS above idle is live (Python blocks, glibc bytes in use) or freed and kept.
-            result["allocators"] = {"idle": idle_allocators, "after": info.get("allocators"),
+            assert idle_info is not None
+            result["allocators"] = {"idle": idle_info.get("allocators"), "after": info.get("allocators"),
                                     "held": info.get("census", {}).get("held")}
+            result["objects_grown"] = grown(idle_info.get("census", {}).get("by_type", {}),
+                                            info.get("census", {}).get("by_type", {}), self.scenario.grants)
         if idle_snapshot is not None:
             assert burst_snapshot is not None
             info, final = self._snapshot(pid)

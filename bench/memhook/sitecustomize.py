@@ -25,6 +25,7 @@ if _DIR:
     import json
     import signal
     import sys
+    import tempfile
     import time
     import tracemalloc
 
@@ -40,11 +41,12 @@ if _DIR:
     def _holder(obj: object) -> str:
         """What kind of object refers to `obj`: a type name, or for a dict, its owner's."""
         for ref in gc.get_referrers(obj):
-            if ref is _scratch:
-                continue
+            if ref is _scratch or any(ref is mine for mine in _scratch):
+                continue  # the census's own lists
             if isinstance(ref, dict):
                 owners = [type(owner).__qualname__ for owner in gc.get_referrers(ref)
-                          if owner is not _scratch and not isinstance(owner, (dict, list))
+                          if owner is not _scratch and not any(owner is mine for mine in _scratch)
+                          and not isinstance(owner, (dict, list))
                           and type(owner).__name__ != "frame"]
                 keys = ",".join(sorted(str(key) for key in ref)[:4])
                 return f"dict[{keys}] of {owners[0] if owners else '?'}"
@@ -53,6 +55,30 @@ if _DIR:
         return "?"
 
     _scratch: list[object] = []
+
+    def _pymalloc() -> dict[str, int]:
+        """pymalloc's own account (`sys._debugmallocstats`, which writes to the C stderr): its
+        arenas now and at the high-water mark, and the bytes in blocks in use and free in them."""
+        wanted = {"# arenas allocated current": "pymalloc_arenas", "# arenas highwater mark": "pymalloc_arenas_peak",
+                  "# bytes in allocated blocks": "pymalloc_used_bytes",
+                  "# bytes in available blocks": "pymalloc_free_bytes"}
+        with tempfile.TemporaryFile("w+") as out:
+            sys.stderr.flush()
+            saved = os.dup(2)
+            try:
+                os.dup2(out.fileno(), 2)
+                sys._debugmallocstats()
+            finally:
+                os.dup2(saved, 2)
+                os.close(saved)
+            out.seek(0)
+            found = {}
+            for line in out:
+                name, _, value = line.partition("=")
+                key = wanted.get(name.strip())
+                if key:
+                    found[key] = int(value.strip().replace(",", ""))
+        return found
 
     def _allocators() -> dict[str, int]:
         """Where the resident memory is, by allocator: Python's live blocks (pymalloc and
@@ -64,7 +90,7 @@ if _DIR:
                 "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
                 "fordblks", "keepcost")]
 
-        found: dict[str, int] = {"python_allocated_blocks": sys.getallocatedblocks()}
+        found: dict[str, int] = {"python_allocated_blocks": sys.getallocatedblocks(), **_pymalloc()}
         try:
             libc = ctypes.CDLL(None)
             libc.mallinfo2.restype = _MallInfo2
@@ -76,8 +102,8 @@ if _DIR:
         return found
 
     def _census() -> dict[str, object]:
-        """Live objects by type (the top 40 by count), and for the decoded JSON dicts that look
-        like a grant's status or body, what holds them (a sample of 200 of each): tracemalloc says
+        """Live objects by type (all of them: `bench.memory` reports what grew), and for the decoded
+        JSON dicts that look like a grant's status or body, what holds them (a sample of 200 of each): tracemalloc says
         where memory was allocated, this says who keeps it."""
         objects = gc.get_objects()
         counts = collections.Counter(type(obj).__qualname__ for obj in objects)
@@ -92,7 +118,7 @@ if _DIR:
             holders = collections.Counter(_holder(obj) for obj in found[:200])
             held[name] = {"count": len(found), **dict(holders.most_common(8))}
         _scratch.clear()
-        return {"by_type": dict(counts.most_common(40)), "held": held}
+        return {"by_type": dict(counts.most_common()), "held": held}
 
     def _dump(signum: int, frame: FrameType | None) -> None:
         number = next(_counter)
