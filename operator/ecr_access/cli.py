@@ -41,6 +41,9 @@ DESCRIPTION = "Grant Anyscale cluster nodes pull access to private Amazon ECR re
 def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runtime:
     """Connect to AWS and the cluster once, at start-up; fail loudly if either is unreachable."""
     kube.load_client_config()
+    # Counted here, not in kopf's start-up handler: kopf retries a failing one every minute, where a
+    # refusal (RBAC, no CRD) must exit with the reason.
+    grants_at_start = kube.count_grants(cfg.effective_namespaces)
     metrics = metrics or Metrics()
     metrics.drift_interval.set(cfg.resync_interval)
     session = AwsSession.create(cfg.region, rate=cfg.aws_rate_limit, burst=cfg.aws_burst, metrics=metrics)
@@ -74,7 +77,7 @@ def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runti
         reconciler=reconciler,
         sweeper=Sweeper(reconciler.repositories, home, cfg.sweep_interval),
         drift=drift,
-        count_grants=lambda: kube.count_grants(cfg.effective_namespaces),
+        grants_at_start=grants_at_start,
         patch_status=patch_status,
         read_spec=lambda key: kube.read_spec(key.namespace, key.name),
         patch_policy_status=kube.patch_policy_status,
@@ -93,9 +96,10 @@ def patch_status(key: GrantKey, changes: Mapping[str, Any]) -> None:
 def run_operator(cfg: Config, *, liveness: str | None = None, readiness: str | None = None,
                  stop_flag: object = None, ready_flag: object = None) -> None:
     """Run the operator until stopped. Blocking; used by `run` and by the sandbox."""
-    # Everything that can fail for good is done before kopf starts, so that a missing kubeconfig, no
-    # AWS identity or a taken port exits non-zero with the reason (the pod restarts and says why),
-    # where kopf would retry a failing start-up handler every minute with its liveness endpoint down.
+    # Everything that can fail for good is done before kopf starts, so that a missing kubeconfig, a
+    # grant listing refused (RBAC, no CRD), no AWS identity or a taken port exits non-zero with the
+    # reason (the pod restarts and says why), where kopf would retry a failing start-up handler
+    # every minute with its liveness endpoint down.
     metrics = Metrics()
     try:
         runtime = build_runtime(cfg, metrics)

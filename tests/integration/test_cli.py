@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+from pathlib import Path
+from typing import Any
 
+import kopf
+import kubernetes.client
 import pytest
 
-from ecr_access import cli
+from ecr_access import cli, kube
+from tests.integration.conftest import REGION, World
 
 
 @pytest.mark.parametrize("argv", [["--version"], ["version"]])
@@ -66,3 +71,77 @@ def test_log_format_json_writes_each_line_as_a_json_object(monkeypatch: pytest.M
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+@pytest.fixture
+def cluster_api(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """A cluster that answers with no grants and a cluster id from the environment: the kubeconfig
+    is not read and nothing is sent; `kopf.run` only records that the operator would have started.
+    Returns what kopf was started with (empty: it was not)."""
+    started: list[Any] = []
+    monkeypatch.setattr(kube, "load_client_config", lambda: None)
+    monkeypatch.setattr(kubernetes.client.CustomObjectsApi, "list_cluster_custom_object",
+                        lambda self, *args, **kwargs: {"items": []})
+    monkeypatch.setattr(kopf, "run", lambda **kwargs: started.append(kwargs))
+    monkeypatch.setenv("ECR_ACCESS_CLUSTER_ID", "test-cluster")
+    monkeypatch.setenv("ECR_ACCESS_METRICS_PORT", "0")
+    monkeypatch.setenv("AWS_REGION", REGION)
+    return started
+
+
+@pytest.mark.parametrize(("status", "reason", "says"), [
+    pytest.param(403, "Forbidden", "RBAC", id="forbidden"),
+    pytest.param(404, "Not Found", "CRD", id="no-crd"),
+])
+def test_a_start_that_cannot_list_grants_exits_with_the_reason_before_kopf_starts(
+        world: World, cluster_api: list[Any], monkeypatch: pytest.MonkeyPatch, status: int, reason: str,
+        says: str) -> None:
+    def refuse(self: Any, *args: Any, **kwargs: Any) -> Any:
+        raise kubernetes.client.ApiException(status=status, reason=reason)
+
+    monkeypatch.setattr(kubernetes.client.CustomObjectsApi, "list_cluster_custom_object", refuse)
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["run"])
+    message = str(raised.value)
+    assert message.startswith("ecr-access-operator: cannot start:")
+    assert f"{status} {reason}" in message and "EcrAccessGrant" in message and says in message
+    assert "\n" not in message, "one line a pod's last state shows, not the client's dump of headers"
+    assert cluster_api == [], "kopf was started: it would retry the start-up every minute instead"
+
+
+def test_a_start_that_can_list_grants_starts_kopf(world: World, cluster_api: list[Any]) -> None:
+    cli.main(["run"])
+    assert len(cluster_api) == 1
+
+
+def test_a_start_with_no_aws_identity_exits_with_the_reason(
+        cluster_api: list[Any], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                 "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ENDPOINT_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # no instance metadata to wait for
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["run"])
+    message = str(raised.value)
+    assert message.startswith("ecr-access-operator: cannot start:")
+    assert "GetCallerIdentity" in message and "credentials" in message
+    assert cluster_api == []
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("ECR_ACCESS_RESYNC_INTERVAL", "abc"),
+])
+def test_an_invalid_setting_exits_with_code_2_naming_it(
+        cluster_api: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        variable: str, value: str) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as raised:
+        cli.main(["run"])
+    assert raised.value.code == 2
+    error = capsys.readouterr().err
+    assert variable in error and repr(value) in error
+    assert cluster_api == []
+
