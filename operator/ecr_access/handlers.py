@@ -106,9 +106,10 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     # What to release comes from the spec and from what the grant last applied, never from status:
     # a spec made invalid before the delete still releases what was applied.
     spec = grants.parse_own_spec(body.get("spec"), runtime.defaults)
-    applied = grants.parse_applied((meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION), runtime.defaults)
+    applied = grants.parse_applied((meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION), runtime.defaults,
+                                   key)
     if spec is None and applied is None:
-        logger.info("Grant %s never applied anything: nothing to release", key)
+        logger.info("Grant %s never applied anything: nothing to release", key, extra=key.log_ref())
         runtime.reconciler.metrics.grant_gone(key)
         return
     previous = dict(body.get("status") or {})
@@ -164,7 +165,7 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
 
     report = await cycle.apply_and_report(
         runtime.reconciler, key, spec, live, generation=generation, previous=previous,
-        applied=grants.parse_applied(recorded, runtime.defaults), recorded=recorded,
+        applied=grants.parse_applied(recorded, runtime.defaults, key), recorded=recorded,
         mode=ApplyMode.change(runtime.reconciler.clock()),
         timing=_timing(runtime.config), now=now, watch=watch)
     _write_status(patch, report.status)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import json
+import logging
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,8 @@ import kopf
 import kubernetes.client
 import pytest
 
-from ecr_access import cli, kube
+from ecr_access import cli, handlers, kube
+from ecr_access.model import GrantKey
 from tests.integration.conftest import REGION, World
 
 
@@ -133,6 +137,7 @@ def test_a_start_with_no_aws_identity_exits_with_the_reason(
 
 @pytest.mark.parametrize(("variable", "value"), [
     ("ECR_ACCESS_RESYNC_INTERVAL", "abc"),
+    ("ECR_ACCESS_LOG_FORMAT", "xml"),
 ])
 def test_an_invalid_setting_exits_with_code_2_naming_it(
         cluster_api: list[Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
@@ -145,3 +150,62 @@ def test_an_invalid_setting_exits_with_code_2_naming_it(
     assert variable in error and repr(value) in error
     assert cluster_api == []
 
+
+GRANT = kopf.Body({"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessGrant",
+                   "metadata": {"namespace": "team-ml", "name": "trainer", "uid": "uid-1"}})
+
+
+def _kopf_line(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What the operator started with `argv` writes for kopf's line about a grant's handler."""
+    cli.main(argv)
+    settings = kopf.OperatorSettings()
+    handlers.configure(settings)  # posting stays at WARNING: this INFO line is only logged
+    capsys.readouterr()
+    kopf.ObjectLogger(body=GRANT, settings=settings).info("Handler 'apply-on-create' succeeded.")
+    [line] = capsys.readouterr().err.splitlines()
+    return line
+
+
+@pytest.mark.parametrize(("argv", "env", "expected"), [
+    pytest.param(["run", "--log-format", "plain"], None, r"\[team-ml/trainer\] Handler 'apply-on-create' succeeded\.",
+                 id="plain"),
+    pytest.param(["run", "--log-format", "full"], None,
+                 r"\[\d{4}-\d\d-\d\d [\d:,]+\] kopf\.objects +\[INFO +\] \[team-ml/trainer\] "
+                 r"Handler 'apply-on-create' succeeded\.", id="full"),
+    pytest.param(["run"], None, r"\[[\d:, -]+\] kopf\.objects +\[INFO +\] \[team-ml/trainer\] Handler .*",
+                 id="default-full"),
+    pytest.param(["run"], "plain", r"\[team-ml/trainer\] Handler 'apply-on-create' succeeded\.", id="env-plain"),
+    pytest.param(["run", "--log-format", "full"], "plain", r"\[[\d:, -]+\] kopf\.objects .*\[team-ml/trainer\].*",
+                 id="flag-wins-over-env"),
+])
+def test_kopf_text_lines_about_a_grant_name_it(
+        cluster_api: list[Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], argv: list[str], env: str | None, expected: str) -> None:
+    monkeypatch.setattr(cli, "run_operator", lambda cfg, **endpoints: None)
+    if env is not None:
+        monkeypatch.setenv("ECR_ACCESS_LOG_FORMAT", env)
+    assert re.fullmatch(expected, _kopf_line(argv, capsys))
+
+
+def test_kopf_json_lines_about_a_grant_carry_it_under_grant(
+        cluster_api: list[Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "run_operator", lambda cfg, **endpoints: None)
+    line = json.loads(_kopf_line(["run", "--log-format", "json"], capsys))
+    assert line["message"] == "Handler 'apply-on-create' succeeded."  # no prefix: the name is a field
+    assert line["grant"] == {"apiVersion": "ecraccess.io/v1alpha1", "kind": "EcrAccessGrant", "name": "trainer",
+                             "namespace": "team-ml", "uid": "uid-1"}
+
+
+def test_our_own_lines_about_a_grant_carry_it_under_the_same_key_as_kopfs(
+        cluster_api: list[Any], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(cli, "run_operator", lambda cfg, **endpoints: None)
+    cli.main(["run", "--log-format", "json"])
+    capsys.readouterr()
+    key = GrantKey("team-ml", "trainer")
+    logging.getLogger("ecr_access.drift").error("Drift check of %s failed: %r", key, "boom", extra=key.log_ref())
+    line = json.loads(capsys.readouterr().err)
+    assert line["message"] == "Drift check of team-ml/trainer failed: 'boom'"
+    assert {name: line["grant"][name] for name in ("kind", "namespace", "name")} == {
+        "kind": "EcrAccessGrant", "namespace": "team-ml", "name": "trainer"}

@@ -6,15 +6,17 @@ import asyncio
 import copy
 import dataclasses
 import json
+import logging
 from typing import Any
 
 import kopf
 import pytest
 
-from ecr_access import grants, handlers, watches
+from ecr_access import events, grants, handlers, watches
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
-from ecr_access.model import REFERENCE_ACTIONS
+from ecr_access.grants import LiveGrant
+from ecr_access.model import REFERENCE_ACTIONS, GrantKey
 from ecr_access.sweep import Sweeper
 from tests.integration.cluster import TRAINER_ARN, Cluster, spec
 from tests.integration.conftest import HOME, NODE_ROLE, READ_ONLY, World
@@ -425,3 +427,11 @@ def test_startup_run_again_builds_nothing_and_starts_each_loop_once(world: World
     assert len(built) == 1
     assert (names.count("drift-check"), names.count("orphan-sweep")) == (1, 1)
 
+
+def test_an_event_posted_outside_the_operator_is_logged_naming_its_grant(caplog: pytest.LogCaptureFixture) -> None:
+    grant = LiveGrant(GrantKey("team-ml", "trainer"), None, uid="uid-1")  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="ecr_access.events"):
+        events.warn(grant, "Stalled", "the repository is gone")
+    [record] = caplog.records
+    assert "team-ml/trainer" in record.getMessage() and "Stalled" in record.getMessage()
+    assert record.grant["name"] == "trainer"  # type: ignore[attr-defined]
