@@ -30,7 +30,7 @@ from ecr_access.aws.session import AwsSession
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker, jittered
 from ecr_access.metrics import Metrics
-from ecr_access.model import GrantKey
+from ecr_access.model import LOG_REFKEY, GrantKey
 from ecr_access.probes import Readiness
 from ecr_access.reconcile import Reconciler
 from ecr_access.sweep import Registry, Sweeper
@@ -41,6 +41,9 @@ DESCRIPTION = "Grant Anyscale cluster nodes pull access to private Amazon ECR re
 def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runtime:
     """Connect to AWS and the cluster once, at start-up; fail loudly if either is unreachable."""
     kube.load_client_config()
+    # Counted here, not in kopf's start-up handler: kopf retries a failing one every minute, where a
+    # refusal (RBAC, no CRD) must exit with the reason.
+    grants_at_start = kube.count_grants(cfg.effective_namespaces)
     metrics = metrics or Metrics()
     metrics.drift_interval.set(cfg.resync_interval)
     session = AwsSession.create(cfg.region, rate=cfg.aws_rate_limit, burst=cfg.aws_burst, metrics=metrics)
@@ -74,7 +77,7 @@ def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runti
         reconciler=reconciler,
         sweeper=Sweeper(reconciler.repositories, home, cfg.sweep_interval),
         drift=drift,
-        count_grants=lambda: kube.count_grants(cfg.effective_namespaces),
+        grants_at_start=grants_at_start,
         patch_status=patch_status,
         read_spec=lambda key: kube.read_spec(key.namespace, key.name),
         patch_policy_status=kube.patch_policy_status,
@@ -93,9 +96,10 @@ def patch_status(key: GrantKey, changes: Mapping[str, Any]) -> None:
 def run_operator(cfg: Config, *, liveness: str | None = None, readiness: str | None = None,
                  stop_flag: object = None, ready_flag: object = None) -> None:
     """Run the operator until stopped. Blocking; used by `run` and by the sandbox."""
-    # Everything that can fail for good is done before kopf starts, so that a missing kubeconfig, no
-    # AWS identity or a taken port exits non-zero with the reason (the pod restarts and says why),
-    # where kopf would retry a failing start-up handler every minute with its liveness endpoint down.
+    # Everything that can fail for good is done before kopf starts, so that a missing kubeconfig, a
+    # grant listing refused (RBAC, no CRD), no AWS identity or a taken port exits non-zero with the
+    # reason (the pod restarts and says why), where kopf would retry a failing start-up handler
+    # every minute with its liveness endpoint down.
     metrics = Metrics()
     try:
         runtime = build_runtime(cfg, metrics)
@@ -122,6 +126,17 @@ def run_operator(cfg: Config, *, liveness: str | None = None, readiness: str | N
         stop_flag=stop_flag,  # type: ignore[arg-type]
         ready_flag=ready_flag,  # type: ignore[arg-type]
     )
+
+
+def configure_logging(log_format: str, *, verbose: bool = False, quiet: bool = False) -> None:
+    """kopf's logging, as `kopf run --log-format` sets it up: in text, a line about an object (kopf's
+    "Handler 'apply-on-create' succeeded.") starts with [namespace/name]; in JSON, the object is a
+    field, LOG_REFKEY, where our own lines about a grant put it too (`GrantKey.log_ref`)."""
+    formats = {"plain": kopf.LogFormat.PLAIN, "full": kopf.LogFormat.FULL, "json": kopf.LogFormat.JSON}
+    # log_prefix None: kopf's own default, the prefix in text and not in JSON (where it is a field).
+    # debug: kopf silences the asyncio logger unless debugging; --verbose lets it through.
+    kopf.configure(debug=verbose, quiet=quiet, log_format=formats[log_format], log_prefix=None,
+                   log_refkey=LOG_REFKEY)
 
 
 def _add_settings(parser: argparse.ArgumentParser) -> None:
@@ -165,9 +180,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     run.add_argument("--readiness", metavar="URL", help="readiness endpoint, e.g. http://0.0.0.0:8081/readyz: 200 "
                      "once AWS answered and every grant, policy, namespace and account is listed, 503 before")
     run.add_argument("--verbose", action="store_true", help="debug logging")
-    run.add_argument("--log-format", choices=("plain", "full", "json"), default="full",
-                     help="log lines as text, or as one JSON object each (kopf's format: a grant's lines carry "
-                     "its namespace and name)")
+    run.add_argument("--log-format", choices=config_module.LOG_FORMATS,
+                     help="kopf's log formats: plain (the message only), full (time, logger and level first) or "
+                     "json (one object per line); a line about a grant names it: [namespace/name] in text, a "
+                     f"\"{LOG_REFKEY}\" field in JSON [{config_module.env_name('log_format')}; default full]")
     plan = commands.add_parser(
         "plan", help="what applying (or deleting) these files would change in AWS, and each grant's verdict, "
         "without writing anything; exit code 0: no changes, 2: changes, 1: error",
@@ -220,15 +236,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.command == "version":
         print(f"ecr-access-operator {version()}")
         return
-    if args.command == "run" and args.log_format == "json":
-        kopf.configure(verbose=args.verbose, log_format=kopf.LogFormat.JSON, log_refkey="grant")
-    else:
-        # plan and whoami print their answer: their logs say only what went wrong. adopt's AUDIT lines
-        # are what it did, so it logs as the operator does.
-        quiet = args.command in ("plan", "whoami")
-        logging.basicConfig(level=logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "sandbox":
+        configure_logging(Config().log_format, verbose=args.verbose)
         try:  # a development tool, not in the image: see ecr_sandbox
             from ecr_sandbox import sandbox as sandbox_module  # noqa: PLC0415 - only the sandbox needs moto's world
         except ModuleNotFoundError as missing:
@@ -246,9 +255,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             "resync_interval": args.resync_interval,
             "sweep_interval": args.sweep_interval,
             "metrics_port": args.metrics_port,
+            "log_format": getattr(args, "log_format", None),
         })
     except ValueError as error:
         parser.error(str(error))
+    # plan and whoami print their answer: their logs say only what went wrong. adopt's AUDIT lines
+    # are what it did, so it logs as the operator does.
+    configure_logging(cfg.log_format, verbose=args.verbose, quiet=args.command in ("plan", "whoami"))
     if args.command == "run":
         run_operator(cfg, liveness=args.liveness, readiness=args.readiness)
     elif args.command == "plan":

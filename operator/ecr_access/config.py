@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 
 ENV_PREFIX = "ECR_ACCESS_"
 POLICY_MODES = ("Enforce", "Open")
+LOG_FORMATS = ("plain", "full", "json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +85,10 @@ class Config:
     # Ask IAM's policy simulator (iam:SimulatePrincipalPolicy, which the operator's policy must then
     # allow) whether each grant's role may log in to ECR and pull: one call per grant per check.
     verify_identity: bool = False
+    # kopf's log formats: plain (the message only), full (time, logger and level first) or json
+    # (one object per line). A text line about one object starts with [namespace/name]; a JSON
+    # line carries it under "grant" (`model.LOG_REFKEY`).
+    log_format: str = "full"
 
     @property
     def effective_namespaces(self) -> tuple[str, ...]:
@@ -115,6 +120,7 @@ _FIELDS: Mapping[str, type] = {
     "metrics_port": int,
     "metrics_address": str,
     "verify_identity": bool,
+    "log_format": str,
 }
 
 
@@ -151,6 +157,8 @@ def load(overrides: Mapping[str, object | None], environ: Mapping[str, str] | No
     if config.policy_mode not in POLICY_MODES:
         modes = " or ".join(POLICY_MODES)
         raise ValueError(f"{env_name('policy_mode')} must be {modes}, got {config.policy_mode!r}")
+    if config.log_format not in LOG_FORMATS:
+        raise ValueError(f"{env_name('log_format')} must be {', '.join(LOG_FORMATS)}, got {config.log_format!r}")
     if not 0 <= config.metrics_port <= 65535:
         raise ValueError(f"{env_name('metrics_port')} must be a port number (0 serves no metrics), "
                          f"got {config.metrics_port}")

@@ -39,6 +39,7 @@ from typing import Any
 
 from ecr_access import accounts, cause, cycle, tasks
 from ecr_access.grants import LiveGrant, LiveGrants
+from ecr_access.model import GrantKey
 from ecr_access.ownership import GrantGone
 from ecr_access.reconcile import ApplyMode, Reconciler
 from ecr_access.status import PatchStatus
@@ -93,7 +94,8 @@ class DriftChecker:
         self.timing = cycle.Timing(retry_delay, stalled_retry_delay)
         self.write_status = write_status
         self.warn = warn
-        self.inform = inform or (lambda grant, reason, message: logger.info("%s %s: %s", grant.key, reason, message))
+        self.inform = inform or (lambda grant, reason, message: logger.info("%s %s: %s", grant.key, reason, message,
+                                                                            extra=grant.key.log_ref()))
         self._post_runner: Callable[..., Any] | None = None
         self.now = now
         self.first_delay = interval if first_delay is None else first_delay
@@ -159,10 +161,13 @@ class DriftChecker:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=max(0.0, wake - self._clock()))
             self._wakeup.clear()
             if self._requested:
+                keys = list(self._requested)
                 try:
                     await self.check_requested()
                 except Exception:  # like a failed pass: logged, and the loop goes on
-                    logger.exception("Reconcile-now check failed")
+                    logger.exception("Reconcile-now check of %s failed", ", ".join(map(str, keys)),
+                                     extra=keys[0].log_ref() if len(keys) == 1 and isinstance(keys[0], GrantKey)
+                                     else None)
                 continue
             if self._clock() >= next_pass:
                 next_pass = self._clock() + self.interval
@@ -222,7 +227,7 @@ class DriftChecker:
                     result = await self._check_one(grant, live, began, (handled or {}).get(grant.key))
                 except Exception as error:
                     report.failed += 1
-                    logger.error("Drift check of %s failed: %r", grant.key, error)
+                    logger.error("Drift check of %s failed: %r", grant.key, error, extra=grant.key.log_ref())
                     self._retry[grant.key] = self._clock() + self.retry_delay
                     continue
                 if result == "retry":

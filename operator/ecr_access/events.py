@@ -12,7 +12,7 @@ import logging
 import kopf
 
 from ecr_access.grants import LiveGrant
-from ecr_access.model import GROUP, VERSION
+from ecr_access.model import GROUP, VERSION, GrantKey
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,10 @@ def post(body: kopf.Body, kind: str, reason: str, message: str) -> None:
     try:
         kopf.event(body, type=kind, reason=reason, message=message)
     except LookupError:
-        logger.log(logging.WARNING if kind == "Warning" else logging.INFO, "%s %s: %s", kind, reason, message)
+        meta = body.get("metadata", {})
+        key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
+        logger.log(logging.WARNING if kind == "Warning" else logging.INFO, "%s %s on %s: %s", kind, reason, key,
+                   message, extra=key.log_ref())
 
 
 def ref(grant: LiveGrant) -> kopf.Body:

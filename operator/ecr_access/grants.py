@@ -68,15 +68,17 @@ def applied_annotation(spec: GrantSpec) -> str:
     return json.dumps(to_raw(spec), separators=(",", ":"), sort_keys=True)
 
 
-def parse_applied(value: object, defaults: Defaults) -> GrantSpec | None:
-    """The applied record, judged like a spec; None when there is none or it is not a valid spec."""
+def parse_applied(value: object, defaults: Defaults, key: GrantKey | None = None) -> GrantSpec | None:
+    """The applied record of grant `key`, judged like a spec; None when there is none or it is not
+    a valid spec (logged, naming `key`)."""
     if not isinstance(value, str) or not value:
         return None
     try:
         raw = json.loads(value)
         spec = parse_spec(raw, defaults)
     except (ValueError, SpecError) as error:
-        logger.warning("Ignoring an unreadable %s annotation: %s", APPLIED_ANNOTATION, error)
+        logger.warning("Ignoring an unreadable %s annotation%s: %s", APPLIED_ANNOTATION,
+                       f" on {key}" if key else "", error, extra=key.log_ref() if key else None)
         return None
     return dataclasses.replace(spec, suspend=False)
 
@@ -120,7 +122,8 @@ def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> Li
     meta = body.get("metadata") or {}
     annotations = meta.get("annotations") or {}
     spec = shared(parse_own_spec(body.get("spec"), defaults))
-    applied = shared(parse_applied(annotations.get(APPLIED_ANNOTATION), defaults))
+    key = GrantKey(sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
+    applied = shared(parse_applied(annotations.get(APPLIED_ANNOTATION), defaults, key))
     given = contribution(spec, applied)
     if given is None:
         return None
@@ -132,7 +135,7 @@ def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> Li
             return None
         handing_over = True
     return LiveGrant(
-        GrantKey(sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", ""))),
+        key,
         given,
         active=given is spec and not deleting,
         handing_over=handing_over,

@@ -106,9 +106,10 @@ async def on_grant_delete(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, *
     # What to release comes from the spec and from what the grant last applied, never from status:
     # a spec made invalid before the delete still releases what was applied.
     spec = grants.parse_own_spec(body.get("spec"), runtime.defaults)
-    applied = grants.parse_applied((meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION), runtime.defaults)
+    applied = grants.parse_applied((meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION), runtime.defaults,
+                                   key)
     if spec is None and applied is None:
-        logger.info("Grant %s never applied anything: nothing to release", key)
+        logger.info("Grant %s never applied anything: nothing to release", key, extra=key.log_ref())
         runtime.reconciler.metrics.grant_gone(key)
         return
     previous = dict(body.get("status") or {})
@@ -164,7 +165,7 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
 
     report = await cycle.apply_and_report(
         runtime.reconciler, key, spec, live, generation=generation, previous=previous,
-        applied=grants.parse_applied(recorded, runtime.defaults), recorded=recorded,
+        applied=grants.parse_applied(recorded, runtime.defaults, key), recorded=recorded,
         mode=ApplyMode.change(runtime.reconciler.clock()),
         timing=_timing(runtime.config), now=now, watch=watch)
     _write_status(patch, report.status)
@@ -245,21 +246,25 @@ def _write_status(patch: kopf.Patch, changes: Mapping[str, Any]) -> None:
 def register(registry: kopf.OperatorRegistry, config: Config, build_runtime: Any) -> None:
     """Register every handler on `registry` with its fixed id.
 
-    `build_runtime(config) -> Runtime` is called in kopf's start-up phase. `cli.run_operator` builds
-    the runtime before kopf starts (a failure to reach AWS or the cluster exits at once, with the
-    reason) and hands that one over; tests build theirs here.
+    `build_runtime(config) -> Runtime` is called in kopf's start-up phase, once. `cli.run_operator`
+    builds the runtime before kopf starts (a failure to reach AWS or the cluster exits at once, with
+    the reason) and hands that one over; tests build theirs here.
     """
 
     async def on_startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **kwargs: Any) -> None:
+        # Asks the API server nothing (the grants were counted before kopf started), and may run
+        # again (kopf retries a start-up handler that failed): the runtime is built once, into the
+        # memo, and each loop starts once.
         configure(settings)
-        runtime: Runtime = await asyncio.to_thread(build_runtime, config)
-        memo.runtime = runtime
+        if getattr(memo, "runtime", None) is None:
+            memo.runtime = await asyncio.to_thread(build_runtime, config)
+        runtime: Runtime = memo.runtime
         if runtime.account_checker is not None:
             runtime.account_checker.attach(asyncio.get_running_loop())
         runtime.sweeper.start()
         if runtime.drift is not None:
             runtime.drift.start()
-        if await asyncio.to_thread(runtime.count_grants) == 0:
+        if runtime.grants_at_start == 0:
             _indexes_ready(runtime, watches.live(kwargs, runtime.config), kwargs, resource_handler=False)
 
     async def on_cleanup(memo: kopf.Memo, **_: Any) -> None:

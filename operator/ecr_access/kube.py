@@ -12,7 +12,9 @@ in threads.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -82,12 +84,38 @@ def read_spec(namespace: str, name: str) -> Mapping[str, Any] | None:
 
 
 def count_grants(namespaces: Sequence[str]) -> int:
-    """0 when no grant exists in the watched namespaces (then the empty indexes are already whole)."""
+    """0 when no grant exists in the watched namespaces (then the empty indexes are already whole).
+
+    Called once before kopf starts: the operator can do nothing without listing grants, so an API
+    server's refusal is raised as `Refused`, one line that says what to fix."""
     api = client.CustomObjectsApi()
-    if not namespaces:
-        return len(api.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1).get("items", []))
-    return sum(len(api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1).get("items", []))
-               for ns in namespaces)
+    try:
+        if not namespaces:
+            return len(api.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1).get("items", []))
+        return sum(len(api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1).get("items", []))
+                   for ns in namespaces)
+    except client.ApiException as error:
+        where = f" in {', '.join(namespaces)}" if namespaces else ""
+        raise Refused(f"listing EcrAccessGrants ({PLURAL}.{GROUP}/{VERSION}){where}", error) from error
+
+
+class Refused(Exception):
+    """The API server refused a call the operator cannot start without: what was asked, the
+    answer, and what usually fixes it, on one line (`ApiException` prints its headers and body)."""
+
+    HINTS: Mapping[int, str] = {
+        401: "the kubeconfig's or service account's credentials were not accepted",
+        403: "the operator's RBAC must allow it (deploy/base/operator-rbac.yaml)",
+        404: "is the CRD installed? (kubectl apply -f crds/)",
+    }
+
+    def __init__(self, doing: str, error: client.ApiException) -> None:
+        detail = ""
+        with contextlib.suppress(ValueError, AttributeError):  # a body that is not a Status object
+            detail = str(json.loads(error.body or "{}").get("message") or "")
+        hint = self.HINTS.get(error.status or 0)
+        answer = " ".join(str(part) for part in (error.status, error.reason) if part) or "no answer"
+        super().__init__(f"{doing}: {answer}" + (f": {detail}" if detail else "") + (f"; {hint}" if hint else ""))
 
 
 def list_objects(namespaces: Sequence[str]) -> list[dict[str, Any]]:

@@ -32,6 +32,9 @@ VERSION = "v1alpha1"
 PLURAL = "ecraccessgrants"
 POLICY_PLURAL = "ecrgrantpolicies"  # EcrGrantPolicy, cluster-scoped (DESIGN §5)
 ACCOUNT_PLURAL = "ecraccessaccounts"  # EcrAccessAccount, cluster-scoped (DESIGN §6)
+# Where a JSON log line names the object it is about: kopf's `log_refkey` (`cli`) for kopf's own
+# lines, and `GrantKey.log_ref` for ours. Fixed: log queries filter on it.
+LOG_REFKEY = "grant"
 
 MAX_REPOSITORIES = 100
 MAX_ACTIONS = 64
@@ -189,6 +192,13 @@ class GrantKey:
 
     def __str__(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    def log_ref(self) -> dict[str, dict[str, str]]:
+        """`extra` for a log line about this grant: a JSON line carries it under LOG_REFKEY, where
+        kopf's own lines carry their object (its JSON formatter adds a record's extra fields). Text
+        lines name the grant in the message."""
+        return {LOG_REFKEY: {"apiVersion": f"{GROUP}/{VERSION}", "kind": "EcrAccessGrant",
+                             "namespace": self.namespace, "name": self.name}}
 
 
 @dataclasses.dataclass(frozen=True)

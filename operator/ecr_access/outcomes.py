@@ -30,7 +30,7 @@ def grant_outcome(
         if repo not in spec.repositories:
             left = verdicts.dropped(repo, result)
             if left is not None:
-                logger.warning("Could not drop a grant from %s: %s", repo.arn, result)
+                logger.warning("Could not drop %s from %s: %s", key, repo.arn, result, extra=key.log_ref())
                 unsettled.append(left)
     for repo in spec.repositories:
         if permits is not None and not permits.allows(repo):

@@ -31,7 +31,7 @@ async def write_now(patch_status: PatchStatus, key: GrantKey, changes: Mapping[s
     try:
         await asyncio.to_thread(patch_status, key, changes)
     except Exception as error:
-        logger.warning("Could not report %s on %s: %s", what, key, error)
+        logger.warning("Could not report %s on %s: %s", what, key, error, extra=key.log_ref())
         return False
     return True
 
@@ -65,7 +65,8 @@ async def wait_for_change(read_spec: ReadSpec | None, key: GrantKey, spec: Any, 
             now = await asyncio.to_thread(read_spec, key)
         except Exception as error:  # the API server away, or no `get` in RBAC: keep waiting, and say why
             if not failed:
-                logger.warning("Could not read %s to notice an edit while its delete is stalled: %s", key, error)
+                logger.warning("Could not read %s to notice an edit while its delete is stalled: %s", key, error,
+                               extra=key.log_ref())
             failed = True
             continue
         if now != spec:

@@ -27,9 +27,11 @@ class Runtime:
     reconciler: Reconciler
     sweeper: Sweeper
     drift: DriftChecker | None = None
-    # How many grants exist (a cheap list with limit=1 is enough): zero means the (empty) indexes are
-    # already complete at start-up, so the orphan sweep need not wait for a first handler call.
-    count_grants: Callable[[], int] = lambda: 1
+    # How many grants existed when `cli.build_runtime` looked, before kopf started (a list with
+    # limit=1, so 0 or more): zero means the (empty) indexes are complete at start-up, so the orphan
+    # sweep and readiness need not wait for a first handler call. Counted there, not in kopf's
+    # start-up handler, so that a refusal (RBAC, no CRD) exits with the reason instead of looping.
+    grants_at_start: int = 1
     # The one status writer outside kopf's own patch (`kube.patch_status`), which kopf writes only
     # when a handler returns: a new spec's progress report, and a stalled delete's verdict while it
     # waits for a person. The drift loop writes through the same function.

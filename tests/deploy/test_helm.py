@@ -58,6 +58,7 @@ NON_DEFAULT: dict[str, Any] = {
     "clusterId": "prod-eu",
     "resyncInterval": 120,
     "policyMode": "Open",
+    "logFormat": "json",
     "watchNamespaces": ["team-ml", "team-data"],
     "extraEnv": [{"name": "ECR_ACCESS_RETRY_DELAY", "value": "30"}],
     "rbac": {"aggregateEditorToEdit": True},
@@ -175,6 +176,7 @@ def test_non_default_values_reach_the_objects() -> None:
         "ECR_ACCESS_RESYNC_INTERVAL": "120",
         "ECR_ACCESS_POLICY_MODE": "Open",
         "ECR_ACCESS_METRICS_PORT": "8000",
+        "ECR_ACCESS_LOG_FORMAT": "json",
         "ECR_ACCESS_NAMESPACES": "team-ml,team-data",
         "ECR_ACCESS_RETRY_DELAY": "30",
     }
@@ -267,6 +269,7 @@ def test_another_release_name_keeps_every_reference_consistent() -> None:
     ({"region": "Oregon"}, "/region"),
     ({"resyncInterval": 0}, "/resyncInterval"),
     ({"resyncInterval": "fast"}, "/resyncInterval"),
+    ({"logFormat": "text"}, "/logFormat"),
     ({"image": {"repository": ""}}, "/image/repository"),
     ({"watchNamespaces": ["Team_ML"]}, "/watchNamespaces/0"),
     ({"rbac": {"aggregateEditorToEdit": "yes"}}, "/rbac/aggregateEditorToEdit"),

@@ -304,6 +304,7 @@ def test_container_args_and_env_start_the_operator_with_the_intended_settings(mo
     assert started["readiness"] == "http://0.0.0.0:8081/readyz"
     assert cfg.metrics_port == int(env["ECR_ACCESS_METRICS_PORT"]) == _ports(main)["metrics"]
     assert cfg.resync_interval == float(env["ECR_ACCESS_RESYNC_INTERVAL"])
+    assert cfg.log_format == env["ECR_ACCESS_LOG_FORMAT"] == "full"
     assert cfg.cluster_id is None  # empty: the default, the kube-system UID
     assert cfg.namespaces == ()  # cluster-wide, which the ClusterRole is made for
     assert env["AWS_REGION"]

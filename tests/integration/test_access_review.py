@@ -14,7 +14,7 @@ from tests.integration.test_identity_check import SimulatingIam, applied
 def test_ready_when_kopf_calls_only_the_event_handler(world: World, cluster: Cluster) -> None:
     # The only grant is being deleted and holds someone else's finalizer, ours already gone: kopf
     # calls none of its changing handlers for it (no create, resume nor delete), only the event
-    # handler, on its first listing. count_grants() is 1, so start-up did not say ready either: the
+    # handler, on its first listing. grants_at_start is 1, so start-up did not say ready either: the
     # probe must not answer 503 for as long as that grant lives. The same holds while every grant's
     # handler waits out a kopf delay from before a restart (a Stalled grant: stalled_retry_delay).
     readiness = cluster.memo.runtime.readiness

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import json
+import logging
 from typing import Any
 
 import kopf
 import pytest
 
-from ecr_access import grants, handlers, watches
+from ecr_access import events, grants, handlers, watches
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
-from ecr_access.model import REFERENCE_ACTIONS
+from ecr_access.grants import LiveGrant
+from ecr_access.model import REFERENCE_ACTIONS, GrantKey
+from ecr_access.sweep import Sweeper
 from tests.integration.cluster import TRAINER_ARN, Cluster, spec
-from tests.integration.conftest import NODE_ROLE, READ_ONLY, World
+from tests.integration.conftest import HOME, NODE_ROLE, READ_ONLY, World
 
 
 def test_create_writes_the_exact_status(world: World, cluster: Cluster) -> None:
@@ -373,3 +377,61 @@ def test_the_operator_is_ready_once_kopf_calls_a_resource_handler(world: World, 
     cluster.call(handlers.on_grant_resume, "g")
 
     assert readiness.ready
+
+
+def _startup(build_runtime: Any, config: Config) -> Any:
+    registry = kopf.OperatorRegistry()
+    handlers.register(registry, config, build_runtime)
+    [startup] = [handler for handler in registry._activities.get_all_handlers() if handler.id == "startup"]
+    return startup.fn
+
+
+@pytest.mark.parametrize("grants_at_start", [0, 1])
+def test_startup_asks_the_api_nothing_and_is_ready_at_once_only_with_no_grants(
+        cluster: Cluster, grants_at_start: int) -> None:
+    # cli.build_runtime counted the grants before kopf started (a refusal exits there, with the reason).
+    runtime = dataclasses.replace(cluster.memo.runtime, grants_at_start=grants_at_start)
+    memo = kopf.Memo()
+    startup = _startup(lambda config: runtime, cluster.config)
+
+    cluster.loop.run_until_complete(startup(settings=kopf.OperatorSettings(), memo=memo, **cluster.indexes()))
+
+    assert memo.runtime is runtime
+    assert runtime.readiness.indexes_complete is (grants_at_start == 0)
+
+
+def test_startup_run_again_builds_nothing_and_starts_each_loop_once(world: World, cluster: Cluster) -> None:
+    # kopf runs a start-up handler again after it failed: what the first run started must not start twice.
+    built: list[handlers.Runtime] = []
+
+    def build(config: Config) -> handlers.Runtime:
+        checker = DriftChecker(world.reconciler, interval=300, retry_delay=15, now=handlers.now,
+                               write_status=lambda grant, status: None, warn=lambda grant, reason, message: None)
+        built.append(dataclasses.replace(cluster.memo.runtime, drift=checker,
+                                         sweeper=Sweeper(world.reconciler.repositories, HOME, interval=3600)))
+        return built[-1]
+
+    startup = _startup(build, cluster.config)
+    memo = kopf.Memo()
+
+    async def twice() -> list[str]:
+        for _ in range(2):
+            await startup(settings=kopf.OperatorSettings(), memo=memo, **cluster.indexes())
+        names = [task.get_name() for task in asyncio.all_tasks()]
+        await memo.runtime.drift.stop()
+        await memo.runtime.sweeper.stop()
+        return names
+
+    names = cluster.loop.run_until_complete(twice())
+
+    assert len(built) == 1
+    assert (names.count("drift-check"), names.count("orphan-sweep")) == (1, 1)
+
+
+def test_an_event_posted_outside_the_operator_is_logged_naming_its_grant(caplog: pytest.LogCaptureFixture) -> None:
+    grant = LiveGrant(GrantKey("team-ml", "trainer"), None, uid="uid-1")  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="ecr_access.events"):
+        events.warn(grant, "Stalled", "the repository is gone")
+    [record] = caplog.records
+    assert "team-ml/trainer" in record.getMessage() and "Stalled" in record.getMessage()
+    assert record.grant["name"] == "trainer"  # type: ignore[attr-defined]

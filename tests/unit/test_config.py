@@ -107,6 +107,7 @@ def test_every_setting_has_an_environment_variable():
     environ["ECR_ACCESS_RESYNC_JITTER"] = "0.25"
     environ["ECR_ACCESS_POLICY_MODE"] = "Open"
     environ["ECR_ACCESS_VERIFY_IDENTITY"] = "true"
+    environ["ECR_ACCESS_LOG_FORMAT"] = "json"
 
     loaded = config.load({}, environ)
 
@@ -115,7 +116,7 @@ def test_every_setting_has_an_environment_variable():
         role_cache_ttl=7.0, cache_ttl=7.0, coalesce_window=7.0, coalesce_longest=7.0, propagation_window=7.0,
         sweep_interval=7.0, aws_rate_limit=7.0, aws_burst=7.0, retry_delay=7.0, stalled_retry_delay=7.0,
         progress_after=7.0, unreachable_after=7.0, write_attempts=7, refused_retry=7.0, refused_retry_max=7.0,
-        metrics_port=7, metrics_address="7", verify_identity=True,
+        metrics_port=7, metrics_address="7", verify_identity=True, log_format="json",
     )
 
 

@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections import Counter
+
+import pytest
 
 from ecr_access.config import Config
 from ecr_access.drift import DriftChecker
@@ -102,3 +105,61 @@ def test_each_pass_reads_every_role_and_repository_afresh_even_what_the_last_pas
     assert repairing == once + Counter({"SetRepositoryPolicy": 1, "GetRepositoryPolicy": 1}), (
         "each role and repository read once, and ml/b re-read to verify its repair")
     assert after == once, "whatever the pass before read late, this one reads it again, once"
+
+
+def _failing_checker(live: Grants) -> DriftChecker:
+    iam, ecr = FakeIam(ACCOUNT, ["node-a"]), FakeEcr("ml/a")
+    reconciler = Reconciler(iam, ecr, cluster_id="c", account=ACCOUNT,  # type: ignore[arg-type]
+                            config=Config(coalesce_window=0.0))
+    drift = DriftChecker(reconciler, interval=INTERVAL, retry_delay=15.0, write_status=lambda key, patch: None,
+                         warn=lambda grant, reason, message: None, now=lambda: "T")
+    drift.indexes_ready(live)
+    return drift
+
+
+def test_a_failed_reconcile_now_check_names_the_grants_it_was_for(caplog: pytest.LogCaptureFixture,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    live = Grants(DEFAULTS)
+    key, _ = live.add("trainer", {"role": {"name": "node-a"}, "repositories": [{"name": "ml/a"}]}, namespace="team-ml")
+    drift = _failing_checker(live)
+
+    async def fail(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the API server went away")
+
+    monkeypatch.setattr(drift, "check_requested", fail)
+
+    def logged() -> list[logging.LogRecord]:
+        return [record for record in caplog.records if "Reconcile-now" in record.getMessage()]
+
+    async def request_and_wait() -> None:
+        drift.start()
+        drift.request(key, "t1")
+        for _ in range(1000):  # a few loop turns: the loop wakes, fails, logs
+            if logged():
+                break
+            await asyncio.sleep(0)
+        await drift.stop()
+
+    with caplog.at_level(logging.ERROR, logger="ecr_access.drift"):
+        asyncio.run(request_and_wait())
+    [record] = logged()
+    assert "team-ml/trainer" in record.getMessage()
+    assert record.grant["namespace"] == "team-ml" and record.grant["name"] == "trainer"  # type: ignore[attr-defined]
+
+
+def test_a_failed_check_of_one_grant_names_it(caplog: pytest.LogCaptureFixture,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    live = Grants(DEFAULTS)
+    live.add("trainer", {"role": {"name": "node-a"}, "repositories": [{"name": "ml/a"}]}, namespace="team-ml")
+    drift = _failing_checker(live)
+
+    async def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(drift, "_check_one", broken)
+    with caplog.at_level(logging.ERROR, logger="ecr_access.drift"):
+        report = asyncio.run(drift.check())
+    assert report.failed == 1
+    [record] = caplog.records
+    assert "team-ml/trainer" in record.getMessage()
+    assert record.grant["name"] == "trainer"  # type: ignore[attr-defined]
