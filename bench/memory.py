@@ -119,7 +119,8 @@ def status_kib(pid: int) -> dict[str, int]:
 
 class Run:
     def __init__(self, scenario: harness.Scenario, workdir: pathlib.Path, *, resync: float, settle: float,
-                 trace_frames: int = 0, aws_rate_limit: float | None = None, poll: float = 2.0) -> None:
+                 trace_frames: int = 0, aws_rate_limit: float | None = None, poll: float = 2.0,
+                 operator_env: dict[str, str] | None = None) -> None:
         self.scenario = scenario
         self.workdir = workdir
         self.resync = resync
@@ -127,11 +128,13 @@ class Run:
         self.trace_frames = trace_frames
         self.aws_rate_limit = aws_rate_limit
         self.poll = poll
+        self.operator_env = operator_env or {}
         self.snapshots = workdir / "snapshots"
 
     def run(self) -> dict[str, Any]:
         self.snapshots.mkdir(parents=True, exist_ok=True)
         env = {} if self.aws_rate_limit is None else {"ECR_ACCESS_AWS_RATE_LIMIT": str(self.aws_rate_limit)}
+        env.update(self.operator_env)
         sandbox = MemorySandbox(self.workdir / "sandbox", seed=False, seed_policy=True, apply_examples=False,
                                 resync_interval=self.resync, cluster_id="bench",
                                 operator_args=["--sweep-interval", "0"], operator_env=env,
@@ -182,6 +185,8 @@ class Run:
             info, _ = self._snapshot(pid, load=False)
             result["after_gc"] = {"rss_before_gc_mib": mib(info["vmrss_before_gc_kib"]),
                                   "rss_after_gc_mib": mib(info["vmrss_kib"]), "gc_collected": info["gc_collected"]}
+            if "vmrss_after_trim_kib" in info:
+                result["after_gc"]["rss_after_trim_mib"] = mib(info["vmrss_after_trim_kib"])
             # Whether the RSS above idle is live (Python blocks, glibc bytes in use) or freed and kept.
             assert idle_info is not None
             result["allocators"] = {"idle": idle_info.get("allocators"), "after": info.get("allocators"),
@@ -309,9 +314,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", default="rss,trace", help="which runs: rss (untraced), trace, or both")
     parser.add_argument("--aws-rate-limit", type=float, default=None,
                         help="the operator's AWS rate limit (default: the operator's own)")
+    parser.add_argument("--operator-env", action="append", default=[], metavar="NAME=VALUE",
+                        help="an environment variable for the operator (repeatable), to compare allocator "
+                             "settings: PYTHONMALLOC=malloc, MALLOC_ARENA_MAX=1, or ECR_MEMHOOK_TRIM=1 (the probe "
+                             "calls glibc's malloc_trim before each reading and reports the RSS after it)")
     parser.add_argument("--out", type=pathlib.Path, default=None,
                         help="results JSON (default bench/results/<date>-memory.json)")
     args = parser.parse_args(argv)
+    extra_env = dict(item.split("=", 1) for item in args.operator_env)
     scenario = harness.Scenario(grants=args.grants, repositories=args.repositories, roles=args.roles)
     results: dict[str, Any] = {}
     for kind in [item for item in args.runs.split(",") if item]:
@@ -319,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown run {kind!r}")
         with tempfile.TemporaryDirectory(prefix=f"bench-memory-{kind}-") as workdir:
             run = Run(scenario, pathlib.Path(workdir), resync=args.resync, settle=args.settle,
-                      trace_frames=args.frames if kind == "trace" else 0, aws_rate_limit=args.aws_rate_limit)
-            results[kind] = run.run()
+                      trace_frames=args.frames if kind == "trace" else 0, aws_rate_limit=args.aws_rate_limit,
+                      operator_env=extra_env)
+            results[kind] = {**run.run(), "operator_env": extra_env}
         summary = {key: value for key, value in results[kind].items() if not key.startswith("tracemalloc")}
         print(json.dumps({"run": kind, **summary}), flush=True)
         if "after_gc" in results[kind]:

@@ -125,9 +125,15 @@ if _DIR:
         started = time.monotonic()
         before = _status_kib("VmRSS")
         collected = gc.collect()
+        trimmed = None
+        if os.environ.get("ECR_MEMHOOK_TRIM") == "1":  # what glibc would give back if asked
+            ctypes.CDLL(None).malloc_trim(0)
+            trimmed = _status_kib("VmRSS")
         info: dict[str, object] = {"pid": os.getpid(), "number": number, "tracing": tracemalloc.is_tracing(),
                 "vmrss_before_gc_kib": before, "gc_collected": collected,
                 "vmrss_kib": _status_kib("VmRSS"), "vmhwm_kib": _status_kib("VmHWM")}
+        if trimmed is not None:
+            info["vmrss_after_trim_kib"] = trimmed
         if tracemalloc.is_tracing():
             info["traced_bytes"], info["traced_peak_bytes"] = tracemalloc.get_traced_memory()
             tracemalloc.take_snapshot().dump(os.path.join(_OUT, f"snapshot-{number}.pickle"))

@@ -50,34 +50,30 @@ def live(kwargs: Mapping[str, Any], config: Config) -> grants.IndexedGrants:
                                 namespaces=kwargs.get(NAMESPACES, {}))
 
 
-class _LastEntry:
-    """The entry last built, with the body it was built from: kopf calls both grant index functions
-    in turn with one event's body, so both build it from one parse and both indexes hold the one
-    entry (not two copies of every grant's spec, status and applied record)."""
-
-    def __init__(self) -> None:
-        # One tuple, replaced whole: kopf runs sync index functions in threads, for many objects at
-        # once, and a reader must never see one body's version with another body's entry.
-        self._last: tuple[object, object, object, grants.LiveGrant | None] | None = None
-
-    def __call__(self, body: Mapping[str, Any], defaults: Any) -> grants.LiveGrant | None:
-        meta = body.get("metadata") or {}
-        version = (meta.get("uid"), meta.get("resourceVersion"))
-        last = self._last
-        # The body itself, not its id, is kept: an id is reused once its object is freed.
-        if last is not None and last[0] is body and last[1] == version and last[2] is defaults:
-            return last[3]
-        grant = grants.from_body(body, defaults, FINALIZER)
-        self._last = (body, version, defaults, grant)
-        return grant
-
-
-_last_entry = _LastEntry()
+# The attribute of an object's own kopf memo that keeps its last index entry (see `_live_grant`).
+_ENTRY = "grant_index_entry"
 
 
 def _live_grant(body: Mapping[str, Any], memo: Any) -> grants.LiveGrant | None:
-    """A grant as the indexes hold it (see `grants.from_body`: what each grant contributes)."""
-    return _last_entry(body, memo.runtime.defaults)
+    """A grant as the indexes hold it (see `grants.from_body`: what each grant contributes).
+
+    kopf calls both grant index functions in turn with one event's body, and passes each its
+    object's own memo: the entry is built once there and both indexes hold it, not two copies of
+    every grant's spec and applied record. Kept per object, not module-wide: kopf indexes many
+    objects at once, and another grant's body may come between one grant's two calls. A body is
+    the same when it is the same object at the same uid and resourceVersion (an edited body is
+    parsed afresh; its id alone could be reused once it is freed, and the version alone is the
+    same for a test's copy changed in place)."""
+    meta = body.get("metadata") or {}
+    defaults = memo.runtime.defaults
+    version = (id(body), meta.get("uid"), meta.get("resourceVersion"), id(defaults))
+    last = getattr(memo, _ENTRY, None)
+    if last is not None and last[0] == version:
+        entry: grants.LiveGrant | None = last[1]
+        return entry
+    grant = grants.from_body(body, defaults, FINALIZER)
+    setattr(memo, _ENTRY, (version, grant))
+    return grant
 
 
 def index_by_repository(body: kopf.Body, memo: kopf.Memo, **_: Any) -> dict[RepositoryRef, grants.LiveGrant]:

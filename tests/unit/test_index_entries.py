@@ -84,3 +84,21 @@ def test_an_entry_keeps_the_status_as_text_not_the_decoded_body() -> None:
     assert not any(value is body["status"] for value in held)
     assert all(isinstance(value, (str, int, bool, type(None))) or value is entry.spec or value is entry.applied
                or value is entry.key for value in held), held
+
+
+def test_one_entry_per_grant_when_other_grants_are_indexed_in_between() -> None:
+    """kopf indexes many objects at once (sync index functions ran in its threads), so another
+    grant's body can come between a grant's two index calls. Each object has its own memo: the
+    entry kept there is the grant's own, whatever was indexed in between (a module-wide "last
+    entry" was replaced by the other grant's, and each index held its own copy)."""
+    one, other = raw(), raw(role="other", version="2")
+    other["metadata"].update(name="h", uid="u2")
+    memos = [types.SimpleNamespace(runtime=MEMO.runtime) for _ in range(2)]
+    bodies = [kopf.Body(one), kopf.Body(other)]
+
+    pairs = list(zip(bodies, memos, strict=True))
+    by_repository = [list(watches.index_by_repository(body, memo).values()) for body, memo in pairs]
+    by_role = [list(watches.index_by_role(body, memo).values()) for body, memo in pairs]
+
+    for repository_entries, [role_entry] in zip(by_repository, by_role, strict=True):
+        assert all(entry is role_entry for entry in repository_entries)
