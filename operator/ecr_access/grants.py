@@ -124,6 +124,8 @@ def from_body(body: Mapping[str, Any], defaults: Defaults, finalizer: str) -> Li
     spec = shared(parse_own_spec(body.get("spec"), defaults))
     key = GrantKey(sys.intern(str(meta.get("namespace", ""))), str(meta.get("name", "")))
     applied = shared(parse_applied(annotations.get(APPLIED_ANNOTATION), defaults, key))
+    if applied is not None and applied == spec:
+        applied = spec  # the usual case, once applied: one object, not two equal ones per grant
     given = contribution(spec, applied)
     if given is None:
         return None

@@ -14,7 +14,7 @@ from typing import Any
 
 import kopf
 
-from ecr_access import watches
+from ecr_access import grants, watches
 from ecr_access.model import Defaults
 
 DEFAULTS = Defaults("aws", "us-west-2", "123456789012")
@@ -102,3 +102,13 @@ def test_one_entry_per_grant_when_other_grants_are_indexed_in_between() -> None:
 
     for repository_entries, [role_entry] in zip(by_repository, by_role, strict=True):
         assert all(entry is role_entry for entry in repository_entries)
+
+
+def test_an_applied_record_equal_to_the_spec_is_the_spec_itself() -> None:
+    """Once a grant is applied, its record equals its spec: the entry holds one of them, not two."""
+    body = raw()
+    body["metadata"]["annotations"] = {grants.APPLIED_ANNOTATION: grants.applied_annotation(
+        grants.from_body(raw(), DEFAULTS, watches.FINALIZER).spec)}  # type: ignore[union-attr]
+    [entry] = entries(kopf.Body(body))[1]
+
+    assert entry.applied is entry.spec
