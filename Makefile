@@ -7,7 +7,7 @@ BIN    := $(VENV)/bin
 SANDBOX_STAMP := $(VENV)/.installed-sandbox
 DEV_STAMP     := $(VENV)/.installed-dev
 
-.PHONY: help venv test check lint typecheck importlint unit integration kubesim e2e run demo deploy bench bench-quick bench-large bench-trickle600 lock clean
+.PHONY: help venv test check lint typecheck importlint unit integration kubesim e2e run demo deploy bench bench-quick bench-large bench-trickle600 bench-metrics lock clean
 
 help:
 	@echo "make demo   - run the operator end to end on the embedded sandbox (kubesim + moto)"
@@ -74,6 +74,15 @@ bench-trickle600: $(DEV_STAMP)
 # N=10,000 grants (500 repositories, 1,000 roles) against issue 17's targets: about 31 minutes today (IAM reads).
 bench-large: $(DEV_STAMP)
 	$(BIN)/python -m bench.large --resync 150 --steady-intervals 1
+
+# The metrics add no calls (issue 15): one burst of 100 with the metrics port on, one with it off,
+# and bench.compare says whether the operator called the same (exit 1 if not). About 3 minutes.
+bench-metrics: $(DEV_STAMP)
+	$(BIN)/python -m bench.harness --scenarios burst --sizes 100 --resync 10 --steady-intervals 2 --drift-samples 0 \
+		--no-plot --out bench/results/$$(date -u +%F)-metrics-on.json
+	$(BIN)/python -m bench.harness --scenarios burst --sizes 100 --resync 10 --steady-intervals 2 --drift-samples 0 \
+		--no-plot --no-metrics --out bench/results/$$(date -u +%F)-metrics-off.json
+	$(BIN)/python -m bench.compare bench/results/$$(date -u +%F)-metrics-on.json bench/results/$$(date -u +%F)-metrics-off.json
 
 # A small run of the same harness, about 90 s: a burst and a 5 s trickle of 10 grants.
 bench-quick: $(DEV_STAMP)
