@@ -115,12 +115,12 @@ if _DIR:
         for name, shape in shapes.items():
             found = [obj for obj in objects if isinstance(obj, dict) and shape(obj)]
             _scratch[:] = [objects, found]
-            holders = collections.Counter(_holder(obj) for obj in found[:200])
+            holders = collections.Counter(_holder(obj) for obj in itertools.islice(found, 200))
             held[name] = {"count": len(found), **dict(holders.most_common(8))}
         for kind in ("LiveGrant", "GrantSpec", "GrantKey"):  # the operator's own per-grant objects
             found = [obj for obj in objects if type(obj).__qualname__ == kind]
             _scratch[:] = [objects, found]
-            holders = collections.Counter(_holder(obj) for obj in found[:300])
+            holders = collections.Counter(_holder(obj) for obj in itertools.islice(found, 300))
             held[kind] = {"count": len(found), **dict(holders.most_common(10))}
         _scratch.clear()
         return {"by_type": dict(counts.most_common()), "held": held}
