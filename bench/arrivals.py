@@ -25,9 +25,10 @@ import yaml
 from ecr_sandbox.sandbox import Sandbox
 
 GRANTS = "/apis/ecraccess.io/v1alpha1/namespaces/default/ecraccessgrants"
-# The line the operator logs as each drift pass ends (`drift.DriftChecker.run`), stamped as `cli`
-# configures logging: local time, to the millisecond.
-PASS_ENDED = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*Drift check: (\d+) grants checked")
+# The line the operator logs as each drift pass ends (`drift.DriftChecker.run`), stamped as kopf's
+# `full` log format (the default, `cli.configure_logging`) stamps it: local time to the millisecond,
+# in brackets ("[2026-12-03 06:20:02,946] ecr_access.drift [INFO] Drift check: ...").
+PASS_ENDED = re.compile(r"^\[?(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]? .*Drift check: (\d+) grants checked")
 CREATED = re.compile(r"/(\S+) created$")
 
 
