@@ -141,19 +141,23 @@ class Audit:
     access?" has an answer in the logs alone."""
 
     role_arn: str
-    requested: GrantKey | None = None  # the grant whose apply, release or check this sync is
+    requested: GrantKey | None = None  # the grant whose apply or release this sync is; None: the drift check
     wanting: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
     def write(self, operation: str, what: str) -> None:
-        logger.info("AUDIT %s %s: %s; requested by %s", operation, self.role_arn, what, self._asking())
+        logger.info("AUDIT %s %s: %s; requested by %s", operation, self.role_arn, what, self._asking(),
+                    extra=self._ref())
 
     def policy(self, operation: str, name: str, policy_arn: str) -> None:
         grants = list(self.wanting.get(name, ())) if operation == "AttachRolePolicy" else []
         logger.info("AUDIT %s %s on %s; for grants %s; requested by %s", operation, policy_arn, self.role_arn,
-                    grants or "none (no live grant wants it)", self._asking())
+                    grants or "none (no live grant wants it)", self._asking(), extra=self._ref())
+
+    def _ref(self) -> dict[str, object]:  # the JSON `grant` field of a line one grant asked for
+        return dict(self.requested.log_ref()) if self.requested is not None else {}
 
     def _asking(self) -> str:  # the repositories' audit lines' spelling, so one grep finds both
-        return str([str(self.requested)]) if self.requested is not None else "no grant named"
+        return str([str(self.requested)]) if self.requested is not None else "the drift check"
 
 
 def shared(steps: Iterable[Step]) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
+import os
 import pathlib
 import sys
 import textwrap
@@ -237,7 +238,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"ecr-access-operator {version()}")
         return
     if args.command == "sandbox":
-        configure_logging(Config().log_format, verbose=args.verbose)
+        # Only the log format of the settings: the sandbox passes the rest to the operator it starts.
+        chosen = os.environ.get(config_module.env_name("log_format")) or Config().log_format
+        if chosen not in config_module.LOG_FORMATS:
+            parser.error(f"{config_module.env_name('log_format')} must be {', '.join(config_module.LOG_FORMATS)}")
+        configure_logging(chosen, verbose=args.verbose)
         try:  # a development tool, not in the image: see ecr_sandbox
             from ecr_sandbox import sandbox as sandbox_module  # noqa: PLC0415 - only the sandbox needs moto's world
         except ModuleNotFoundError as missing:

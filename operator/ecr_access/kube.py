@@ -89,10 +89,15 @@ def count_grants(namespaces: Sequence[str]) -> int:
     Called once before kopf starts: the operator can do nothing without listing grants, so an API
     server's refusal is raised as `Refused`, one line that says what to fix."""
     api = client.CustomObjectsApi()
+    # A hung API server fails start-up with its timeout as the reason, not a silent wait until the
+    # liveness probe kills the pod: (connect, read) seconds.
+    timeout = (5, 30)
     try:
         if not namespaces:
-            return len(api.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1).get("items", []))
-        return sum(len(api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1).get("items", []))
+            return len(api.list_cluster_custom_object(GROUP, VERSION, PLURAL, limit=1,
+                                                      _request_timeout=timeout).get("items", []))
+        return sum(len(api.list_namespaced_custom_object(GROUP, VERSION, ns, PLURAL, limit=1,
+                                                         _request_timeout=timeout).get("items", []))
                    for ns in namespaces)
     except client.ApiException as error:
         where = f" in {', '.join(namespaces)}" if namespaces else ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import logging
 from collections.abc import Callable, Iterable
 
 from ecr_access import attachments
@@ -19,8 +18,6 @@ from ecr_access.metrics import Metrics
 from ecr_access.model import GrantKey, ManagedPolicy, RoleKey, RoleRef
 from ecr_access.ports import AwsFault, RoleInfo
 from ecr_access.roles import RoleDirectory
-
-logger = logging.getLogger(__name__)
 
 # A role read this recently counts as read just now (the apply that wants to write just read it).
 FRESH = 1.0

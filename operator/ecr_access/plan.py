@@ -235,7 +235,7 @@ class _Planned(logging.Filter):
 def _planned_audit_lines() -> Iterator[None]:
     planned = _Planned()
     loggers = [logging.getLogger(name)
-               for name in ("ecr_access.repositories", "ecr_access.ownership", "ecr_access.attachments")]
+               for name in ("ecr_access.repositories", "ecr_access.attachments")]
     for item in loggers:
         item.addFilter(planned)
     try:

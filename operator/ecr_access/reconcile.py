@@ -229,7 +229,8 @@ class Reconciler:
             try:  # only reported (status.roleArn): a lookup that fails now must not fail the release
                 info = await self.roles.principal(given.role)
             except AwsFault as fault:
-                logger.info("Could not resolve %s after releasing %s: %s", given.role.describe(), key, fault)
+                logger.info("Could not resolve %s after releasing %s: %s", given.role.describe(), key, fault,
+                            extra=key.log_ref())
         return Outcome(info.arn if info else None, None, None, role_finding, tuple(results), unsettled=tuple(left))
 
     async def resync(self, grant: LiveGrant, live: LiveGrants, max_age: float, since: float | None = None) -> None:
@@ -239,13 +240,16 @@ class Reconciler:
         tickets = {repo: self.repositories.request(repo, {}, burst=False) for repo in grant.spec.repositories}
         for repo, result in (await self._sync_all(tickets, live, max_age, since)).items():
             if not isinstance(result, Synced):
-                logger.warning("Could not sync %s for the inactive grant %s: %s", repo.arn, grant.key, result)
+                logger.warning("Could not sync %s for the inactive grant %s: %s", repo.arn, grant.key, result,
+                               extra=grant.key.log_ref())
         if self.roles.reaches(grant.spec.role.account):
             try:
-                await self._sync_role(grant.spec.role, live, {}, max_age, since=since, requested=grant.key)
+                # A drift pass asks, not the grant: its audit lines say "the drift check", as the
+                # repositories' do.
+                await self._sync_role(grant.spec.role, live, {}, max_age, since=since)
             except AwsFault as fault:
                 logger.warning("Could not sync role %s for the inactive grant %s: %s", grant.spec.role.describe(),
-                               grant.key, fault)
+                               grant.key, fault, extra=grant.key.log_ref())
 
     async def _permitted(self, grant: LiveGrant, live: LiveGrants) -> bool:
         """Whether the policies permit the grant on at least one repository (its role resolved)."""
@@ -259,14 +263,16 @@ class Reconciler:
     ) -> RoleState | None:
         """The grant's role, and the role it applied before if that was another (a role edit)."""
         if applied is not None and applied.role.key != spec.role.key:
-            await self._sync_role(applied.role, live, changes(include=me), age, since=since, requested=key)
+            await self._sync_role(applied.role, live, changes(include=me), age, since=since,
+                                  requested=None if from_index else key)
         if not self.roles.reaches(spec.role.account):
             if spec.managed_policy is not ManagedPolicy.NONE:
                 raise _UnreachableRole(verdicts.account_not_configured(spec))
             return None
         try:
+            # From the index, it is the drift check (or reconcile-now) that asks, not a change of the grant.
             return await self._sync_role(spec.role, live, changes(include=me), age, since=since,
-                                         require=key if from_index else None, requested=key)
+                                         require=key if from_index else None, requested=None if from_index else key)
         except AwsFault as fault:
             if outcomes.iam_optional(fault, spec.role, (spec, applied), self.account):
                 return None
@@ -277,7 +283,7 @@ class Reconciler:
         hand_over: frozenset[str] = frozenset(), require: GrantKey | None = None, since: float | None = None,
         requested: GrantKey | None = None,
     ) -> RoleState | None:
-        """`requested`: the grant whose apply, release or resync this is (for the audit lines)."""
+        """`requested`: the grant whose apply or release this is, for the audit lines (None: the drift check)."""
         def grants() -> list[LiveGrant]:
             return with_changes(live.on_role(role.key), changed, lambda grant: grant.spec.role.key == role.key)
 

@@ -279,7 +279,8 @@ class RepositorySync:
         logger.info("AUDIT %s %s: principals added %s, removed %s; for grants %s; requested by %s",
                     "DeleteRepositoryPolicy" if after is None else "SetRepositoryPolicy", repo.arn,
                     list(found.added) or "none", list(found.removed) or "none", serving or "none",
-                    sorted(str(key) for key in requested) or ("the orphan sweep" if orphan else "the drift check"))
+                    sorted(str(key) for key in requested) or ("the orphan sweep" if orphan else "the drift check"),
+                    extra=next(iter(requested)).log_ref() if len(requested) == 1 else {})  # the JSON `grant` field
         return found.restored
 
     async def _write(self, repo: RepositoryRef, document: policy.Document | None) -> None:

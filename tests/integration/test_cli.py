@@ -31,7 +31,6 @@ def test_version_prints_the_installed_version(argv: list[str], capsys: pytest.Ca
     assert printed.split()[-1][0].isdigit()
 
 
-
 def test_a_start_that_cannot_reach_the_cluster_exits_with_the_reason_instead_of_looping(
         tmp_path: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing-kubeconfig"))  # type: ignore[operator]
@@ -60,24 +59,6 @@ def test_a_readiness_port_that_is_taken_exits_with_the_reason(monkeypatch: pytes
             cli.main(["run", "--readiness", f"http://127.0.0.1:{taken.getsockname()[1]}/readyz"])
     assert str(raised.value).startswith("ecr-access-operator: cannot start:")
     assert "in use" in str(raised.value)
-
-
-def test_log_format_json_writes_each_line_as_a_json_object(monkeypatch: pytest.MonkeyPatch) -> None:
-    import json  # noqa: PLC0415
-    import logging  # noqa: PLC0415
-
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    monkeypatch.setattr(cli, "run_operator", lambda cfg, **endpoints: None)
-    try:
-        cli.main(["run", "--log-format", "json"])
-        added = [handler for handler in root.handlers if handler not in handlers]
-        record = logging.LogRecord("ecr_access.repositories", logging.INFO, __file__, 1, "AUDIT %s", ("x",), None)
-        line = json.loads(added[0].format(record))
-        assert line["message"] == "AUDIT x" and line["severity"] == "info"
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 class _Parser(Exception):  # a parser carried out of main, not an error
@@ -146,6 +127,8 @@ def test_the_same_settings_flags_make_the_same_config_as_run(
     assert seen[command] == seen["run"]
     assert (seen["run"].cluster_id, seen["run"].namespaces, seen["run"].policy_mode) == ("c-1", ("ml", "ci"), "Open")
     assert seen["run"].verify_identity is True
+
+
 @pytest.fixture
 def cluster_api(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """A cluster that answers with no grants and a cluster id from the environment: the kubeconfig

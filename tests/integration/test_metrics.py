@@ -193,6 +193,27 @@ def test_the_role_ledger_writes_have_audit_lines_naming_the_role_and_the_grant_t
     ]
 
 
+def test_a_drift_repair_is_audited_as_the_drift_checks_not_the_grants(
+        world: World, grants: Grants, caplog: pytest.LogCaptureFixture) -> None:
+    """"Who re-attached this policy?": the drift check did, not a change of the grant. The role's
+    lines must say so as the repository's do, or a search for the drift check's repairs misses them."""
+    reconciler, _ = counted(world)
+    world.create_role()
+    world.create_repository("ml/a")
+    key, spec = grants.add("g", {"role": {"name": NODE_ROLE}, "repositories": [{"name": "ml/a"}]})
+    report(world, reconciler, grants, key, spec, ApplyMode())
+    world.ecr().delete_repository_policy(repositoryName="ml/a")
+    world.iam.detach_role_policy(RoleName=NODE_ROLE, PolicyArn=READ_ONLY)
+    caplog.set_level(logging.INFO, logger="ecr_access")
+
+    report(world, reconciler, grants, key, spec, ApplyMode.drift(since=reconciler.clock()))
+
+    audit = [record.getMessage() for record in caplog.records if record.getMessage().startswith("AUDIT")]
+    assert any(line.startswith("AUDIT SetRepositoryPolicy") for line in audit)
+    assert any(line.startswith("AUDIT AttachRolePolicy") for line in audit)
+    assert all(line.endswith("requested by the drift check") for line in audit), audit
+
+
 def test_the_grants_gauge_can_be_scraped_while_the_loop_changes_it() -> None:
     """prometheus_client scrapes on its own thread; the loop adds and drops grants meanwhile."""
     import sys  # noqa: PLC0415
