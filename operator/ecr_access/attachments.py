@@ -31,7 +31,7 @@ import dataclasses
 import logging
 from collections.abc import Iterable, Mapping
 
-from ecr_access import policy
+from ecr_access import policy, policy_writes
 from ecr_access.model import GrantKey, ManagedPolicy
 from ecr_access.ports import AwsFault, IamPort
 
@@ -156,8 +156,8 @@ class Audit:
     def _ref(self) -> dict[str, object]:  # the JSON `grant` field of a line one grant asked for
         return dict(self.requested.log_ref()) if self.requested is not None else {}
 
-    def _asking(self) -> str:  # the repositories' audit lines' spelling, so one grep finds both
-        return str([str(self.requested)]) if self.requested is not None else "the drift check"
+    def _asking(self) -> str:
+        return policy_writes.asking([self.requested] if self.requested is not None else [])
 
 
 def shared(steps: Iterable[Step]) -> bool:

@@ -10,8 +10,18 @@ revoked, not repaired.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 from ecr_access import policy
+from ecr_access.model import GrantKey
+
+
+def asking(grants: Iterable[GrantKey], *, orphan: bool = False) -> str:
+    """What asked for a write, as every AUDIT line ends ("requested by ..."): the grants whose
+    change or delete it serves, else the orphan sweep or the drift check. One spelling for the
+    repositories' and the roles' lines, so that one search finds both."""
+    names = sorted(str(key) for key in grants)
+    return str(names) if names else ("the orphan sweep" if orphan else "the drift check")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,8 +22,8 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from ecr_access import handover, policy, policy_writes, refusals
-from ecr_access.coalesce import Cache, Coalescer, Entry
+from ecr_access import handover, policy, refusals, write_audit
+from ecr_access.coalesce import Cache, Coalescer
 from ecr_access.config import Config
 from ecr_access.grants import Changes, LiveGrant, LiveGrants, with_changes
 from ecr_access.metrics import Metrics
@@ -217,7 +217,9 @@ class RepositorySync:
 
         def audit(before: policy.Document | None, after: policy.Document | None) -> None:
             nonlocal repaired, orphan
-            repaired |= self._audit(repo, before, after, grants or [], requested or {}, known, orphan)
+            repaired |= write_audit.record(
+                self.metrics, self.roles.known_arn, self.prefix, repo, before, after, grants or [], requested or {},
+                known=known.value if known else None, has_known=known is not None and not orphan, orphan=orphan)
             orphan = False  # counted once per run
 
         while True:
@@ -260,28 +262,6 @@ class RepositorySync:
             self.refusals.forget(repo, held)
             return Synced(result.document, result.rejected, foreign_edits=foreign_edits, pending=result.pending,
                           refused=self.refusals.first_refused(repo), repaired=repaired)
-
-    def _audit(self, repo: RepositoryRef, before: policy.Document | None, after: policy.Document | None,
-               grants: list[LiveGrant], requested: Changes, known: Entry[policy.Document | None] | None,
-               orphan: bool) -> frozenset[tuple[str, str]]:
-        """One log line per policy write: which principals it added and removed, the grants they
-        are for, and what asked for the write, so that "who gave this role access?" has an answer
-        in the logs alone. Drift it repaired is counted (`policy_writes`); returns the (Sid,
-        principal) pairs it put back, for their grants' DriftRepaired Event."""
-        found = policy_writes.change(before, after, self.prefix, known=known.value if known else None,
-                                     has_known=known is not None and not orphan)
-        serving = sorted(str(grant.key) for grant in grants if self.roles.known_arn(grant.spec.role) in found.changed)
-        self.metrics.written("written")
-        if orphan:
-            self.metrics.repaired("orphan", max(1, len(found.removed)))
-        self.metrics.repaired("statement", found.statements_restored)
-        self.metrics.repaired("principal", found.principals_repaired)
-        logger.info("AUDIT %s %s: principals added %s, removed %s; for grants %s; requested by %s",
-                    "DeleteRepositoryPolicy" if after is None else "SetRepositoryPolicy", repo.arn,
-                    list(found.added) or "none", list(found.removed) or "none", serving or "none",
-                    sorted(str(key) for key in requested) or ("the orphan sweep" if orphan else "the drift check"),
-                    extra=next(iter(requested)).log_ref() if len(requested) == 1 else {})  # the JSON `grant` field
-        return found.restored
 
     async def _write(self, repo: RepositoryRef, document: policy.Document | None) -> None:
         if document is None:
