@@ -71,7 +71,7 @@ bench-trickle600: $(DEV_STAMP)
 	$(BIN)/python -m bench.harness --scenarios trickle600 --trickle-sizes 1000 --resync 300 \
 		--steady-intervals 0 --drift-samples 0 --out bench/results/$$(date -u +%F)-trickle600.json
 
-# N=10,000 grants (500 repositories, 1,000 roles) against issue 17's targets: about 31 minutes today (IAM reads).
+# N=10,000 grants (500 repositories, 1,000 roles) against issue 17's targets: about 20 minutes (2026-12-03).
 bench-large: $(DEV_STAMP)
 	$(BIN)/python -m bench.large --resync 150 --steady-intervals 1
 
