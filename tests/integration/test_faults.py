@@ -236,6 +236,25 @@ def test_role_propagation_is_retried_for_a_bounded_window_then_stalls(world: Wor
     assert world.calls.count("SetRepositoryPolicy") == 4, "one refused write per offer, no more"
 
 
+def race_after_our_first_write(world: World, repository: str, statements: list[Any]) -> dict[str, Any]:
+    """Someone else rewrites the policy, from what they read before our write, right after our first
+    SetRepositoryPolicy (before its verifying re-read). Returns the state: "raced" once it did."""
+    state: dict[str, Any] = {"set": 0, "raced": False}
+
+    def race(model: object, **_: object) -> None:
+        name = model.name  # type: ignore[attr-defined]
+        if name == "SetRepositoryPolicy":
+            state["set"] += 1
+        elif name == "GetRepositoryPolicy" and state["set"] == 1 and not state["raced"]:
+            state["raced"] = True
+            world.ecr().set_repository_policy(repositoryName=repository, policyText=json.dumps(
+                {"Version": "2012-10-17", "Statement": statements}))
+
+    world.session.session.events.register("before-call.ecr.GetRepositoryPolicy", race)
+    world.session.session.events.register("before-call.ecr.SetRepositoryPolicy", race)
+    return state
+
+
 def test_a_foreign_write_between_our_write_and_its_verification_is_merged_not_lost(
     world: World, grants: Grants
 ) -> None:
@@ -244,19 +263,7 @@ def test_a_foreign_write_between_our_write_and_its_verification_is_merged_not_lo
     key, spec = grants.add("g", grant("ml/trainer"))
     late = {"Sid": "LateWriter", "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"},
             "Action": "ecr:ListImages"}
-    state = {"set": 0, "raced": False}
-
-    def race(model: object, **_: object) -> None:
-        name = model.name  # type: ignore[attr-defined]
-        if name == "SetRepositoryPolicy":
-            state["set"] += 1
-        elif name == "GetRepositoryPolicy" and state["set"] == 1 and not state["raced"]:
-            state["raced"] = True  # someone else rewrites the policy from what they read before our write
-            world.ecr().set_repository_policy(repositoryName="ml/trainer", policyText=json.dumps(
-                {"Version": "2012-10-17", "Statement": [FOREIGN, late]}))
-
-    world.session.session.events.register("before-call.ecr.GetRepositoryPolicy", race)
-    world.session.session.events.register("before-call.ecr.SetRepositoryPolicy", race)
+    state = race_after_our_first_write(world, "ml/trainer", [FOREIGN, late])
 
     outcome = world.apply(key, spec, None, grants)
 
@@ -279,19 +286,7 @@ def test_a_concurrent_writer_is_one_warning_event_on_the_grant_and_is_counted(
     world.create_role()
     world.create_repository("ml/trainer", policy={"Version": "2012-10-17", "Statement": [FOREIGN]})
     cluster.put("g", grant("ml/trainer"))
-    state = {"set": 0, "raced": False}
-
-    def race(model: object, **_: object) -> None:
-        name = model.name  # type: ignore[attr-defined]
-        if name == "SetRepositoryPolicy":
-            state["set"] += 1
-        elif name == "GetRepositoryPolicy" and state["set"] == 1 and not state["raced"]:
-            state["raced"] = True
-            world.ecr().set_repository_policy(repositoryName="ml/trainer", policyText=json.dumps(
-                {"Version": "2012-10-17", "Statement": [FOREIGN, {**FOREIGN, "Sid": "LateWriter"}]}))
-
-    world.session.session.events.register("before-call.ecr.GetRepositoryPolicy", race)
-    world.session.session.events.register("before-call.ecr.SetRepositoryPolicy", race)
+    state = race_after_our_first_write(world, "ml/trainer", [FOREIGN, {**FOREIGN, "Sid": "LateWriter"}])
     posted: list[tuple[str, str, str, str]] = []
     monkeypatch.setattr("kopf.event", lambda body, *, type, reason, message: posted.append(
         (body["metadata"]["name"], type, reason, message)))
