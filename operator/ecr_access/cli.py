@@ -29,6 +29,7 @@ from ecr_access.aws.ecr import EcrAdapter
 from ecr_access.aws.iam import IamAdapter
 from ecr_access.aws.session import AwsSession
 from ecr_access.config import Config
+from ecr_access.cycle import InHand
 from ecr_access.drift import DriftChecker, jittered
 from ecr_access.metrics import Metrics
 from ecr_access.model import LOG_REFKEY, GrantKey
@@ -58,8 +59,10 @@ def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runti
         defaults.account, defaults.region, defaults.partition, cluster_id, reconciler.prefix,
     )
     home = Registry(defaults.partition, defaults.region, defaults.account)
+    in_hand = InHand(settle=cfg.resync_interval)
     drift = DriftChecker(
         reconciler,
+        in_hand=in_hand,
         interval=cfg.resync_interval,
         retry_delay=cfg.retry_delay,
         stalled_retry_delay=cfg.stalled_retry_delay,
@@ -78,6 +81,7 @@ def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runti
         reconciler=reconciler,
         sweeper=Sweeper(reconciler.repositories, home, cfg.sweep_interval),
         drift=drift,
+        in_hand=in_hand,
         grants_at_start=grants_at_start,
         patch_status=patch_status,
         read_spec=lambda key: kube.read_spec(key.namespace, key.name),

@@ -65,6 +65,7 @@ class PassReport:
     patched: int = 0
     retrying: int = 0
     failed: int = 0
+    left: int = 0  # left to the change handler that has them in hand (`cycle.InHand`), not checked
 
 
 class DriftChecker:
@@ -83,12 +84,14 @@ class DriftChecker:
         first_delay: float | None = None,
         stalled_retry_delay: float = 300.0,
         clock: Callable[[], float] = time.monotonic,
+        in_hand: cycle.InHand | None = None,
     ) -> None:
         """`write_status(key, patch)` merge-patches the grant's status (blocking; run in a thread);
         `warn(grant, reason, message)` posts a Warning Event; `now()` is the timestamp for condition
         transitions. `first_delay` (default: one interval) is the wait from readiness to the first
         pass: at start-up kopf's resume handlers have just applied every grant."""
         self.reconciler = reconciler
+        self.in_hand = in_hand or cycle.InHand(settle=interval, clock=clock)
         self.interval = interval
         self.retry_delay = retry_delay
         self.timing = cycle.Timing(retry_delay, stalled_retry_delay)
@@ -179,8 +182,9 @@ class DriftChecker:
             except Exception:  # a failed pass is retried on the next interval; it must not end the loop
                 logger.exception("Drift check failed; retrying in %.0fs", self.interval)
                 continue
-            logger.info("Drift check: %d grants checked, %d statuses changed, %d retrying, %d failed",
-                        report.checked, report.patched, report.retrying, report.failed)
+            logger.info("Drift check: %d grants checked, %d statuses changed, %d retrying, %d failed, "
+                        "%d left to their change handlers", report.checked, report.patched, report.retrying,
+                        report.failed, report.left)
 
     def due_for_retry(self) -> set[Any]:
         """Grants whose last check failed transiently and is to be repeated before the next pass."""
@@ -212,6 +216,7 @@ class DriftChecker:
         else:
             self._retry.clear()
         report = PassReport()
+        self.in_hand.prune()
         started = self._clock()
         # Inactive grants too (suspended, or their spec invalid): their frozen contribution is
         # judged again (`Reconciler.resync`). A grant handing over belongs to its delete handler.
@@ -222,14 +227,22 @@ class DriftChecker:
 
         async def worker(queue: Iterator[LiveGrant]) -> None:
             for grant in queue:  # the workers of a lane share its queue: a slot frees as its grant ends
-                report.checked += 1
                 try:
                     result = await self._check_one(grant, live, began, (handled or {}).get(grant.key))
                 except Exception as error:
+                    report.checked += 1
                     report.failed += 1
                     logger.error("Drift check of %s failed: %r", grant.key, error, extra=grant.key.log_ref())
                     self._retry[grant.key] = self._clock() + self.retry_delay
                     continue
+                if result == "left":
+                    report.left += 1
+                    if only is not None:
+                        # Asked for by name (a retry, or a policy that changed: `revocation`): the
+                        # handler may have judged it before the change, so check it again after.
+                        self._retry[grant.key] = self._clock() + self.retry_delay
+                    continue
+                report.checked += 1
                 if result == "retry":
                     report.retrying += 1
                     self._retry[grant.key] = self._clock() + self.retry_delay
@@ -250,6 +263,8 @@ class DriftChecker:
         grant = next((entry for entry in live.on_role(snapshot.spec.role.key) if entry.key == snapshot.key), None)
         if grant is None or grant.handing_over:  # deleting: its release handler is in charge
             return "gone"
+        if handled is None and self.in_hand.owns(grant):  # its handler applies and reports it (`cycle.InHand`)
+            return "left"  # (a reconcile-now request is checked all the same: its value must be echoed)
         if not grant.active:  # suspended or invalid: change nothing of it, but judge it as it stands
             await self.reconciler.resync(grant, live, math.inf, since=began)
             return "unchanged"

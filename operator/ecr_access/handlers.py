@@ -163,11 +163,12 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
         return await progress.report_progress(runtime.patch_status, key, generation, previous, work,
                                               after=runtime.config.progress_after, now=now)
 
-    report = await cycle.apply_and_report(
-        runtime.reconciler, key, spec, live, generation=generation, previous=previous,
-        applied=grants.parse_applied(recorded, runtime.defaults, key), recorded=recorded,
-        mode=ApplyMode.change(runtime.reconciler.clock()),
-        timing=_timing(runtime.config), now=now, watch=watch)
+    with runtime.in_hand.holding(key):  # the drift loop leaves the grant to this handler meanwhile
+        report = await cycle.apply_and_report(
+            runtime.reconciler, key, spec, live, generation=generation, previous=previous,
+            applied=grants.parse_applied(recorded, runtime.defaults, key), recorded=recorded,
+            mode=ApplyMode.change(runtime.reconciler.clock()),
+            timing=_timing(runtime.config), now=now, watch=watch)
     _write_status(patch, report.status)
     if report.record is not None:
         patch.metadata.annotations[grants.APPLIED_ANNOTATION] = report.record

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from ecr_access import revocation, status
+from ecr_access import cycle, revocation, status
 from ecr_access.account_check import AccountChecker
 from ecr_access.aws.accounts import AssumedAccounts
 from ecr_access.config import Config
@@ -46,5 +46,8 @@ class Runtime:
     # The accounts EcrAccessAccounts configure (`aws.accounts`), and the check that reports on them.
     others: AssumedAccounts | None = None
     account_checker: AccountChecker | None = None
+    # The grants a change handler has in hand, which the drift loop leaves to it (`cycle.InHand`;
+    # the same object as `drift.in_hand`).
+    in_hand: cycle.InHand = dataclasses.field(default_factory=lambda: cycle.InHand(settle=0.0))
     # What /readyz says (`probes`): AWS answered at start-up, and kopf's indexes are complete.
     readiness: Readiness = dataclasses.field(default_factory=Readiness)
