@@ -47,6 +47,7 @@ class Call:
     operation: str
     protocol: Protocol
     cause: str = ""  # why the client called, from its User-Agent (`CAUSE_RE`), or ""
+    subject: str = ""  # the role or repository it names (`RoleName`, `repositoryName`), or ""
 
 
 def identify(method: str, path: str, query: str, headers: Mapping[str, str], body: bytes) -> Call:
@@ -64,13 +65,24 @@ def _identify(method: str, path: str, query: str, lower: Mapping[str, str], body
     if target:
         prefix, _, operation = target.rpartition(".")
         service = service or _TARGET_SERVICES.get(prefix, prefix.split("_")[0].lower())
-        return Call(service or "unknown", operation or "unknown", Protocol.JSON)
-    action = _form_value(query.encode(), "Action")
+        return Call(service or "unknown", operation or "unknown", Protocol.JSON, subject=_json_subject(body))
+    form = query.encode()
+    action = _form_value(form, "Action")
     if action is None and "x-www-form-urlencoded" in lower.get("content-type", ""):
+        form = body
         action = _form_value(body, "Action")
     if action is not None:
-        return Call(service or "unknown", action, Protocol.QUERY)
+        return Call(service or "unknown", action, Protocol.QUERY, subject=_form_value(form, "RoleName") or "")
     return Call(service or "unknown", f"{method.upper()} {path}", Protocol.OTHER)
+
+
+def _json_subject(body: bytes) -> str:
+    """The repository a JSON-protocol request names, for the timeline (calls told apart by subject)."""
+    try:
+        name = json.loads(body or b"{}").get("repositoryName", "")
+    except (ValueError, AttributeError):
+        return ""
+    return name if isinstance(name, str) else ""
 
 
 def _form_value(raw: bytes, name: str) -> str | None:

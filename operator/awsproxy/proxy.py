@@ -136,7 +136,8 @@ class AwsProxy:
                 and (call.service, call.operation) == ("ecr", "SetRepositoryPolicy")):
             missing = await self._missing_roles(body)
             if missing:  # what ECR answers; moto would have taken it
-                self._counter.add(call.service, call.operation, ["total", "refused_principal"], call.cause)
+                self._counter.add(call.service, call.operation, ["total", "refused_principal"], call.cause,
+                                  call.subject)
                 logger.info("awsproxy: refusing SetRepositoryPolicy naming missing roles %s", missing)
                 return _error(protocol.error_answer(call, principals.REFUSAL))
         outcomes = ["total"]
@@ -146,7 +147,7 @@ class AwsProxy:
             outcomes.append(decision.fault.value)
         if decision.fault in (None, Fault.DROP_AFTER):
             outcomes.append("forwarded")
-        self._counter.add(call.service, call.operation, outcomes, call.cause)
+        self._counter.add(call.service, call.operation, outcomes, call.cause, call.subject)
         if decision.delay:
             await asyncio.sleep(decision.delay)
 

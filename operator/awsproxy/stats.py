@@ -87,13 +87,13 @@ class Counter:
         self._counts: dict[tuple[str, str], collections.Counter[str]] = {}
         self._timeline: list[Arrival] | None = [] if timeline else None
 
-    def add(self, service: str, operation: str, outcomes: Iterable[str], cause: str = "") -> None:
+    def add(self, service: str, operation: str, outcomes: Iterable[str], cause: str = "", subject: str = "") -> None:
         outcomes = list(outcomes)
         with self._lock:
             counter = self._counts.setdefault((service, operation), collections.Counter())
             counter.update(outcomes)
             if self._timeline is not None and "total" in outcomes:
-                self._timeline.append(Arrival(time.time(), service, operation, cause))
+                self._timeline.append(Arrival(time.time(), service, operation, cause, subject))
 
     def timeline(self) -> list[Arrival]:
         """Every request since the last reset, in the order they arrived (empty unless kept)."""
@@ -119,3 +119,4 @@ class Arrival:
     service: str
     operation: str
     cause: str = ""  # why the client called, if its User-Agent said (`protocol.CAUSE_RE`)
+    subject: str = ""  # the role or repository the request names (`protocol.Call.subject`), or ""

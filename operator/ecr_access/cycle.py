@@ -48,29 +48,35 @@ class Report:
 
 
 class InHand:
-    """The grants whose change handler has them in hand, in this process: a pass of the drift loop
-    leaves those to their handler, so that one grant is not in two cycles at once.
+    """The grants a change handler has in hand, in this process: a pass of the drift loop leaves
+    those to their handler, so that one grant is not in two cycles at once.
 
     Two cycles of one grant each report it from their own `previous` status. The drift loop's is
     the index's, which under a burst lags behind the handler's writes by seconds: at N=1,000 a pass
-    that ran through the burst checked grants whose create handler was still applying, or whose
-    handler's patch had not reached the index, and wrote their status again (a new
-    lastTransitionTime) and posted a second `Applied` Event, in what the benchmark had counted as
-    the steady state.
+    that ran through the burst checked grants whose create handler had not begun or was still
+    applying, or whose handler's patch had not reached the index, and wrote their status again (a
+    new lastTransitionTime) and posted a second `Applied` Event, in what the benchmark had counted
+    as the steady state (29 grants of 1,000; 894 with the machine busy).
 
-    A handler holds its grant while it runs (`holding`), and for a while after: kopf writes the
-    status and the applied record only once the handler returns, and the index sees them later.
-    The grant is its handler's until the index shows the record the spec's apply writes (`applied`
-    is the spec), or for at most `settle` seconds after the handler ended (a record that does not
-    move on, or was edited by hand, must not keep the drift loop away for long). In-process state,
-    not the grant's status: nothing written to AWS is decided by it, only which cycle reports.
+    A grant is its handler's from the moment the index shows a spec not yet applied (`expect`: kopf
+    indexes an object before it runs its handlers), while the handler runs (`holding`), and after
+    it, until the index shows the record the apply writes (kopf writes the status and the applied
+    record once the handler returns, and the index sees them later). Never for more than `settle`
+    seconds after the last of these: a record that does not move on (what the previous spec left
+    is unsettled, and kopf retries later), or one edited by hand, must not keep drift repair away
+    for long. In-process state, not the grant's status; nothing written to AWS depends on it,
+    only which cycle reports the grant.
     """
 
     def __init__(self, settle: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.settle = settle
         self._clock = clock
         self._running: collections.Counter[Any] = collections.Counter()
-        self._ended: dict[Any, float] = {}
+        self._handed: dict[Any, float] = {}  # grant key -> when it was last its handler's
+
+    def expect(self, key: Any) -> None:
+        """The index shows grant `key` with a spec not yet applied: its change handler comes next."""
+        self._handed[key] = self._clock()
 
     @contextlib.contextmanager
     def holding(self, key: Any) -> Iterator[None]:
@@ -82,25 +88,25 @@ class InHand:
             self._running[key] -= 1
             if not self._running[key]:
                 del self._running[key]
-            self._ended[key] = self._clock()
+            self._handed[key] = self._clock()
 
     def owns(self, grant: LiveGrant) -> bool:
         """Whether `grant`, as the index holds it now, is still its handler's to report."""
         if grant.key in self._running:
             return True
-        ended = self._ended.get(grant.key)
-        if ended is None:
+        handed = self._handed.get(grant.key)
+        if handed is None:
             return False
-        if grant.applied == grant.spec or self._clock() - ended > self.settle:
-            del self._ended[grant.key]
+        if grant.applied == grant.spec or self._clock() - handed > self.settle:
+            del self._handed[grant.key]
             return False
         return True
 
     def prune(self) -> None:
-        """Forget handlers that ended over `settle` seconds ago (a pass calls it: deleted grants)."""
+        """Forget grants handed over more than `settle` seconds ago (a pass calls it: deleted grants)."""
         now = self._clock()
-        for key in [key for key, ended in self._ended.items() if now - ended > self.settle]:
-            del self._ended[key]
+        for key in [key for key, handed in self._handed.items() if now - handed > self.settle]:
+            del self._handed[key]
 
 
 @dataclasses.dataclass(frozen=True)

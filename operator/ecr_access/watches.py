@@ -73,6 +73,9 @@ def _live_grant(body: Mapping[str, Any], memo: Any) -> grants.LiveGrant | None:
         return entry
     grant = grants.from_body(body, defaults, FINALIZER)
     setattr(memo, _ENTRY, (version, grant))
+    in_hand = getattr(memo.runtime, "in_hand", None)
+    if in_hand is not None and grant is not None and grant.active and grant.applied != grant.spec:
+        in_hand.expect(grant.key)  # a spec not yet applied: its change handler runs next (`cycle.InHand`)
     return grant
 
 

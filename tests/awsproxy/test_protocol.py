@@ -18,7 +18,7 @@ SCOPE = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/{region}/{service}/aw
             {"Authorization": SCOPE.format(region="us-east-1", service="iam"),
              "Content-Type": "application/x-www-form-urlencoded; charset=utf-8"},
             b"Action=GetRole&Version=2010-05-08&RoleName=r",
-            Call("iam", "GetRole", Protocol.QUERY), id="iam-query-body",
+            Call("iam", "GetRole", Protocol.QUERY, subject="r"), id="iam-query-body",
         ),
         pytest.param(
             "POST", "/", "",
@@ -38,7 +38,7 @@ SCOPE = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/{region}/{service}/aw
              "X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.GetRepositoryPolicy",
              "Content-Type": "application/x-amz-json-1.1"},
             b'{"repositoryName": "x"}',
-            Call("ecr", "GetRepositoryPolicy", Protocol.JSON), id="ecr-json",
+            Call("ecr", "GetRepositoryPolicy", Protocol.JSON, subject="x"), id="ecr-json",
         ),
         pytest.param(
             "POST", "/", "",
@@ -54,6 +54,12 @@ SCOPE = ("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/{region}/{service}/aw
 )
 def test_identify(method: str, path: str, query: str, headers: dict[str, str], body: bytes, expected: Call) -> None:
     assert identify(method, path, query, headers, body) == expected
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[1, 2]", b'{"repositoryName": 7}', b""])
+def test_a_json_body_without_a_repository_name_names_no_subject(body: bytes) -> None:
+    call = identify("POST", "/", "", {"X-Amz-Target": "AmazonEC2ContainerRegistry_V20150921.ListImages"}, body)
+    assert (call.operation, call.subject) == ("ListImages", "")
 
 
 def test_a_form_body_is_read_only_when_it_is_a_form() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import asyncio
 import collections
 import json
@@ -121,6 +122,19 @@ def test_the_timeline_lists_each_request_as_it_arrived(moto_url: str) -> None:
         assert before <= calls[0].at <= calls[1].at <= after
         proxy.reset()
         assert proxy.calls() == []
+
+
+def test_the_timeline_names_the_role_or_repository_each_request_is_about(moto_url: str) -> None:
+    """What the benchmark tells repeated reads apart by (`bench.harness --timeline`)."""
+    with run_in_thread(moto_url, timeline=True) as proxy:
+        iam, ecr = make_client("iam", proxy.url), make_client("ecr", proxy.url)
+        with contextlib.suppress(iam.exceptions.NoSuchEntityException):
+            iam.get_role(RoleName="node-a")
+        with contextlib.suppress(ecr.exceptions.RepositoryNotFoundException):
+            ecr.get_repository_policy(repositoryName="ml/a")
+        ecr.describe_repositories()
+        assert [(call.operation, call.subject) for call in proxy.calls()] == [
+            ("GetRole", "node-a"), ("GetRepositoryPolicy", "ml/a"), ("DescribeRepositories", "")]
 
 
 def test_no_timeline_is_kept_unless_asked(proxy: ProxyThread, via_proxy: ClientFactory) -> None:

@@ -7,6 +7,7 @@ import pathlib
 
 import pytest
 
+from awsproxy.stats import Arrival
 from bench import harness
 
 pytestmark = pytest.mark.e2e
@@ -43,3 +44,12 @@ def test_a_small_run_produces_every_measurement(tmp_path: pathlib.Path) -> None:
     assert len(result["drift_repair_s"]) == 1
     assert result["peak_rss_mib"] > 0
     assert out.with_suffix(".png").stat().st_size > 0
+
+
+def test_the_timeline_is_one_json_line_per_request_in_arrival_order(tmp_path: pathlib.Path) -> None:
+    calls = [Arrival(1.0, "iam", "GetRole", "change", "node-a"), Arrival(2.0, "ecr", "ListImages", "drift")]
+    out = tmp_path / "runs" / "burst-10.jsonl"
+    harness.write_timeline(out, calls)
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [
+        {"at": 1.0, "service": "iam", "operation": "GetRole", "cause": "change", "subject": "node-a"},
+        {"at": 2.0, "service": "ecr", "operation": "ListImages", "cause": "drift", "subject": ""}]

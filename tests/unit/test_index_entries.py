@@ -15,6 +15,7 @@ from typing import Any
 import kopf
 
 from ecr_access import grants, watches
+from ecr_access.cycle import InHand
 from ecr_access.model import Defaults
 
 DEFAULTS = Defaults("aws", "us-west-2", "123456789012")
@@ -112,3 +113,21 @@ def test_an_applied_record_equal_to_the_spec_is_the_spec_itself() -> None:
     [entry] = entries(kopf.Body(body))[1]
 
     assert entry.applied is entry.spec
+
+
+def test_an_entry_whose_spec_is_not_yet_applied_is_handed_to_its_change_handler() -> None:
+    """The drift loop leaves such a grant to the handler kopf runs next (`cycle.InHand`); once the
+    applied record is the spec, the entry is nobody's in particular."""
+    in_hand = InHand(settle=300.0)
+    memo = types.SimpleNamespace(runtime=types.SimpleNamespace(defaults=DEFAULTS, in_hand=in_hand))
+    [new] = watches.index_by_role(kopf.Body(raw()), memo).values()
+    assert in_hand.owns(new)
+
+    applied = raw(version="2")
+    spec = grants.parse_own_spec(applied["spec"], DEFAULTS)
+    assert spec is not None
+    applied["metadata"]["annotations"] = {grants.APPLIED_ANNOTATION: grants.applied_annotation(spec)}
+    other = InHand(settle=300.0)
+    memo.runtime.in_hand = other
+    [done] = watches.index_by_role(kopf.Body(applied), memo).values()
+    assert done.applied == done.spec and not other.owns(done)
