@@ -25,6 +25,8 @@ Results go to bench/results/<date>.json and a PNG plot. Timing is a measurement,
 from __future__ import annotations
 
 import argparse
+import collections
+import dataclasses
 import itertools
 import json
 import pathlib
@@ -32,9 +34,11 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from awsproxy.proxy import ProxyThread, run_in_thread
+from awsproxy.stats import Arrival
 from bench import arrivals, plot
 from bench.arrivals import PassLog, kube_get, status_kib
 from bench.report import RESULTS, parse_runs, summary, write
@@ -62,9 +66,12 @@ FOREIGN = {"Sid": "TeamCiPush", "Effect": "Allow", "Principal": {"AWS": "arn:aws
 
 class Bench:
     def __init__(self, run: Run | Scenario, resync: float, steady_intervals: int, drift_samples: int,
-                 workdir: pathlib.Path, metrics: bool = True) -> None:
+                 workdir: pathlib.Path, metrics: bool = True, timeline: pathlib.Path | None = None) -> None:
         """`metrics`: serve /metrics as the operator does by default (False: `--metrics-port 0`, to
-        show that counting adds no AWS call). `steady_intervals` 0 skips the steady window."""
+        show that counting adds no AWS call). `steady_intervals` 0 skips the steady window.
+        `timeline`: also write every request the proxy saw, one JSON line each (time, service,
+        operation, cause, and the role or repository it names), to tell where calls over the bound
+        come from: which role was read twice, and how long after its first read."""
         self.run_spec = run if isinstance(run, Run) else Run(run)
         self.scenario = self.run_spec.scenario
         self.metrics = metrics
@@ -72,6 +79,7 @@ class Bench:
         self.steady_intervals = steady_intervals
         self.drift_samples = drift_samples
         self.workdir = workdir
+        self.timeline = timeline
         self.proxy: ProxyThread | None = None
 
     def _route(self, moto_url: str) -> str:
@@ -118,6 +126,8 @@ class Bench:
         steady = self._steady(sandbox, passes, converged) if self.steady_intervals > 0 else None
         measured_until = time.time()
         calls = [call for call in self.proxy.calls() if call.at <= measured_until]
+        if self.timeline is not None:
+            write_timeline(self.timeline, calls)
         change, drift = split_by_cause(calls)
         change_ops = by_operation(change)
         change_total = sum(change_ops.values())
@@ -125,6 +135,7 @@ class Bench:
         pass_calls = per_pass(drift, [when for when, _ in passes.ended if when <= measured_until], since=started)
         floor = self.scenario.pass_floor()
 
+        events = self._events(sandbox)
         repair = [self._drift_repair(sandbox, sample) for sample in range(self.drift_samples)]
         return {
             "scenario": self.run_spec.name,
@@ -161,19 +172,22 @@ class Bench:
             "peak_rss_mib": round(status_kib(pid, "VmHWM") / 1024, 1),
             "rss_after_mib": round(status_kib(pid, "VmRSS") / 1024, 1),
             "operator_restarts": sandbox.operator_restarts,
+            **events,
         }
 
     def _steady(self, sandbox: Sandbox, passes: PassLog, ready: float) -> dict[str, Any]:
         """The steady state over `steady_intervals` whole drift passes, after one interval to settle
-        (kopf's last annotation patches land just after Ready): from the end of one pass to the end
-        of the last, so that the window holds whole passes only, whatever its phase. A pass's calls
+        (kopf's last annotation patches land just after Ready), and after the burst's Kubernetes
+        writes have drained (`_k8s_quiet`): from the end of one pass to the end of the last, so that
+        the window holds whole passes only, whatever its phase. A pass's calls
         are those the proxy saw after the previous pass ended (the operator logs each end) and up to
         its own end; a check of only some grants meanwhile (a retry) is counted in `other_checks`.
         `drift_reads_per_pass` counts only the calls that named the drift cause; the window's
         writes and `change_calls` count every cause."""
         proxy = self.proxy
         assert proxy is not None
-        timed_from = ready + self.resync
+        settled = self._k8s_quiet(sandbox)
+        timed_from = max(ready + self.resync, settled)
         deadline = timed_from + (self.steady_intervals + 4) * self.resync + 60
         steady_rv = None
         while True:
@@ -188,6 +202,7 @@ class Bench:
             time.sleep(0.05)
         assert steady_rv is not None
         k8s_writes = self._resource_version(sandbox) - steady_rv
+        written = self._written_since(sandbox, steady_rv) if k8s_writes else {}
         ends = ends[:self.steady_intervals + 1]
         calls = proxy.calls()
         in_window = [call for call in calls if ends[0] < call.at <= ends[-1]]
@@ -204,6 +219,8 @@ class Bench:
             "aws_calls": window,
             "change_calls": sum(1 for call in in_window if call.cause != "drift"),
             "k8s_writes": k8s_writes,
+            "k8s_settled_after_ready_s": round(settled - ready, 1),
+            "k8s_written": written,
             "reads_per_pass": [len(each) for each in reads],
             "drift_reads_per_pass": [sum(1 for call in each if call.cause == "drift") for each in reads],
             "reads_per_pass_by_operation": [by_operation(each) for each in reads],
@@ -249,6 +266,54 @@ class Bench:
             time.sleep(max(0.25, 2 * (seen - asked)))  # a list of 10,000 grants is not free for kubesim
         raise TimeoutError(f"only {len(ready)}/{n} grants Ready after {timeout}s")
 
+    def _k8s_quiet(self, sandbox: Sandbox, quiet: float = 3.0) -> float:
+        """When the burst's Kubernetes writes stopped: the first moment kubesim's resourceVersion had
+        not moved for `quiet` seconds. At N=1,000 kopf posts the handlers' Events (one `Applied`
+        per grant) from one queue, and the last of them landed over 20 s after the last grant was
+        Ready, inside a window that began one 20 s interval after Ready. Waiting for a quiet moment
+        hides no steady write: the window then holds whole drift passes, and whatever a pass writes
+        lands inside it."""
+        deadline = time.time() + (self.steady_intervals + 4) * self.resync + 60
+        last, since = self._resource_version(sandbox), time.time()
+        while time.time() - since < quiet:
+            if time.time() > deadline:
+                raise TimeoutError("Kubernetes writes did not stop after the burst")
+            time.sleep(0.25)
+            now = self._resource_version(sandbox)
+            if now != last:
+                last, since = now, time.time()
+        return since
+
+    def _events(self, sandbox: Sandbox) -> dict[str, Any]:
+        """The Events on grants by reason, and how many grants got more than one `Applied`: one
+        change, one Event (`status.transition_events`), however the drift passes fell in the burst."""
+        items = kube_get(sandbox, "/api/v1/events").get("items", [])
+        reasons = collections.Counter(str(item.get("reason")) for item in items)
+        applied = collections.Counter(str((item.get("involvedObject") or {}).get("name")) for item in items
+                                      if item.get("reason") == "Applied")
+        return {"events_by_reason": dict(sorted(reasons.items())),
+                "grants_with_repeated_applied": sum(1 for n in applied.values() if n > 1)}
+
+    # What the steady window's Kubernetes writes could have touched (`_written_since`).
+    WRITABLE = {"EcrAccessGrant": "/apis/ecraccess.io/v1alpha1/ecraccessgrants",
+                "EcrGrantPolicy": "/apis/ecraccess.io/v1alpha1/ecrgrantpolicies",
+                "EcrAccessAccount": "/apis/ecraccess.io/v1alpha1/ecraccessaccounts",
+                "Event": "/api/v1/events"}
+
+    def _written_since(self, sandbox: Sandbox, rv: int) -> dict[str, Any]:
+        """Which objects the steady window wrote (their resourceVersion is past `rv`), by kind, with
+        a few names and one whole object: a steady write says what it was, not only that it was."""
+        found: dict[str, Any] = {}
+        for kind, path in self.WRITABLE.items():
+            items = [item for item in kube_get(sandbox, path).get("items", [])
+                     if int(item["metadata"].get("resourceVersion", 0)) > rv]
+            if items:
+                found[kind] = {"objects": len(items),
+                               "names": [f"{i['metadata'].get('namespace', '')}/{i['metadata']['name']}"
+                                         for i in items[:3]],
+                               "example": items[0]}
+        return found
+
     def _resource_version(self, sandbox: Sandbox) -> int:
         """kubesim has one global resourceVersion: its growth counts every Kubernetes write."""
         body = kube_get(sandbox, "/api/v1/namespaces")
@@ -288,12 +353,22 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt  # so that the sandbox's context manager stops its processes
 
 
+def write_timeline(path: pathlib.Path, calls: Iterable[Arrival]) -> None:
+    """One JSON line per request, in arrival order (`Bench.timeline`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as out:
+        for call in calls:
+            out.write(json.dumps(dataclasses.asdict(call), separators=(",", ":")) + "\n")
+
+
 def execute(runs: list[Run], resync: float, steady_intervals: int, drift_samples: int,
-            metrics: bool = True) -> list[dict[str, Any]]:
+            metrics: bool = True, timeline: pathlib.Path | None = None) -> list[dict[str, Any]]:
+    """`timeline`: a directory for each run's request timeline (`Bench.timeline`), or None."""
     results = []
     for run in runs:
         with tempfile.TemporaryDirectory(prefix=f"bench-{run.name}-{run.scenario.grants}-") as workdir:
-            bench = Bench(run, resync, steady_intervals, drift_samples, pathlib.Path(workdir), metrics=metrics)
+            bench = Bench(run, resync, steady_intervals, drift_samples, pathlib.Path(workdir), metrics=metrics,
+                          timeline=timeline / f"{run.name}-{run.scenario.grants}.jsonl" if timeline else None)
             result = bench.run()
         results.append(result)
         print(summary(result), flush=True)
@@ -314,9 +389,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=None, help="results JSON (default bench/results/)")
     parser.add_argument("--no-plot", action="store_true")
     parser.add_argument("--no-metrics", action="store_true", help="run the operator with --metrics-port 0")
+    parser.add_argument("--timeline", type=pathlib.Path, default=None,
+                        help="a directory: write each run's requests there, one JSON line each")
     args = parser.parse_args(argv)
     runs = parse_runs(args.scenarios, args.sizes, args.trickle_sizes, args.trickle_seconds)
-    results = execute(runs, args.resync, args.steady_intervals, args.drift_samples, metrics=not args.no_metrics)
+    results = execute(runs, args.resync, args.steady_intervals, args.drift_samples, metrics=not args.no_metrics,
+                      timeline=args.timeline)
     out = write(results, args.out)
     if not args.no_plot:
         plot.plot(results, out.with_suffix(".png"))

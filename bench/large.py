@@ -39,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="resync interval: a pass reads 2,500 answers at 20/s per service, so > 125 s")
     parser.add_argument("--steady-intervals", type=int, default=1)
     parser.add_argument("--out", type=pathlib.Path, default=None)
+    parser.add_argument("--timeline", type=pathlib.Path, default=None,
+                        help="a file: write every request there, one JSON line each (`harness.Bench`)")
     args = parser.parse_args(argv)
     scenario = Scenario.large() if args.grants == 10_000 else Scenario.sized(args.grants)
     with tempfile.TemporaryDirectory(prefix="bench-large-") as workdir:
         result = harness.Bench(harness.Run(scenario), args.resync, args.steady_intervals, 0,
-                               pathlib.Path(workdir)).run()
+                               pathlib.Path(workdir), timeline=args.timeline).run()
     print(harness.summary(result), flush=True)
     checks = targets(result)
     for check in checks:

@@ -47,6 +47,9 @@ def summary(result: dict[str, Any]) -> str:
         line += (f"\n  steady: {steady['passes']} passes, drift reads per pass {steady['drift_reads_per_pass']} "
                  f"(floor {steady['pass_floor']}), {steady['aws_writes']} AWS writes, {steady['k8s_writes']} "
                  f"k8s writes, {steady['change_calls']} change-driven calls; drift repair {result['drift_repair_s']}")
+    if "events_by_reason" in result:  # results from before 2026-12-03 have none
+        line += (f"\n  Events {result['events_by_reason']}, {result['grants_with_repeated_applied']} grants with "
+                 "more than one Applied")
     return line + f"\n  change-driven by operation {result['change_calls']} against {result['lower_bound']}"
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import random
