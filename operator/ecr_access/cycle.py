@@ -56,7 +56,9 @@ class InHand:
     that ran through the burst checked grants whose create handler had not begun or was still
     applying, or whose handler's patch had not reached the index, and wrote their status again (a
     new lastTransitionTime) and posted a second `Applied` Event, in what the benchmark had counted
-    as the steady state (29 grants of 1,000; 894 with the machine busy).
+    as the steady state. (That was one cause of repeated `Applied` Events at N=1,000, not the only
+    one: with this in place some runs still show them, from handlers that ran a second time; see
+    the CHANGELOG.)
 
     A grant is its handler's from the moment the index shows a spec not yet applied (`expect`: kopf
     indexes an object before it runs its handlers), while the handler runs (`holding`), and after
