@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -362,14 +363,24 @@ def write_timeline(path: pathlib.Path, calls: Iterable[Arrival]) -> None:
 
 
 def execute(runs: list[Run], resync: float, steady_intervals: int, drift_samples: int,
-            metrics: bool = True, timeline: pathlib.Path | None = None) -> list[dict[str, Any]]:
-    """`timeline`: a directory for each run's request timeline (`Bench.timeline`), or None."""
+            metrics: bool = True, timeline: pathlib.Path | None = None,
+            keep: pathlib.Path | None = None) -> list[dict[str, Any]]:
+    """`timeline`: a directory for each run's request timeline (`Bench.timeline`), or None. `keep`: a
+    directory under which each run's sandbox (operator.log, kubesim's and moto's logs) is left, or
+    None for a temporary one removed after the run."""
     results = []
     for run in runs:
-        with tempfile.TemporaryDirectory(prefix=f"bench-{run.name}-{run.scenario.grants}-") as workdir:
+        prefix = f"bench-{run.name}-{run.scenario.grants}-"
+        if keep is not None:
+            keep.mkdir(parents=True, exist_ok=True)
+        with contextlib.ExitStack() as stack:
+            workdir = (tempfile.mkdtemp(prefix=prefix, dir=keep) if keep is not None
+                       else stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
             bench = Bench(run, resync, steady_intervals, drift_samples, pathlib.Path(workdir), metrics=metrics,
                           timeline=timeline / f"{run.name}-{run.scenario.grants}.jsonl" if timeline else None)
             result = bench.run()
+        if keep is not None:
+            print(f"kept {workdir}", flush=True)
         results.append(result)
         print(summary(result), flush=True)
     return results
@@ -391,10 +402,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-metrics", action="store_true", help="run the operator with --metrics-port 0")
     parser.add_argument("--timeline", type=pathlib.Path, default=None,
                         help="a directory: write each run's requests there, one JSON line each")
+    parser.add_argument("--keep", type=pathlib.Path, default=None,
+                        help="a directory: leave each run's sandbox (operator.log and the servers' logs) under it")
     args = parser.parse_args(argv)
     runs = parse_runs(args.scenarios, args.sizes, args.trickle_sizes, args.trickle_seconds)
     results = execute(runs, args.resync, args.steady_intervals, args.drift_samples, metrics=not args.no_metrics,
-                      timeline=args.timeline)
+                      timeline=args.timeline, keep=args.keep)
     out = write(results, args.out)
     if not args.no_plot:
         plot.plot(results, out.with_suffix(".png"))

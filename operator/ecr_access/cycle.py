@@ -56,18 +56,17 @@ class InHand:
     that ran through the burst checked grants whose create handler had not begun or was still
     applying, or whose handler's patch had not reached the index, and wrote their status again (a
     new lastTransitionTime) and posted a second `Applied` Event, in what the benchmark had counted
-    as the steady state. (That was one cause of repeated `Applied` Events at N=1,000, not the only
-    one: with this in place some runs still show them, from handlers that ran a second time; see
-    the CHANGELOG.)
+    as the steady state.
 
     A grant is its handler's from the moment the index shows a spec not yet applied (`expect`: kopf
     indexes an object before it runs its handlers), while the handler runs (`holding`), and after
-    it, until the index shows the record the apply writes (kopf writes the status and the applied
-    record once the handler returns, and the index sees them later). Never for more than `settle`
-    seconds after the last of these: a record that does not move on (what the previous spec left
-    is unsettled, and kopf retries later), or one edited by hand, must not keep drift repair away
-    for long. In-process state, not the grant's status; nothing written to AWS depends on it,
-    only which cycle reports the grant.
+    it, until the index shows the handler's whole patch: the applied record and the conditions the
+    handler reported (`writes`). kopf writes them in two requests, the object's metadata and then
+    its status subresource, and the index may see the first seconds before the second. Never for
+    more than `settle` seconds after the last of these: a record that does not move on (what the
+    previous spec left is unsettled, and kopf retries later), or one edited by hand, must not keep
+    drift repair away for long. In-process state, not the grant's status; nothing written to AWS
+    depends on it, only which cycle reports the grant.
     """
 
     def __init__(self, settle: float, clock: Callable[[], float] = time.monotonic) -> None:
@@ -75,6 +74,7 @@ class InHand:
         self._clock = clock
         self._running: collections.Counter[Any] = collections.Counter()
         self._handed: dict[Any, float] = {}  # grant key -> when it was last its handler's
+        self._written: dict[Any, tuple[Any, ...]] = {}  # grant key -> the conditions its handler reported
 
     def expect(self, key: Any) -> None:
         """The index shows grant `key` with a spec not yet applied: its change handler comes next."""
@@ -92,6 +92,14 @@ class InHand:
                 del self._running[key]
             self._handed[key] = self._clock()
 
+    def writes(self, key: Any, patch: Mapping[str, Any]) -> None:
+        """The handler of grant `key` reports the status merge `patch`: the index must show its
+        conditions before the grant is the drift loop's again (none: it changes none)."""
+        if patch.get("conditions") is not None:
+            self._written[key] = _conditions(patch)
+        else:
+            self._written.pop(key, None)
+
     def owns(self, grant: LiveGrant) -> bool:
         """Whether `grant`, as the index holds it now, is still its handler's to report."""
         if grant.key in self._running:
@@ -99,8 +107,9 @@ class InHand:
         handed = self._handed.get(grant.key)
         if handed is None:
             return False
-        if grant.applied == grant.spec or self._clock() - handed > self.settle:
-            del self._handed[grant.key]
+        shown = grant.applied == grant.spec and self._written.get(grant.key, ()) in ((), _conditions(grant.status))
+        if shown or self._clock() - handed > self.settle:
+            self._forget(grant.key)
             return False
         return True
 
@@ -108,7 +117,18 @@ class InHand:
         """Forget grants handed over more than `settle` seconds ago (a pass calls it: deleted grants)."""
         now = self._clock()
         for key in [key for key, handed in self._handed.items() if now - handed > self.settle]:
-            del self._handed[key]
+            self._forget(key)
+
+    def _forget(self, key: Any) -> None:
+        del self._handed[key]
+        self._written.pop(key, None)
+
+
+def _conditions(status: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What is compared of a status the handler wrote and the one the index shows: each condition's
+    type, status and reason, not a message or a time the API server may store otherwise."""
+    return tuple((item.get("type"), item.get("status"), item.get("reason"))
+                 for item in status.get("conditions") or () if isinstance(item, Mapping))
 
 
 @dataclasses.dataclass(frozen=True)

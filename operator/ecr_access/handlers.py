@@ -169,6 +169,7 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
             applied=grants.parse_applied(recorded, runtime.defaults, key), recorded=recorded,
             mode=ApplyMode.change(runtime.reconciler.clock()),
             timing=_timing(runtime.config), now=now, watch=watch)
+        runtime.in_hand.writes(key, report.status)
     _write_status(patch, report.status)
     if report.record is not None:
         patch.metadata.annotations[grants.APPLIED_ANNOTATION] = report.record

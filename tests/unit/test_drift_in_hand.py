@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 
 from ecr_access.config import Config
 from ecr_access.cycle import InHand
@@ -140,4 +141,37 @@ def test_a_grant_the_index_shows_unapplied_is_its_handlers_before_the_handler_be
     w.in_hand.expect(MINE)  # the index function saw "mine" with no applied record
     assert w.check() == 1 and MINE not in w.written
     w.clock.now += SETTLE + 1.0  # no handler came (the record was edited by hand): the pass's again
+    assert w.check() == 2 and MINE in w.written
+
+
+READY = {"observedGeneration": 1, "conditions": [
+    {"type": "Ready", "status": "True", "reason": "Applied", "message": "m", "lastTransitionTime": "T"}]}
+
+
+def test_the_record_without_the_handlers_status_keeps_the_grant_the_handlers() -> None:
+    """kopf writes a handler's patch in two requests, the object's metadata (the applied record)
+    and then its status subresource, and under a burst the index sees the first seconds before the
+    second (6 of 1,000 grants got a second `Applied` Event from a pass in between, after the
+    record alone was enough). The grant is the pass's again only once the index shows both."""
+    w = world()
+    with w.in_hand.holding(MINE):
+        w.in_hand.writes(MINE, READY)
+    w.clock.now += 1.0
+    grant = w.live.live[MINE]
+    w.live.live[MINE] = LiveGrant(MINE, grant.spec, generation=1, applied=grant.spec)  # the metadata patch
+    assert w.check() == 1 and MINE not in w.written, "the index shows the record, not yet the status"
+    w.live.live[MINE] = dataclasses.replace(w.live.live[MINE], status_json=json.dumps(READY))  # the status patch
+    assert w.check() == 2 and MINE in w.written, "the index shows the handler's whole patch"
+
+
+def test_a_status_the_server_reworded_still_releases_the_grant() -> None:
+    """What is compared is each condition's type, status and reason: a message or a time the API
+    server stored otherwise (pruned, reformatted) must not keep the pass away for `settle` seconds."""
+    w = world()
+    with w.in_hand.holding(MINE):
+        w.in_hand.writes(MINE, READY)
+    stored = {"observedGeneration": 1, "conditions": [
+        {"type": "Ready", "status": "True", "reason": "Applied", "message": "other", "lastTransitionTime": "U"}]}
+    grant = w.live.live[MINE]
+    w.live.live[MINE] = LiveGrant(MINE, grant.spec, generation=1, applied=grant.spec, status_json=json.dumps(stored))
     assert w.check() == 2 and MINE in w.written
