@@ -8,6 +8,7 @@ whether it passed, in bench/results/<date>-large.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import pathlib
 import signal
 import sys
@@ -41,9 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=pathlib.Path, default=None)
     parser.add_argument("--timeline", type=pathlib.Path, default=None,
                         help="a file: write every request there, one JSON line each (`harness.Bench`)")
+    parser.add_argument("--keep", type=pathlib.Path, default=None,
+                        help="a directory: leave the run's sandbox (operator.log and the servers' logs) under it")
     args = parser.parse_args(argv)
     scenario = Scenario.large() if args.grants == 10_000 else Scenario.sized(args.grants)
-    with tempfile.TemporaryDirectory(prefix="bench-large-") as workdir:
+    with contextlib.ExitStack() as stack:
+        if args.keep is not None:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            workdir = tempfile.mkdtemp(prefix="bench-large-", dir=args.keep)
+            print(f"keeping {workdir}", flush=True)
+        else:
+            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-large-"))
         result = harness.Bench(harness.Run(scenario), args.resync, args.steady_intervals, 0,
                                pathlib.Path(workdir), timeline=args.timeline).run()
     print(harness.summary(result), flush=True)
