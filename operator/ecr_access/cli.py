@@ -85,6 +85,7 @@ def build_runtime(cfg: Config, metrics: Metrics | None = None) -> handlers.Runti
         grants_at_start=grants_at_start,
         patch_status=patch_status,
         read_spec=lambda key: kube.read_spec(key.namespace, key.name),
+        read_grant=lambda key: kube.read_grant(key.namespace, key.name),
         patch_policy_status=kube.patch_policy_status,
         others=others,
         account_checker=AccountChecker(others, defaults, retry_delay=cfg.retry_delay,

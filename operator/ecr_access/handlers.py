@@ -38,6 +38,9 @@ RECONCILE_REQUESTED = "ecraccess.io/reconcile-requested-at"
 
 logger = logging.getLogger(__name__)
 
+# On a grant's own kopf memo: (uid, generation, applied record) its change handler last had kopf write.
+_WROTE = "ecr_access_wrote"
+
 # What the rest of the code, the tests and deploy/ name here (some are defined in `watches` and `model`).
 __all__ = [
     "ANNOTATION_PREFIX",
@@ -156,6 +159,21 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
         return
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
     recorded = (meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION)
+    wrote = (meta.get("uid"), generation, grants.applied_annotation(spec))
+    if getattr(memo, _WROTE, None) == wrote and recorded != wrote[2] and runtime.read_grant is not None:
+        # This process had kopf write this spec's record, and the body lacks it: kopf handed over an
+        # event from before its own patch (its watch lagged longer than it waits for that patch).
+        # Apply as always (what AWS gets is never decided from status), but report from the grant
+        # as the API server has it now: from the stale body, the report was a second `Applied`
+        # Event and a status written again.
+        fresh = await asyncio.to_thread(runtime.read_grant, key)
+        fresh_meta = (fresh or {}).get("metadata") or {}
+        if fresh is None or fresh_meta.get("uid") != wrote[0] or fresh_meta.get("generation") != generation:
+            return  # gone, or its spec changed since: kopf has newer events to hand over
+        logger.info("Grant %s: kopf handed over a body older than its last patch; reporting from the grant "
+                    "read afresh", key, extra=key.log_ref())
+        previous = dict(fresh.get("status") or {})
+        recorded = (fresh_meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION)
 
     async def watch(work: asyncio.Future[Any]) -> Mapping[str, Any]:
         if generation == previous.get("observedGeneration"):  # a resume or a label edit, not a new spec
@@ -173,6 +191,7 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     _write_status(patch, report.status)
     if report.record is not None:
         patch.metadata.annotations[grants.APPLIED_ANNOTATION] = report.record
+    setattr(memo, _WROTE, (meta.get("uid"), generation, report.record or recorded))  # memo: this object's own
     for reason, message in (*report.notes, *report.unsettled):
         events.post(body, "Warning", reason, message)
     for kind, reason, message in report.events:

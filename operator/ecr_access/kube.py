@@ -71,15 +71,22 @@ def _patch_cluster_status(plural: str, name: str, patch: Mapping[str, Any]) -> N
             raise
 
 
-def read_spec(namespace: str, name: str) -> Mapping[str, Any] | None:
-    """The grant's spec as the API server has it now; None once the grant is gone."""
+def read_grant(namespace: str, name: str) -> Mapping[str, Any] | None:
+    """The grant as the API server has it now; None once it is gone."""
     try:
-        body = client.CustomObjectsApi().get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name)
+        body: Mapping[str, Any] = client.CustomObjectsApi().get_namespaced_custom_object(
+            GROUP, VERSION, namespace, PLURAL, name)
     except client.ApiException as error:
         if error.status == 404:
             return None
         raise
-    spec: Mapping[str, Any] | None = body.get("spec")
+    return body
+
+
+def read_spec(namespace: str, name: str) -> Mapping[str, Any] | None:
+    """The grant's spec as the API server has it now; None once the grant is gone."""
+    body = read_grant(namespace, name)
+    spec: Mapping[str, Any] | None = None if body is None else body.get("spec")
     return spec
 
 

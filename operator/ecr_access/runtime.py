@@ -39,6 +39,10 @@ class Runtime:
     # The grant's spec as the API server has it now (blocking; None once it is gone), or None when
     # there is no API server to ask: then a stalled delete just waits out stalled_retry_delay.
     read_spec: Callable[[GrantKey], Mapping[str, Any] | None] | None = None
+    # The whole grant as the API server has it now (blocking; None once it is gone), or None where
+    # there is none to ask: a change handler given a body older than what it had kopf write reads
+    # the grant afresh (`handlers._apply`).
+    read_grant: Callable[[GrantKey], Mapping[str, Any] | None] | None = None
     # What the policies and namespace labels were when last seen (`revocation`), and the writer of a
     # policy's status (`kube.patch_policy_status`).
     revocations: revocation.Watch = dataclasses.field(default_factory=revocation.Watch)

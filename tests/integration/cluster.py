@@ -34,7 +34,8 @@ class Cluster:
         self.policies: dict[str, dict[str, Any]] = {}  # EcrGrantPolicy bodies by name
         self.namespaces: dict[str, dict[str, str]] = {}  # namespace labels
         self.memo = kopf.Memo(runtime=handlers.Runtime(self.config, DEFAULTS, world.reconciler, sweeper,
-                                                       patch_status=self.patch_status))
+                                                       patch_status=self.patch_status,
+                                                       read_grant=lambda key: copy.deepcopy(self.bodies.get(key.name))))
         self.patches: list[dict[str, Any]] = []
         self.direct: list[tuple[str, dict[str, Any]]] = []  # status written at once, outside kopf's patch
         self.loop = world.loop  # one loop for the handlers and the world's own calls, as under kopf
