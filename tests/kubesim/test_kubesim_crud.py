@@ -5,7 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import pytest
 from kubesim_helpers import GROUP, WIDGET_CRD, WIDGETS, Client, widget
+
+import kubesim.api
 
 NAMESPACES = "/api/v1/namespaces"
 
@@ -37,6 +40,19 @@ def test_generate_name_makes_a_unique_name(client: Client, crd: dict[str, Any]) 
     first = client.post(WIDGETS, body)[1]["metadata"]["name"]
     second = client.post(WIDGETS, body)[1]["metadata"]["name"]
     assert first.startswith("gen-") and len(first) == 9 and first != second
+
+
+def test_a_generated_name_that_is_taken_is_generated_again(client: Client, crd: dict[str, Any],
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """As the apiserver does (RetryGenerateName, GA in Kubernetes 1.32): five random characters collide
+    among 10,000 names about three times (kopf's Events at N=10,000 lost three `Applied` to 409s)."""
+    picks = iter("bbbbb" "bbbbb" "ccccc")
+    monkeypatch.setattr(kubesim.api.secrets, "choice", lambda alphabet: next(picks))
+    body = widget("")
+    body["metadata"] = {"generateName": "gen-"}
+    assert client.post(WIDGETS, body)[1]["metadata"]["name"] == "gen-bbbbb"
+    status, created, _ = client.post(WIDGETS, body)
+    assert (status, created["metadata"]["name"]) == (201, "gen-ccccc")
 
 
 def test_create_twice_is_409_already_exists(client: Client, crd: dict[str, Any]) -> None:
