@@ -299,7 +299,9 @@ class Routes:
             if now >= deadline:
                 return
             if bookmarks and now >= next_bookmark:
-                await send.bookmark(str(self.store.resource_version))
+                # Only a version whose events this watch has sent: a client resumes from the last
+                # version it saw, and would never get the events still queued here.
+                await send.bookmark(str(self.store.resource_version if watcher.queue.empty() else last_rv))
                 next_bookmark = now + self.settings.bookmark_interval
             wait = min(deadline, next_bookmark if bookmarks else deadline, now + self.settings.poll_interval) - now
             try:
@@ -322,6 +324,7 @@ class Routes:
                     break
                 if queued.rv <= last_rv:
                     continue
+                last_rv = queued.rv  # sent, or not this watch's to send
                 translated = _translate(queued, matches)
                 if translated is not None:
                     lines.append(send.line(translated[0], queued, translated[1]))

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
+import types
 from typing import Any
 
 from kubesim_helpers import WIDGETS, Client, widget
 
 from kubesim import server
+from kubesim.routes import Routes, WatchSettings
+from kubesim.store import Store
 
 
 def _collect(stream: Any, count: int) -> list[dict[str, Any]]:
@@ -170,3 +174,38 @@ def test_table_watch_rows(client: Client, crd: dict[str, Any]) -> None:
     assert event is not None and event["object"]["kind"] == "Table"
     assert event["object"]["rows"][0]["cells"][:2] == ["a", 3]
     stream.close()
+
+
+def test_a_bookmark_never_claims_a_version_whose_events_are_still_queued() -> None:
+    """A watch whose client reads slowly has events queued; a bookmark at the store's newest version
+    told the client it had seen them. kopf resumes a watch that timed out from the last version it
+    saw, so the events still queued when the stream ended were never sent (found at N=10,000, where
+    kopf's watch lagged minutes). The apiserver bookmarks only versions whose events were sent."""
+    store = Store()
+    routes = Routes(types.SimpleNamespace(registry=None, store=store),  # type: ignore[arg-type]
+                    WatchSettings(bookmark_interval=0.0, poll_interval=0.01))
+    watcher = store.subscribe("/widgets", None)
+    for name in ("a", "b", "c"):  # queued for the watch, none sent yet
+        store.put("/widgets", {"metadata": {"name": name, "resourceVersion": str(store.next_rv())}})
+    sent: list[tuple[str, int]] = []
+
+    class Send:
+        async def bookmark(self, rv: str, initial_end: bool = False) -> None:
+            sent.append(("BOOKMARK", int(rv)))
+
+        def line(self, kind: str, event: Any, obj: Any) -> str:
+            return f"{kind} {event.rv}\n"
+
+        async def write(self, text: str) -> None:
+            sent.extend((kind, int(rv)) for kind, rv in (line.split() for line in text.splitlines()))
+
+    request = types.SimpleNamespace(transport=types.SimpleNamespace(is_closing=lambda: False))
+    asyncio.run(routes._stream(request, watcher, Send(), lambda obj: True, 0, 0.05, True))  # type: ignore[arg-type]
+
+    assert [rv for kind, rv in sent if kind == "ADDED"] == [1, 2, 3]
+    seen = 0
+    for kind, rv in sent:
+        if kind == "BOOKMARK":
+            assert rv <= seen, f"a bookmark at {rv} before the event at {seen + 1} was sent: {sent[:6]}"
+        seen = max(seen, rv)
+    assert ("BOOKMARK", 3) in sent, "once the queue is drained, the newest version"
