@@ -38,7 +38,8 @@ RECONCILE_REQUESTED = "ecraccess.io/reconcile-requested-at"
 
 logger = logging.getLogger(__name__)
 
-# On a grant's own kopf memo: (uid, generation, applied record) its change handler last had kopf write.
+# On a grant's own kopf memo: (uid, generation, hash of the applied record) its change handler last had
+# kopf write (a hash: the record itself is a few hundred bytes per grant, kept for the grant's life).
 _WROTE = "ecr_access_wrote"
 
 # What the rest of the code, the tests and deploy/ name here (some are defined in `watches` and `model`).
@@ -159,8 +160,8 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
         return
     key = GrantKey(meta.get("namespace", ""), meta.get("name", ""))
     recorded = (meta.get("annotations") or {}).get(grants.APPLIED_ANNOTATION)
-    wrote = (meta.get("uid"), generation, grants.applied_annotation(spec))
-    if getattr(memo, _WROTE, None) == wrote and recorded != wrote[2] and runtime.read_grant is not None:
+    wrote = (meta.get("uid"), generation, hash(grants.applied_annotation(spec)))
+    if getattr(memo, _WROTE, None) == wrote and hash(recorded) != wrote[2] and runtime.read_grant is not None:
         # This process had kopf write this spec's record, and the body lacks it: kopf handed over an
         # event from before its own patch (its watch lagged longer than it waits for that patch).
         # Apply as always (what AWS gets is never decided from status), but report from the grant
@@ -191,7 +192,7 @@ async def _apply(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, kwargs: Ma
     _write_status(patch, report.status)
     if report.record is not None:
         patch.metadata.annotations[grants.APPLIED_ANNOTATION] = report.record
-    setattr(memo, _WROTE, (meta.get("uid"), generation, report.record or recorded))  # memo: this object's own
+    setattr(memo, _WROTE, (meta.get("uid"), generation, hash(report.record or recorded)))  # this object's memo
     for reason, message in (*report.notes, *report.unsettled):
         events.post(body, "Warning", reason, message)
     for kind, reason, message in report.events:
