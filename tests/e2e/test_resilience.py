@@ -502,24 +502,28 @@ class ForeignWriter(threading.Thread):
         self.stale_requested.set()
         assert self.stale_written.wait(timeout=10), "the foreign writer did not write its stale copy"
 
+    def write_round(self) -> None:
+        """One read-modify-write (the loop's round; a test also calls it once the loop has stopped)."""
+        self.rounds += 1
+        doc = repository_policy(self.ecr, self.repo)
+        if doc is None:
+            doc = document()
+        self.first = self.first or json.loads(json.dumps(doc))
+        if self.stale_requested.is_set() and not self.stale_written.is_set():
+            doc = json.loads(json.dumps(self.first))
+        time.sleep(self.rng.uniform(0.02, 0.1))
+        kept = [item for item in policy.statements(doc) if not str(item.get("Sid", "")).startswith(WRITER_SID)]
+        mine = self.statement(self.rounds)
+        doc["Statement"] = [*kept, mine]
+        self.ecr.set_repository_policy(repositoryName=self.repo, policyText=json.dumps(doc))
+        self.last = mine
+        if self.stale_requested.is_set():
+            self.stale_written.set()
+
     def run(self) -> None:
         try:
             while not self.stop.is_set():
-                self.rounds += 1
-                doc = repository_policy(self.ecr, self.repo)
-                if doc is None:
-                    doc = document()
-                self.first = self.first or json.loads(json.dumps(doc))
-                if self.stale_requested.is_set() and not self.stale_written.is_set():
-                    doc = json.loads(json.dumps(self.first))
-                time.sleep(self.rng.uniform(0.02, 0.1))
-                kept = [item for item in policy.statements(doc) if not str(item.get("Sid", "")).startswith(WRITER_SID)]
-                mine = self.statement(self.rounds)
-                doc["Statement"] = [*kept, mine]
-                self.ecr.set_repository_policy(repositoryName=self.repo, policyText=json.dumps(doc))
-                self.last = mine
-                if self.stale_requested.is_set():
-                    self.stale_written.set()
+                self.write_round()
                 self.stop.wait(self.rng.uniform(0.05, 0.2))
         except BaseException as error:
             self.error = error
@@ -562,8 +566,14 @@ def test_a_foreign_writer_loses_nothing_and_our_statements_are_repaired(
     assert writer.rounds >= 20 and writer.last is not None
     print(f"foreign writer: {writer.rounds} rounds, last {writer.last['Sid']}")
 
+    # The writer's last rounds may have landed inside a repair's read-to-write window, and be lost
+    # (the xfail below): which of them survived is a race. Once our statements stand again, a last
+    # round outside any window must be kept as written, beside ours.
+    assert_aws_converges(driver, [repo, other], wants, roles, {repo: [base]}, ignore_sid_prefix=WRITER_SID,
+                         timeout=RESYNC * 5, context="after the foreign writer stopped")
+    writer.write_round()
     assert_aws_converges(driver, [repo, other], wants, roles, {repo: [base, writer.last]}, timeout=RESYNC * 5,
-                         context="after the foreign writer stopped")
+                         context="after the foreign writer's last round")
 
 
 @pytest.mark.xfail(strict=True, reason=(
