@@ -35,7 +35,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from awsproxy.proxy import ProxyThread, run_in_thread
@@ -362,6 +362,20 @@ def write_timeline(path: pathlib.Path, calls: Iterable[Arrival]) -> None:
             out.write(json.dumps(dataclasses.asdict(call), separators=(",", ":")) + "\n")
 
 
+@contextlib.contextmanager
+def workdir(prefix: str, keep: pathlib.Path | None) -> Iterator[pathlib.Path]:
+    """A run's sandbox directory: a temporary one, removed afterwards, or with `keep` a new one
+    under `keep` that is left (its operator.log and the servers' logs), named on stdout."""
+    if keep is None:
+        with tempfile.TemporaryDirectory(prefix=prefix) as temporary:
+            yield pathlib.Path(temporary)
+        return
+    keep.mkdir(parents=True, exist_ok=True)
+    kept = pathlib.Path(tempfile.mkdtemp(prefix=prefix, dir=keep))
+    print(f"keeping {kept}", flush=True)
+    yield kept
+
+
 def execute(runs: list[Run], resync: float, steady_intervals: int, drift_samples: int,
             metrics: bool = True, timeline: pathlib.Path | None = None,
             keep: pathlib.Path | None = None) -> list[dict[str, Any]]:
@@ -370,17 +384,10 @@ def execute(runs: list[Run], resync: float, steady_intervals: int, drift_samples
     None for a temporary one removed after the run."""
     results = []
     for run in runs:
-        prefix = f"bench-{run.name}-{run.scenario.grants}-"
-        if keep is not None:
-            keep.mkdir(parents=True, exist_ok=True)
-        with contextlib.ExitStack() as stack:
-            workdir = (tempfile.mkdtemp(prefix=prefix, dir=keep) if keep is not None
-                       else stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
-            bench = Bench(run, resync, steady_intervals, drift_samples, pathlib.Path(workdir), metrics=metrics,
+        with workdir(f"bench-{run.name}-{run.scenario.grants}-", keep) as where:
+            bench = Bench(run, resync, steady_intervals, drift_samples, where, metrics=metrics,
                           timeline=timeline / f"{run.name}-{run.scenario.grants}.jsonl" if timeline else None)
             result = bench.run()
-        if keep is not None:
-            print(f"kept {workdir}", flush=True)
         results.append(result)
         print(summary(result), flush=True)
     return results

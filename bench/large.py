@@ -8,11 +8,9 @@ whether it passed, in bench/results/<date>-large.json.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import pathlib
 import signal
 import sys
-import tempfile
 from typing import Any
 
 from bench import harness
@@ -46,15 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="a directory: leave the run's sandbox (operator.log and the servers' logs) under it")
     args = parser.parse_args(argv)
     scenario = Scenario.large() if args.grants == 10_000 else Scenario.sized(args.grants)
-    with contextlib.ExitStack() as stack:
-        if args.keep is not None:
-            args.keep.mkdir(parents=True, exist_ok=True)
-            workdir = tempfile.mkdtemp(prefix="bench-large-", dir=args.keep)
-            print(f"keeping {workdir}", flush=True)
-        else:
-            workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-large-"))
-        result = harness.Bench(harness.Run(scenario), args.resync, args.steady_intervals, 0,
-                               pathlib.Path(workdir), timeline=args.timeline).run()
+    with harness.workdir("bench-large-", args.keep) as where:
+        result = harness.Bench(harness.Run(scenario), args.resync, args.steady_intervals, 0, where,
+                               timeline=args.timeline).run()
     print(harness.summary(result), flush=True)
     checks = targets(result)
     for check in checks:

@@ -53,3 +53,12 @@ def test_the_timeline_is_one_json_line_per_request_in_arrival_order(tmp_path: pa
     assert [json.loads(line) for line in out.read_text().splitlines()] == [
         {"at": 1.0, "service": "iam", "operation": "GetRole", "cause": "change", "subject": "node-a"},
         {"at": 2.0, "service": "ecr", "operation": "ListImages", "cause": "drift", "subject": ""}]
+
+
+def test_a_runs_sandbox_is_removed_unless_kept(tmp_path: pathlib.Path) -> None:
+    with harness.workdir("bench-x-", None) as temporary:
+        (temporary / "operator.log").write_text("log")
+    assert not temporary.exists()
+    with harness.workdir("bench-x-", tmp_path / "keep") as kept:
+        (kept / "operator.log").write_text("log")
+    assert kept.parent == tmp_path / "keep" and (kept / "operator.log").read_text() == "log"
