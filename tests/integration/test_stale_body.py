@@ -4,8 +4,9 @@ Found at N=10,000 (`make bench-large`): kopf's watch lagged minutes behind the A
 per-object worker had exited (kopf waits `consistency_timeout`, 5 s, for its own patch to come
 back, then `idle_timeout`), and an event from before the handler's patch, a progress write without
 kopf's last-handled annotation, started the create handler a second time: 2 grants of 10,000 were
-applied twice, and 14 in another run got a second `Applied` Event. The body is older than what this
-process had kopf write, so the handler reads the grant afresh and reports from that."""
+applied twice (another run, whose log was not kept, had 14 grants with a second `Applied` Event). The
+body is older than what this process had kopf write, so the handler reads the grant afresh and
+reports from that."""
 
 from __future__ import annotations
 
